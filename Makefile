@@ -1,0 +1,35 @@
+# Two commands: `make demo` runs the main job, `make test` runs the tests. Both set up .venv first.
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: setup demo test lint bench clean
+
+setup: $(STAMP)
+
+# Re-installs only when the dependency list or the constraints change; fast when already there.
+$(STAMP): pyproject.toml constraints.txt
+	@$(PYTHON) -c 'import sys; assert sys.version_info[:2] == (3, 11), "Python 3.11 is required, found " + sys.version.split()[0]'
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -c constraints.txt -e '.[dev]'
+	@touch $(STAMP)
+
+demo: setup
+	$(BIN)/mlops demo
+
+test: setup
+	$(BIN)/ruff check .
+	$(BIN)/mypy mlops_core
+	$(BIN)/python -m pytest
+
+lint: setup
+	$(BIN)/ruff check .
+	$(BIN)/mypy mlops_core
+
+bench: setup
+	$(BIN)/python benchmarks/validation.py
+
+clean:
+	rm -rf .mlops .pytest_cache

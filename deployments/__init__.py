@@ -1,0 +1,1 @@
+"""Prefect deployments, event triggers and automations (built in Python from the flows)."""

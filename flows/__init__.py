@@ -1,0 +1,1 @@
+"""Prefect flows: each composes tasks and branches only on typed decision values."""

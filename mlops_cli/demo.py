@@ -1,0 +1,140 @@
+"""``mlops demo``: the loop on the built-in credit-risk stream, one line per batch."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import time
+from pathlib import Path
+
+from rich.console import Console
+from rich.table import Table
+
+from mlops_core.catalog import DatasetCatalog
+from mlops_core.errors import MlopsError, UnusableInputError
+from mlops_core.landing import BatchState, LandingZone
+from mlops_core.scenarios import Stream, write_stream
+from mlops_core.settings import Settings
+
+MARKER = ".mlops-demo"
+
+
+def demo_settings(settings: Settings) -> Settings:
+    """The demo's own installation under ``<home>/demo``, so it never touches real datasets."""
+    home = (settings.home / "demo").resolve()
+    return settings.model_copy(update={"home": home, "gx_dir": home / "great_expectations"})
+
+
+def fresh_home(home: Path) -> None:
+    """Empty the demo's home from an earlier run; refuse to delete a folder the demo did not make."""
+    if home.exists():
+        if not (home / MARKER).exists():
+            raise MlopsError(
+                f"{home} exists but was not made by `mlops demo`; not deleting it",
+                hint="move it away or set MLOPS_HOME elsewhere",
+            )
+        shutil.rmtree(home)
+    home.mkdir(parents=True)
+    (home / MARKER).write_text("made by `mlops demo`; deleted by the next demo run\n")
+
+
+def print_schedule(stream: Stream, console: Console) -> None:
+    table = Table(title="The stream's truth (schedule)", title_justify="left")
+    table.add_column("weeks")
+    table.add_column("phase")
+    table.add_column("what happens")
+    for phase in stream.schedule:
+        weeks = [b.week for b in stream.batches if b.phase == phase.name]
+        table.add_row(
+            f"{weeks[0]}-{weeks[-1]}" if len(weeks) > 1 else str(weeks[0]), phase.name, phase.truth
+        )
+    console.print(table)
+
+
+def run_demo(
+    settings: Settings,
+    *,
+    seed: int = 7,
+    batch_rows: int = 2_000,
+    reference_rows: int = 10_000,
+    console: Console | None = None,
+) -> list[dict[str, object]]:
+    """Generate the stream, register the dataset, submit and process every batch; return the rows."""
+    console = console or Console()
+    demo = demo_settings(settings)
+    fresh_home(demo.home)
+    # The batch flow reads its settings from the environment, like a deployed flow would.
+    os.environ["MLOPS_HOME"] = str(demo.home)
+    os.environ["MLOPS_GX_DIR"] = str(demo.gx_dir)
+
+    stream = write_stream(
+        demo.home / "stream", seed=seed, reference_rows=reference_rows, batch_rows=batch_rows
+    )
+    console.print(f"demo state: {demo.home}  (seed {seed}, {len(stream.batches)} weekly batches)")
+    print_schedule(stream, console)
+    registered = DatasetCatalog(demo).add(stream.spec, stream.reference_path)
+    console.print(
+        f"registered dataset [bold]{registered.name}[/bold]: {len(registered.spec.features)} features, "
+        f"reference {reference_rows:,} rows, suite {registered.suite_path}",
+        highlight=False,
+    )
+    console.print("starting Prefect (a local temporary server, about 15 s on first use)...")
+
+    from flows.process_batch import process_batch
+
+    zone = LandingZone(demo)
+    rows: list[dict[str, object]] = []
+    header = f"{'#':>2}  {'week':>4}  {'phase':<17} {'rows':>6}  {'validation':<10}  where it went"
+    console.print(header, style="bold", highlight=False)
+    for batch in stream.batches:
+        started = time.perf_counter()
+        try:
+            receipt = zone.submit(batch.path, stream.spec.name)
+        except UnusableInputError:
+            entry = next(
+                e for e in zone.entries(stream.spec.name) if e.original_name == batch.path.name
+            )
+            verdict, state, location, reason = "unusable", entry.state, entry.location, entry.reason
+        else:
+            outcome = process_batch(dataset=stream.spec.name, sha256=receipt.entry.sha256)
+            report = outcome.validation or {}
+            verdict = str(report.get("verdict", "-"))
+            state, location, reason = outcome.state, outcome.location, outcome.reason
+        seconds = time.perf_counter() - started
+        colour = "green" if state is BatchState.processed else "red"
+        folder = "processed/" if state is BatchState.processed else "quarantine/"
+        line = (
+            f"{batch.index:>2}  {batch.week:>4}  {batch.phase:<17} {batch.rows:>6,}  "
+            f"[{colour}]{verdict:<10}[/{colour}]  {folder}{Path(location).name[:12]}…"
+        )
+        if reason:
+            line += f"  [dim]{reason}[/dim]"
+        console.print(line, highlight=False, soft_wrap=True)
+        rows.append(
+            {
+                "index": batch.index,
+                "phase": batch.phase,
+                "kind": batch.kind.value,
+                "corruption": batch.corruption.value if batch.corruption else None,
+                "rows": batch.rows,
+                "verdict": verdict,
+                "state": state.value,
+                "location": str(location),
+                "reason": reason,
+                "seconds": round(seconds, 2),
+            }
+        )
+    processed = sum(r["state"] == "processed" for r in rows)
+    console.print(
+        f"\n{processed} batches processed, {len(rows) - processed} quarantined with their reports "
+        f"(JSON beside each file).",
+        highlight=False,
+    )
+    console.print(f"processed:  {demo.processed_dir / stream.spec.name}", highlight=False)
+    console.print(f"quarantine: {demo.quarantine_dir / stream.spec.name}", highlight=False)
+    console.print(f"Data Docs:  {demo.data_docs_dir / 'index.html'}", highlight=False)
+    console.print(
+        f"explore with other commands: export MLOPS_HOME={demo.home} MLOPS_GX_DIR={demo.gx_dir}",
+        highlight=False,
+    )
+    return rows

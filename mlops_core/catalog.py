@@ -1,0 +1,120 @@
+"""Registered datasets: each one's spec, reference table and expectation suite under ``MLOPS_HOME``."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import polars as pl
+
+from mlops_core.data import read_table
+from mlops_core.errors import SpecError, UnknownDatasetError, UnusableInputError
+from mlops_core.settings import Settings
+from mlops_core.spec import DatasetSpec, check_dataset_name
+
+
+@dataclass(frozen=True)
+class RegisteredDataset:
+    """A dataset the installation knows: where its spec, reference and suite live."""
+
+    spec: DatasetSpec
+    spec_path: Path
+    reference_path: Path
+    suite_path: Path
+
+    @property
+    def name(self) -> str:
+        return self.spec.name
+
+    def reference(self) -> pl.DataFrame:
+        return pl.read_parquet(self.reference_path)
+
+
+class DatasetCatalog:
+    """Adds and finds datasets: ``<home>/datasets/<name>/{spec.yaml,reference.parquet}``."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+
+    def folder(self, name: str) -> Path:
+        return self.settings.datasets_dir / check_dataset_name(name)
+
+    def names(self) -> list[str]:
+        root = self.settings.datasets_dir
+        if not root.is_dir():
+            return []
+        return sorted(p.name for p in root.iterdir() if (p / "spec.yaml").is_file())
+
+    def get(self, name: str) -> RegisteredDataset:
+        """The registered dataset ``name``, or ``UnknownDatasetError`` listing the known ones."""
+        from mlops_core.validation import suite_path
+
+        folder = self.folder(name)
+        spec_path = folder / "spec.yaml"
+        if not spec_path.is_file():
+            known = ", ".join(self.names()) or "none yet"
+            raise UnknownDatasetError(
+                f"dataset {name!r} is not registered (registered: {known})",
+                hint="register it with `mlops dataset add SPEC.yaml --reference FILE`",
+            )
+        return RegisteredDataset(
+            spec=DatasetSpec.from_yaml(spec_path),
+            spec_path=spec_path,
+            reference_path=folder / "reference.parquet",
+            suite_path=suite_path(self.settings, name),
+        )
+
+    def add(self, spec: DatasetSpec, reference_file: Path) -> RegisteredDataset:
+        """Register ``spec`` with its reference: store both and build the expectation suite."""
+        from mlops_core.validation import build_suite, check_reference, save_suite
+
+        try:
+            reference = read_table(Path(reference_file), max_bytes=self.settings.max_batch_bytes)
+        except UnusableInputError as exc:
+            raise SpecError(f"reference {exc}") from None
+        check_reference(spec, reference, source=f"reference {reference_file}")
+        suite = build_suite(spec, reference, self.settings)
+        folder = self.folder(spec.name)
+        folder.mkdir(parents=True, exist_ok=True)
+        staged = folder / ".reference.parquet.tmp"
+        reference.write_parquet(staged)
+        staged.replace(folder / "reference.parquet")
+        suite_file = save_suite(suite, self.settings)
+        spec_staged = folder / ".spec.yaml.tmp"
+        spec_staged.write_text(spec.to_yaml(), encoding="utf-8")
+        spec_staged.replace(folder / "spec.yaml")  # written last: it marks the dataset as complete
+        return RegisteredDataset(
+            spec=spec,
+            spec_path=folder / "spec.yaml",
+            reference_path=folder / "reference.parquet",
+            suite_path=suite_file,
+        )
+
+    def resolve(
+        self, dataset: str | None, spec_file: Path | None, reference_file: Path | None
+    ) -> RegisteredDataset:
+        """The dataset a command means: ``--dataset NAME``, or ``--spec FILE`` (+ ``--reference``).
+
+        A spec whose dataset is not registered yet is registered here, which needs its reference.
+        """
+        if (dataset is None) == (spec_file is None):
+            raise SpecError("give exactly one of --dataset NAME or --spec FILE")
+        if dataset is not None:
+            return self.get(dataset)
+        assert spec_file is not None
+        spec = DatasetSpec.from_yaml(spec_file)
+        if spec.name in self.names():
+            registered = self.get(spec.name)
+            if registered.spec != spec:
+                raise SpecError(
+                    f"spec {spec_file} differs from the registered dataset {spec.name!r}",
+                    hint="use --dataset to use the registered one, or rename the dataset in the spec",
+                )
+            if reference_file is None:
+                return registered
+        if reference_file is None:
+            raise SpecError(
+                f"dataset {spec.name!r} from {spec_file} is not registered, so --reference FILE is needed",
+                hint="pass the reference table it should be checked against",
+            )
+        return self.add(spec, reference_file)

@@ -1,0 +1,105 @@
+"""Reading batch files: format sniffing, lazy polars scans, content hashes."""
+
+from __future__ import annotations
+
+import hashlib
+from enum import StrEnum
+from pathlib import Path
+
+import polars as pl
+
+from mlops_core.errors import UnusableInputError
+
+_SNIFF_BYTES = 64 * 1024
+_PARQUET_MAGIC = b"PAR1"
+
+
+class FileFormat(StrEnum):
+    parquet = "parquet"
+    csv = "csv"
+
+
+def sniff_format(path: Path, *, max_bytes: int | None = None) -> FileFormat:
+    """Return the file's table format from its bytes, or raise ``UnusableInputError`` saying why."""
+    try:
+        size = path.stat().st_size
+        if not path.is_file():
+            raise UnusableInputError(f"{path}: not a regular file")
+        with path.open("rb") as handle:
+            head = handle.read(_SNIFF_BYTES)
+            if size >= 8:
+                handle.seek(-4, 2)
+                tail = handle.read(4)
+            else:
+                tail = b""
+    except FileNotFoundError:
+        raise UnusableInputError(f"{path}: no such file") from None
+    except IsADirectoryError:
+        raise UnusableInputError(f"{path}: is a folder, not a file") from None
+    except PermissionError:
+        raise UnusableInputError(f"{path}: permission denied") from None
+    if size == 0:
+        raise UnusableInputError(f"{path}: the file is empty (0 bytes)")
+    if max_bytes is not None and size > max_bytes:
+        raise UnusableInputError(
+            f"{path}: {size:,} bytes is over the limit of {max_bytes:,}",
+            hint="split the batch, or raise MLOPS_MAX_BATCH_BYTES",
+        )
+    if head.startswith(_PARQUET_MAGIC):
+        if tail != _PARQUET_MAGIC:
+            raise UnusableInputError(f"{path}: a truncated or damaged parquet file")
+        return FileFormat.parquet
+    if b"\x00" in head:
+        raise UnusableInputError(f"{path}: binary content that is neither parquet nor CSV")
+    try:
+        head.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        # A multi-byte character cut by the sniff window is fine; anything earlier is not text.
+        if exc.start < len(head) - 4:
+            raise UnusableInputError(
+                f"{path}: not UTF-8 text at byte {exc.start}, so neither parquet nor CSV"
+            ) from None
+    first_line = head.split(b"\n", 1)[0].strip()
+    if not first_line:
+        raise UnusableInputError(f"{path}: CSV without a header line")
+    return FileFormat.csv
+
+
+def scan_table(path: Path, *, max_bytes: int | None = None) -> pl.LazyFrame:
+    """A lazy polars scan of a parquet or CSV batch; its schema is checked but no rows are read."""
+    fmt = sniff_format(path, max_bytes=max_bytes)
+    try:
+        if fmt is FileFormat.parquet:
+            frame = pl.scan_parquet(path)
+        else:
+            frame = pl.scan_csv(path, infer_schema_length=10_000, try_parse_dates=True)
+        schema = frame.collect_schema()
+    except (pl.exceptions.PolarsError, OSError) as exc:
+        raise UnusableInputError(
+            f"{path}: cannot be read as {fmt.value} ({_first_line(exc)})"
+        ) from None
+    if not schema:
+        raise UnusableInputError(f"{path}: the table has no columns")
+    return frame
+
+
+def read_table(path: Path, *, max_bytes: int | None = None) -> pl.DataFrame:
+    """Read a whole batch into memory, turning parser failures into ``UnusableInputError``."""
+    frame = scan_table(path, max_bytes=max_bytes)
+    try:
+        return frame.collect()
+    except (pl.exceptions.PolarsError, OSError) as exc:
+        raise UnusableInputError(f"{path}: cannot be read ({_first_line(exc)})") from None
+
+
+def sha256_file(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        for chunk in iter(lambda: handle.read(1024 * 1024), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return text[0] if text else type(exc).__name__

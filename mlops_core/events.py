@@ -1,0 +1,32 @@
+"""Every event name of the loop, in one place; triggers and emitters import these constants."""
+
+from __future__ import annotations
+
+BATCH_ARRIVED = "mlops.batch.arrived"
+LABELS_ARRIVED = "mlops.labels.arrived"
+BATCH_VALIDATED = "mlops.batch.validated"
+BATCH_QUARANTINED = "mlops.batch.quarantined"
+DRIFT_DETECTED = "mlops.drift.detected"
+DECISION_MADE = "mlops.decision.made"
+MODEL_REGISTERED = "mlops.model.registered"
+ROLLOUT_STEP = "mlops.rollout.step"
+MODEL_PROMOTED = "mlops.model.promoted"
+MODEL_ROLLED_BACK = "mlops.model.rolled_back"
+
+ALL_EVENTS = (
+    BATCH_ARRIVED,
+    LABELS_ARRIVED,
+    BATCH_VALIDATED,
+    BATCH_QUARANTINED,
+    DRIFT_DETECTED,
+    DECISION_MADE,
+    MODEL_REGISTERED,
+    ROLLOUT_STEP,
+    MODEL_PROMOTED,
+    MODEL_ROLLED_BACK,
+)
+
+
+def dataset_resource(dataset: str) -> dict[str, str]:
+    """The Prefect event resource for a dataset: ``mlops.dataset.<name>``."""
+    return {"prefect.resource.id": f"mlops.dataset.{dataset}", "prefect.resource.name": dataset}

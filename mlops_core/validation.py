@@ -1,0 +1,579 @@
+"""Great Expectations validation: a suite learned from spec + reference, and a typed report per batch.
+
+The suite lives as GX JSON in the GX project folder (``settings.gx_dir``), where a person can read
+and edit it. Validation runs GX for real on a pandas copy of the batch; its results and Data Docs
+are runtime state under ``MLOPS_HOME``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import logging
+import math
+import os
+import re
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import polars as pl
+from pydantic import BaseModel, ConfigDict
+
+from mlops_core.data import read_table
+from mlops_core.errors import MlopsError, SpecError, UnusableInputError
+from mlops_core.settings import Settings
+from mlops_core.spec import DatasetSpec
+
+if TYPE_CHECKING:  # GX takes about 2 s to import: only commands that validate pay for it.
+    import great_expectations as gx
+
+_NUMERIC_DTYPES = [
+    "int8", "int16", "int32", "int64", "uint8", "uint16", "uint32", "uint64",
+    "float16", "float32", "float64", "Int8", "Int16", "Int32", "Int64", "Float32", "Float64",
+]  # fmt: skip
+
+GX_PROJECT_YML = """\
+# The Great Expectations project of this MLOps installation.
+# Expectation suites live in expectations/<dataset>.json: `mlops dataset add` writes them from the
+# dataset spec and a profile of its reference; edit them by hand when the learned bounds are wrong.
+# Validation results and Data Docs are runtime state: `mlops` writes them under $MLOPS_HOME
+# (validations in gx/validations/, the HTML site in data_docs/); set MLOPS_HOME (an absolute
+# path) before opening this project with GX directly.
+config_version: 4
+analytics_enabled: false
+progress_bars:
+  globally: false
+stores:
+  expectations_store:
+    class_name: ExpectationsStore
+    store_backend:
+      class_name: TupleFilesystemStoreBackend
+      base_directory: expectations/
+  validation_results_store:
+    class_name: ValidationResultsStore
+    store_backend:
+      class_name: TupleFilesystemStoreBackend
+      base_directory: ${MLOPS_HOME}/gx/validations/
+  checkpoint_store:
+    class_name: CheckpointStore
+    store_backend:
+      class_name: InMemoryStoreBackend
+  validation_definition_store:
+    class_name: ValidationDefinitionStore
+    store_backend:
+      class_name: InMemoryStoreBackend
+expectations_store_name: expectations_store
+validation_results_store_name: validation_results_store
+checkpoint_store_name: checkpoint_store
+data_docs_sites:
+  local_site:
+    class_name: SiteBuilder
+    show_how_to_buttons: false
+    store_backend:
+      class_name: TupleFilesystemStoreBackend
+      base_directory: ${MLOPS_HOME}/data_docs/
+    site_index_builder:
+      class_name: DefaultSiteIndexBuilder
+"""
+
+
+class ExpectationFailure(BaseModel):
+    """One failed expectation: which column, what kind of problem, what was seen and expected."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    column: str | None
+    kind: str
+    expectation: str
+    observed: str
+    expected: str
+
+    def describe(self) -> str:
+        where = f"column {self.column!r}" if self.column else "table"
+        return f"{where}: {self.kind}: {self.observed} (expected {self.expected})"
+
+
+class ValidationReport(BaseModel):
+    """The verdict on one batch: usable or not, passed or not, and every failure with evidence."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    dataset: str
+    source: str
+    usable: bool
+    success: bool
+    rows: int = 0
+    evaluated: int = 0
+    failures: tuple[ExpectationFailure, ...] = ()
+    warnings: tuple[str, ...] = ()
+    error: str | None = None
+    data_docs: str | None = None
+
+    @property
+    def exit_code(self) -> int:
+        """0 passed, 1 failed expectations, 2 unusable input."""
+        if not self.usable:
+            return 2
+        return 0 if self.success else 1
+
+    @property
+    def verdict(self) -> str:
+        if not self.usable:
+            return "unusable"
+        return "passed" if self.success else "failed"
+
+    def reasons(self) -> list[str]:
+        """One phrase per problem, most important first."""
+        if self.error:
+            return [self.error]
+        return [failure.describe() for failure in self.failures]
+
+    def summary(self) -> str:
+        """One line: the file, the verdict and the first reasons."""
+        head = f"{self.source}: {self.verdict}"
+        if self.usable:
+            head += f" ({self.rows:,} rows, {self.evaluated} expectations"
+            head += f", {len(self.failures)} failed)" if self.failures else ")"
+        reasons = self.reasons()
+        if reasons:
+            more = f" (+{len(reasons) - 2} more)" if len(reasons) > 2 else ""
+            head += ": " + "; ".join(reasons[:2]) + more
+        return head
+
+    def to_dict(self) -> dict[str, Any]:
+        data = self.model_dump(mode="json")
+        data["verdict"] = self.verdict
+        return data
+
+
+# --------------------------------------------------------------------------- suite building
+
+
+def build_suite(
+    spec: DatasetSpec, reference: pl.DataFrame, settings: Settings
+) -> gx.ExpectationSuite:
+    """An expectation suite for ``spec``, with bounds, null tolerances and categories from ``reference``."""
+    import great_expectations as gx
+    import great_expectations.expectations as gxe
+
+    check_reference(spec, reference, source="reference")
+    expectations: list[Any] = []
+
+    def add(expectation: Any, kind: str) -> None:
+        expectation.meta = {"kind": kind}
+        expectations.append(expectation)
+
+    add(
+        gxe.ExpectTableRowCountToBeBetween(
+            min_value=settings.min_batch_rows, max_value=settings.max_batch_rows
+        ),
+        "row count",
+    )
+    for column in spec.required_columns:
+        add(gxe.ExpectColumnToExist(column=column), "missing column")
+    for column in spec.features:
+        null_fraction = reference[column].null_count() / max(reference.height, 1)
+        allowed = min(1.0, null_fraction * settings.null_factor + settings.null_margin)
+        add(gxe.ExpectColumnValuesToNotBeNull(column=column, mostly=round(1 - allowed, 6)), "nulls")
+    for column in spec.numeric:
+        add(
+            gxe.ExpectColumnValuesToBeInTypeList(column=column, type_list=_NUMERIC_DTYPES),
+            "wrong type",
+        )
+        low, high = _numeric_bounds(reference[column], settings)
+        add(
+            gxe.ExpectColumnValuesToBeBetween(
+                column=column, min_value=low, max_value=high, mostly=1 - settings.bounds_tolerance
+            ),
+            "out of bounds",
+        )
+    for column in spec.categorical:
+        categories = _categories(reference[column])
+        add(
+            gxe.ExpectColumnValuesToBeInSet(
+                column=column, value_set=categories, mostly=1 - settings.category_tolerance
+            ),
+            "unseen category",
+        )
+    if spec.target is not None:
+        # Batches may arrive without labels: a missing label column is filled with nulls before
+        # validation, and nulls pass this expectation, so only wrong label values fail it.
+        add(
+            gxe.ExpectColumnValuesToBeInSet(
+                column=spec.target, value_set=_categories(reference[spec.target])
+            ),
+            "unseen label",
+        )
+    if spec.id is not None:
+        add(gxe.ExpectColumnValuesToNotBeNull(column=spec.id), "missing ids")
+        add(gxe.ExpectColumnValuesToBeUnique(column=spec.id), "duplicate ids")
+    if spec.timestamp is not None:
+        add(
+            gxe.ExpectColumnValuesToNotBeNull(column=spec.timestamp, mostly=0.99),
+            "missing timestamps",
+        )
+    return gx.ExpectationSuite(
+        name=spec.name,
+        expectations=expectations,
+        meta={
+            "mlops": {"built_from": "spec + reference profile", "reference_rows": reference.height}
+        },
+    )
+
+
+def check_reference(spec: DatasetSpec, reference: pl.DataFrame, *, source: str) -> None:
+    """Raise ``SpecError`` when a reference table cannot serve as the dataset's reference."""
+    needed = spec.known_columns
+    missing = [c for c in needed if c not in reference.columns]
+    if missing:
+        raise SpecError(
+            f"{source}: lacks column(s) {', '.join(missing)} named in spec {spec.name!r}",
+            hint="the reference must carry every feature, the id, the timestamp and the label",
+        )
+    if reference.height == 0:
+        raise SpecError(f"{source}: has no rows")
+    for column in spec.numeric:
+        if not reference[column].dtype.is_numeric():
+            raise SpecError(
+                f"{source}: feature {column!r} is declared numeric but holds {reference[column].dtype}",
+                hint="fix the column or declare it categorical in the spec",
+            )
+        if reference[column].null_count() == reference.height:
+            raise SpecError(f"{source}: feature {column!r} is entirely null")
+
+
+def _numeric_bounds(values: pl.Series, settings: Settings) -> tuple[float, float]:
+    finite = (
+        values.cast(pl.Float64)
+        .drop_nulls()
+        .filter(values.cast(pl.Float64).drop_nulls().is_finite())
+    )
+    q = settings.bounds_quantile
+    low = float(finite.quantile(q, interpolation="linear") or 0.0)
+    high = float(finite.quantile(1 - q, interpolation="linear") or 0.0)
+    span = high - low
+    if span <= 0:  # a constant column: allow a small relative band instead of nothing
+        span = max(abs(high), 1.0) * 0.1
+    margin = span * settings.bounds_margin
+    lower = low - margin
+    # A non-negative quantity (an age, an amount) stays non-negative.
+    if low >= 0 and float(finite.min() or 0.0) >= 0:  # type: ignore[arg-type]
+        lower = max(lower, 0.0)
+    return _round_sig(lower), _round_sig(high + margin)
+
+
+def _round_sig(value: float, digits: int = 6) -> float:
+    if value == 0 or not math.isfinite(value):
+        return value
+    return round(value, digits - 1 - int(math.floor(math.log10(abs(value)))))
+
+
+def _categories(values: pl.Series) -> list[str]:
+    return sorted(str(v) for v in values.cast(pl.String).drop_nulls().unique().to_list())
+
+
+# --------------------------------------------------------------------------- GX context
+
+
+def ensure_gx_project(gx_dir: Path) -> Path:
+    """Create the GX project folder (config and expectations/) when missing; return its path."""
+    (gx_dir / "expectations").mkdir(parents=True, exist_ok=True)
+    config = gx_dir / "great_expectations.yml"
+    if not config.exists():
+        config.write_text(GX_PROJECT_YML, encoding="utf-8")
+    return gx_dir
+
+
+def _context(settings: Settings, *, persist_suites: bool) -> Any:
+    """A GX context: suites from the project folder (or memory), results and docs under home."""
+    os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")
+    from great_expectations.data_context.types.base import DataContextConfig, ProgressBarsConfig
+
+    import great_expectations as gx
+
+    def files(path: Path) -> dict[str, Any]:
+        return {"class_name": "TupleFilesystemStoreBackend", "base_directory": str(path.resolve())}
+
+    memory = {"class_name": "InMemoryStoreBackend"}
+    expectations_backend = (
+        files(ensure_gx_project(settings.gx_dir) / "expectations") if persist_suites else memory
+    )
+    config = DataContextConfig(
+        config_version=4,
+        stores={
+            "expectations_store": {
+                "class_name": "ExpectationsStore",
+                "store_backend": expectations_backend,
+            },
+            "validation_results_store": {
+                "class_name": "ValidationResultsStore",
+                "store_backend": files(settings.gx_state_dir / "validations"),
+            },
+            "checkpoint_store": {"class_name": "CheckpointStore", "store_backend": memory},
+            "validation_definition_store": {
+                "class_name": "ValidationDefinitionStore",
+                "store_backend": memory,
+            },
+        },
+        expectations_store_name="expectations_store",
+        validation_results_store_name="validation_results_store",
+        checkpoint_store_name="checkpoint_store",
+        data_docs_sites={
+            "local_site": {
+                "class_name": "SiteBuilder",
+                "show_how_to_buttons": False,
+                "store_backend": files(settings.data_docs_dir),
+                "site_index_builder": {"class_name": "DefaultSiteIndexBuilder"},
+            }
+        },
+        analytics_enabled=False,
+        progress_bars=ProgressBarsConfig(globally=False),
+    )
+    with _quiet():
+        return gx.get_context(project_config=config, mode="ephemeral")
+
+
+@contextlib.contextmanager
+def _quiet() -> Iterator[None]:
+    """Silence GX's progress bars and chatter where our own output matters."""
+    gx_logger = logging.getLogger("great_expectations")
+    level = gx_logger.level
+    gx_logger.setLevel(logging.ERROR)
+    sink = io.StringIO()
+    try:
+        with contextlib.redirect_stderr(sink):
+            yield
+    finally:
+        gx_logger.setLevel(level)
+
+
+def suite_path(settings: Settings, dataset: str) -> Path:
+    return settings.gx_dir / "expectations" / f"{dataset}.json"
+
+
+def save_suite(suite: gx.ExpectationSuite, settings: Settings) -> Path:
+    """Write the suite as GX JSON into the GX project folder; return the file's path."""
+    context = _context(settings, persist_suites=True)
+    with _quiet():
+        context.suites.add_or_update(suite)
+    return suite_path(settings, suite.name)
+
+
+def load_suite(settings: Settings, dataset: str) -> gx.ExpectationSuite:
+    path = suite_path(settings, dataset)
+    if not path.exists():
+        raise MlopsError(
+            f"no expectation suite for dataset {dataset!r} at {path}",
+            hint="run `mlops dataset add` for it again, or set MLOPS_GX_DIR to the folder holding it",
+        )
+    context = _context(settings, persist_suites=True)
+    try:
+        with _quiet():
+            return context.suites.get(dataset)
+    except (
+        Exception
+    ) as exc:  # GX raises several types for a hand-edited suite that no longer parses
+        raise MlopsError(f"expectation suite {path} cannot be loaded ({exc})") from None
+
+
+# --------------------------------------------------------------------------- validating
+
+
+def validate_file(
+    path: Path,
+    spec: DatasetSpec,
+    suite: gx.ExpectationSuite,
+    settings: Settings,
+    *,
+    data_docs: bool = True,
+    label: str | None = None,
+) -> ValidationReport:
+    """Validate one batch file; unusable input yields a report with ``usable=False``, not an error."""
+    source = label or str(path)
+    try:
+        frame = read_table(path, max_bytes=settings.max_batch_bytes)
+    except UnusableInputError as exc:
+        return ValidationReport(
+            dataset=spec.name, source=source, usable=False, success=False, error=str(exc)
+        )
+    return validate_frame(frame, spec, suite, settings, source=source, data_docs=data_docs)
+
+
+def validate_frame(
+    frame: pl.DataFrame,
+    spec: DatasetSpec,
+    suite: gx.ExpectationSuite,
+    settings: Settings,
+    *,
+    source: str,
+    data_docs: bool = True,
+    run_name: str | None = None,
+) -> ValidationReport:
+    """Run ``suite`` on ``frame`` with Great Expectations and return the typed verdict."""
+    from great_expectations.core.run_identifier import RunIdentifier
+
+    import great_expectations as gx
+
+    warnings = []
+    extra = [c for c in frame.columns if c not in spec.known_columns]
+    if extra:
+        warnings.append(f"extra column(s) not in the spec, ignored: {', '.join(extra)}")
+    table = _gx_frame(frame, spec)
+
+    context = _context(settings, persist_suites=False)
+    with _quiet():
+        # A copy bound to this run's context; the stored suite file is never rewritten here.
+        suite = context.suites.add(gx.ExpectationSuite(**suite.to_json_dict()))  # type: ignore[arg-type]
+        asset = context.data_sources.add_pandas("mlops").add_dataframe_asset(spec.name)
+        batch_definition = asset.add_batch_definition_whole_dataframe("batch")
+        definition = context.validation_definitions.add(
+            gx.ValidationDefinition(name=spec.name, data=batch_definition, suite=suite)
+        )
+        actions: list[Any] = (
+            [gx.checkpoint.UpdateDataDocsAction(name="data_docs")] if data_docs else []
+        )
+        checkpoint = context.checkpoints.add(
+            gx.Checkpoint(
+                name=spec.name,
+                validation_definitions=[definition],
+                actions=actions,
+                result_format="BASIC",
+            )
+        )
+        run_id = RunIdentifier(run_name=_run_name(run_name or source))
+        outcome = checkpoint.run(batch_parameters={"dataframe": table}, run_id=run_id)
+    result = next(iter(outcome.run_results.values()))
+    failures = _failures(result.results, dtypes={c: str(t) for c, t in frame.schema.items()})
+    docs = str((settings.data_docs_dir / "index.html").resolve()) if data_docs else None
+    return ValidationReport(
+        dataset=spec.name,
+        source=source,
+        usable=True,
+        success=not failures,
+        rows=frame.height,
+        evaluated=len(result.results),
+        failures=tuple(failures),
+        warnings=tuple(warnings),
+        data_docs=docs,
+    )
+
+
+def _run_name(text: str) -> str:
+    return re.sub(r"[^A-Za-z0-9_.-]+", "_", Path(text).name)[:80] or "batch"
+
+
+def _gx_frame(frame: pl.DataFrame, spec: DatasetSpec) -> Any:
+    """The batch as pandas for GX: categoricals as pandas categories, a missing label as nulls."""
+    casts = [
+        pl.col(c).cast(pl.String).cast(pl.Categorical)
+        for c in spec.categorical
+        if c in frame.columns
+    ]
+    if spec.target is not None:
+        if spec.target in frame.columns:
+            casts.append(pl.col(spec.target).cast(pl.String).cast(pl.Categorical))
+        else:
+            casts.append(pl.lit(None, dtype=pl.Categorical).alias(spec.target))
+    table = frame.with_columns(casts).to_pandas()
+    # One consolidated block per dtype: GX copies the frame per metric, and a frame of many
+    # blocks is re-consolidated on each copy (several times slower on 1M rows).
+    table._consolidate_inplace()
+    return table
+
+
+def _failures(results: Sequence[Any], *, dtypes: dict[str, str]) -> list[ExpectationFailure]:
+    """Failed expectations as typed failures; a missing or mistyped column is reported once."""
+    mistyped = {
+        item.expectation_config.kwargs.get("column")
+        for item in results
+        if not item.success
+        and item.expectation_config.type == "expect_column_values_to_be_in_type_list"
+    }
+    missing = {
+        item.expectation_config.kwargs.get("column")
+        for item in results
+        if not item.success and item.expectation_config.type == "expect_column_to_exist"
+    }
+    mistyped -= missing
+    failures: list[ExpectationFailure] = []
+    for item in results:
+        config = item.expectation_config
+        column = config.kwargs.get("column")
+        if item.success:
+            continue
+        if column in missing and config.type != "expect_column_to_exist":
+            continue
+        if column in mistyped and config.type != "expect_column_values_to_be_in_type_list":
+            continue
+        kind = (config.meta or {}).get("kind") or config.type.removeprefix("expect_")
+        observed, expected = _evidence(config.type, config.kwargs, item.result or {}, item)
+        if config.type == "expect_column_values_to_be_in_type_list":
+            observed = f"type {dtypes.get(column, '?')}"
+        failures.append(
+            ExpectationFailure(
+                column=column,
+                kind=kind,
+                expectation=config.type,
+                observed=observed,
+                expected=expected,
+            )
+        )
+    order = {"row count": 0, "missing column": 1, "wrong type": 2}
+    return sorted(failures, key=lambda f: order.get(f.kind, 3))
+
+
+def _evidence(
+    kind: str, kwargs: dict[str, Any], result: dict[str, Any], item: Any
+) -> tuple[str, str]:
+    mostly = kwargs.get("mostly")
+    share = f" for at least {100 * mostly:g}% of rows" if mostly not in (None, 1, 1.0) else ""
+    pct = result.get("unexpected_percent")
+    examples = _examples(result.get("partial_unexpected_list") or [])
+    if item.exception_info.get("raised_exception"):
+        message = str(item.exception_info.get("exception_message", "")).splitlines()[0:1]
+        return f"could not be evaluated: {' '.join(message)}", "an evaluable column"
+    if kind == "expect_column_to_exist":
+        return "column absent", "column present"
+    if kind == "expect_table_row_count_to_be_between":
+        return (
+            f"{result.get('observed_value')} rows",
+            f"{kwargs['min_value']:,} to {kwargs['max_value']:,} rows",
+        )
+    if kind == "expect_column_values_to_be_in_type_list":
+        return f"type {result.get('observed_value')}", "a numeric type"
+    if kind == "expect_column_values_to_not_be_null":
+        allowed = 100 * (1 - (mostly if mostly is not None else 1.0))
+        return f"{pct:.1f}% null" if pct is not None else "nulls", f"at most {allowed:.1f}% null"
+    if kind == "expect_column_values_to_be_between":
+        return (
+            f"{pct:.2f}% of values outside, e.g. {examples}",
+            f"values in [{kwargs['min_value']}, {kwargs['max_value']}]{share}",
+        )
+    if kind == "expect_column_values_to_be_in_set":
+        allowed = kwargs.get("value_set") or []
+        shown = ", ".join(map(str, allowed[:8])) + (", ..." if len(allowed) > 8 else "")
+        return f"{pct:.2f}% of values unseen, e.g. {examples}", f"one of {shown}{share}"
+    if kind == "expect_column_values_to_be_unique":
+        return (
+            f"{result.get('unexpected_count', '?')} repeated values, e.g. {examples}",
+            "unique values",
+        )
+    return f"{result}", f"{kwargs}"
+
+
+def _examples(values: list[Any], limit: int = 3) -> str:
+    distinct: list[str] = []
+    for value in values:
+        text = (
+            repr(value)
+            if isinstance(value, str)
+            else f"{value:g}"
+            if isinstance(value, float)
+            else str(value)
+        )
+        if text not in distinct:
+            distinct.append(text)
+        if len(distinct) == limit:
+            break
+    return ", ".join(distinct) if distinct else "none shown"

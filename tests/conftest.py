@@ -1,0 +1,54 @@
+"""Shared fixtures: a temporary MLOPS_HOME, a small seeded stream, a registered dataset, Prefect."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+# Before Prefect is imported anywhere: its home in a temporary folder, no telemetry, quiet console.
+_PREFECT_HOME = tempfile.mkdtemp(prefix="mlops-test-prefect-")
+os.environ["PREFECT_HOME"] = _PREFECT_HOME
+os.environ["PREFECT_SERVER_ANALYTICS_ENABLED"] = "false"
+os.environ["PREFECT_LOGGING_HANDLERS_CONSOLE_LEVEL"] = "WARNING"
+os.environ["GX_ANALYTICS_ENABLED"] = "false"
+
+from mlops_core.catalog import DatasetCatalog, RegisteredDataset  # noqa: E402
+from mlops_core.scenarios import Stream, write_stream  # noqa: E402
+from mlops_core.settings import Settings  # noqa: E402
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture
+def settings(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Settings:
+    """Settings pointing every path into this test's temporary folder (also via the environment)."""
+    home = tmp_path / "home"
+    monkeypatch.setenv("MLOPS_HOME", str(home))
+    monkeypatch.setenv("MLOPS_GX_DIR", str(tmp_path / "great_expectations"))
+    return Settings()
+
+
+@pytest.fixture(scope="session")
+def stream(tmp_path_factory: pytest.TempPathFactory) -> Stream:
+    """The demo stream, small: 3,000 reference rows and 500-row batches."""
+    return write_stream(
+        tmp_path_factory.mktemp("stream"), seed=11, reference_rows=3_000, batch_rows=500
+    )
+
+
+@pytest.fixture
+def registered(settings: Settings, stream: Stream) -> RegisteredDataset:
+    return DatasetCatalog(settings).add(stream.spec, stream.reference_path)
+
+
+@pytest.fixture(scope="session")
+def prefect_api() -> Iterator[None]:
+    """A real, temporary Prefect server for the flow tests (Prefect's own test harness)."""
+    from prefect.testing.utilities import prefect_test_harness
+
+    with prefect_test_harness(server_startup_timeout=120):
+        yield

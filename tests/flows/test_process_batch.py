@@ -1,0 +1,69 @@
+"""The batch flow on a real (temporary) Prefect server: validate, then settle exactly once."""
+
+import json
+
+import numpy as np
+import pytest
+
+from flows.process_batch import process_batch
+from mlops_core.catalog import RegisteredDataset
+from mlops_core.landing import BatchState, LandingZone
+from mlops_core.scenarios import Corruption, corrupt, generate_applications
+from mlops_core.settings import Settings
+
+pytestmark = pytest.mark.usefixtures("prefect_api")
+
+
+def land(tmp_path, settings: Settings, frame, name: str) -> str:
+    path = tmp_path / name
+    frame.write_parquet(path)
+    return LandingZone(settings).submit(path, "credit").entry.sha256
+
+
+def test_clean_batch_is_processed(
+    tmp_path, settings: Settings, registered: RegisteredDataset
+) -> None:
+    sha = land(
+        tmp_path,
+        settings,
+        generate_applications(np.random.default_rng(1), 300, week=1),
+        "ok.parquet",
+    )
+    outcome = process_batch(dataset="credit", sha256=sha)
+    assert outcome.state is BatchState.processed and outcome.reason is None
+    assert outcome.location.parent == (settings.processed_dir / "credit").resolve()
+    report = json.loads(outcome.location.with_name(f"{sha}.report.json").read_text())
+    assert report["detail"]["verdict"] == "passed"
+
+
+def test_corrupted_batch_is_quarantined_with_its_reason(
+    tmp_path, settings: Settings, registered: RegisteredDataset
+) -> None:
+    frame = corrupt(
+        generate_applications(np.random.default_rng(2), 300, week=1),
+        Corruption.nulls,
+        np.random.default_rng(0),
+    )
+    sha = land(tmp_path, settings, frame, "bad.parquet")
+    outcome = process_batch(dataset="credit", sha256=sha)
+    assert outcome.state is BatchState.quarantined
+    assert "income" in outcome.reason and "null" in outcome.reason
+    assert outcome.location.parent == (settings.quarantine_dir / "credit").resolve()
+    report = json.loads(outcome.location.with_name(f"{sha}.report.json").read_text())
+    assert report["detail"]["failures"][0]["column"] == "income"
+
+
+def test_processing_twice_does_nothing_the_second_time(
+    tmp_path, settings: Settings, registered: RegisteredDataset
+) -> None:
+    sha = land(
+        tmp_path,
+        settings,
+        generate_applications(np.random.default_rng(3), 300, week=1),
+        "once.parquet",
+    )
+    first = process_batch(dataset="credit", sha256=sha)
+    second = process_batch(dataset="credit", sha256=sha)
+    assert not first.already_settled and second.already_settled
+    assert second.state is first.state and second.location == first.location
+    assert LandingZone(settings).get("credit", sha).state is BatchState.processed
