@@ -108,7 +108,7 @@ def run_demo(
             f"[{colour}]{verdict:<10}[/{colour}]  {folder}{Path(location).name[:12]}…"
         )
         if reason:
-            line += f"  [dim]{reason}[/dim]"
+            line += f"  [dim]{reason.removeprefix(f'{batch.path}: ')}[/dim]"
         console.print(line, highlight=False, soft_wrap=True)
         rows.append(
             {

@@ -193,11 +193,11 @@ def validate(
 
 def print_validation(report: Any) -> None:
     colour = {"passed": "green", "failed": "red", "unusable": "red"}[report.verdict]
-    line = f"[{colour}]{report.verdict}[/{colour}] {report.source}"
     if report.usable:
-        line += f": {report.rows:,} rows, {report.evaluated} expectations, {len(report.failures)} failed"
+        line = f"[{colour}]{report.verdict}[/{colour}] {report.source}: {report.rows:,} rows, "
+        line += f"{report.evaluated} expectations, {len(report.failures)} failed"
     else:
-        line += f": {report.error}"
+        line = f"[{colour}]{report.verdict}[/{colour}]: {report.error}"
     out.print(line, highlight=False, soft_wrap=True)
     if report.failures:
         table = Table("column", "problem", "observed", "expected", show_lines=False)
