@@ -30,6 +30,8 @@ lint: setup
 
 bench: setup
 	$(BIN)/python benchmarks/validation.py
+	$(BIN)/python benchmarks/drift_speed.py
+	$(BIN)/python benchmarks/drift_quality.py
 
 clean:
 	rm -rf .mlops .pytest_cache

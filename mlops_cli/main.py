@@ -260,6 +260,107 @@ def _entry_dict(entry: Any) -> dict[str, Any]:
     }
 
 
+# --------------------------------------------------------------------------- drift
+
+
+@app.command()
+@reports_errors
+def drift(
+    reference: Annotated[Path, typer.Argument(help="The reference table (parquet or CSV).")],
+    current: Annotated[Path, typer.Argument(help="The batch to test (parquet or CSV).")],
+    dataset: DatasetOpt = None,
+    spec: SpecOpt = None,
+    as_json: JsonOpt = False,
+    fail_on_drift: Annotated[
+        bool, typer.Option("--fail-on-drift", help="Exit 1 when drift is found.")
+    ] = False,
+    plot: Annotated[
+        Path | None, typer.Option("--plot", help="Write PNG plots into this folder.")
+    ] = None,
+    false_alarm_rate: Annotated[
+        float, typer.Option("--false-alarm-rate", min=0.0001, max=0.5, help="Family-wise rate.")
+    ] = 0.05,
+    seed: Annotated[int, typer.Option(help="Seed of the samples and permutations.")] = 0,
+) -> None:
+    """Test CURRENT against REFERENCE for drift: MMD, classifier and per-feature tests, one verdict.
+
+    Exit 0 whether or not drift is found (1 with --fail-on-drift and drift), 2 for unusable input.
+    """
+    from mlops_core.catalog import DatasetCatalog
+    from mlops_core.data import read_table
+    from mlops_core.errors import SpecError
+    from mlops_core.spec import DatasetSpec, check_dataset_name
+
+    current_settings = settings()
+    if (dataset is None) == (spec is None):
+        raise SpecError("give exactly one of --dataset NAME or --spec FILE")
+    if dataset is not None:
+        data_spec = DatasetCatalog(current_settings).get(check_dataset_name(dataset)).spec
+    else:
+        assert spec is not None
+        data_spec = DatasetSpec.from_yaml(spec)
+    limit = current_settings.max_batch_bytes
+    reference_table = read_table(reference, max_bytes=limit)
+    current_table = read_table(current, max_bytes=limit)
+
+    from mlops_core.drift import DriftConfig, detect_drift
+
+    config = DriftConfig(false_alarm_rate=false_alarm_rate, seed=seed)
+    with err.status("testing for drift (MMD, classifier, per-feature) ..."):
+        report = detect_drift(reference_table, current_table, data_spec, config)
+    plots: list[Path] = []
+    if plot is not None:
+        from mlops_core.plots import plot_drift
+
+        plots = plot_drift(report, reference_table, current_table, data_spec, plot, config=config)
+    if as_json:
+        emit_json({**report.to_dict(), "plots": [str(p) for p in plots]})
+    else:
+        print_drift(report)
+        for path in plots:
+            out.print(f"plot: {path}", highlight=False, soft_wrap=True)
+    raise typer.Exit(1 if fail_on_drift and report.is_drift else 0)
+
+
+def print_drift(report: Any) -> None:
+    colour = "red" if report.is_drift else "green"
+    verdict = "drift" if report.is_drift else "no drift"
+    out.print(
+        f"[{colour}]{verdict}[/{colour}]: combined p = {report.p_value:.3g} at a family-wise "
+        f"false-alarm rate of {report.false_alarm_rate:g} (Holm over {len(report.tests)} tests); "
+        f"reference {report.reference_rows:,} rows, batch {report.current_rows:,} rows",
+        highlight=False,
+        soft_wrap=True,
+    )
+    tests = Table("test", "p", "Holm p", "effect", "rows ref/batch", "drift")
+    for test in report.tests:
+        effect = (
+            f"{test.effect_size:.3g} {test.effect_metric}" if test.effect_size is not None else ""
+        )
+        tests.add_row(
+            test.name,
+            f"{test.p_value:.3g}",
+            f"{test.adjusted_p_value:.3g}",
+            effect,
+            f"{test.reference_rows:,}/{test.current_rows:,}",
+            "yes" if test.is_drift else "no",
+        )
+    out.print(tests)
+    if report.features:
+        features = Table("feature", "test", "Bonferroni p", "effect", "metric", "drift")
+        ranked = sorted(report.features, key=lambda f: -f.effect_size)
+        for feature in ranked[:10]:
+            features.add_row(
+                feature.feature,
+                feature.test,
+                f"{feature.adjusted_p_value:.3g}",
+                f"{feature.effect_size:.3f}",
+                feature.effect_metric,
+                "yes" if feature.is_drift else "no",
+            )
+        out.print(features)
+
+
 # --------------------------------------------------------------------------- demo
 
 

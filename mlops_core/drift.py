@@ -56,14 +56,18 @@ class DriftConfig(BaseModel):
 
     false_alarm_rate: float = Field(default=0.05, gt=0, lt=1)
     tests: tuple[TestName, ...] = ALL_TESTS
-    mmd_max_rows: int = Field(default=2_000, ge=10, description="Rows per side for the kernel test.")
+    mmd_max_rows: int = Field(
+        default=2_000, ge=10, description="Rows per side for the kernel test."
+    )
     classifier_max_rows: int = Field(default=5_000, ge=20, description="Rows per side, classifier.")
     permutations: int = Field(default=1_000, ge=10)
     max_kernel_dims: int = Field(default=20, ge=1, description="PCA-project wider inputs to this.")
     classifier_folds: int = Field(default=5, ge=2)
     classifier_iterations: int = Field(default=50, ge=10)
     min_effect_numeric: float = Field(default=0.1, ge=0, description="Wasserstein / reference std.")
-    min_effect_categorical: float = Field(default=0.05, ge=0, description="Jensen-Shannon distance.")
+    min_effect_categorical: float = Field(
+        default=0.05, ge=0, description="Jensen-Shannon distance (base 2)."
+    )
     seed: int = 0
 
 
@@ -258,28 +262,50 @@ def permutation_mmd2(
     """alibi-detect's unbiased MMD^2 of the observed split and of ``permutations`` random splits.
 
     ``kernel`` is the (n+m) x (n+m) kernel matrix with a zero diagonal, reference rows first.
+    """
+    n = n_reference
+    return permutation_mmd2_blocks(
+        kernel[:n, :n], kernel[:n, n:], kernel[n:, n:], permutations, generator
+    )
+
+
+def permutation_mmd2_blocks(
+    k_xx: torch.Tensor,
+    k_xy: torch.Tensor,
+    k_yy: torch.Tensor,
+    permutations: int,
+    generator: torch.Generator,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """The same, from the kernel matrix's blocks (``k_xx`` and ``k_yy`` with zero diagonals).
+
     For a split given by the 0/1 indicator ``a`` of the reference group (``b = 1 - a``),
     MMD^2 = a'Ka / n(n-1) + b'Kb / m(m-1) - 2 a'Kb / nm, and with r = K1 and T = 1'K1:
-    b'Kb = T - 2 a'r + a'Ka and a'Kb = a'r - a'Ka. So one matrix product K @ A, with A the
-    indicator columns of all splits, gives every statistic at once: O(N^2 B) arithmetic in BLAS
-    instead of B gathers of an N x N submatrix.
+    b'Kb = T - 2 a'r + a'Ka and a'Kb = a'r - a'Ka. So one product K @ A, with A the indicator
+    columns of the observed split and of every permutation, gives all statistics at once: O(N^2 B)
+    arithmetic in BLAS instead of B gathers of an N x N submatrix. The blocks are multiplied
+    where they lie, so the full matrix is never assembled.
     """
     import torch
 
-    total = kernel.shape[0]
-    n, m = n_reference, total - n_reference
+    n, m = k_xy.shape
+    total = n + m
     ranks = torch.rand(permutations, total, generator=generator).argsort(dim=1).argsort(dim=1)
-    splits = (ranks < n).to(kernel.dtype).T  # total x B; column j marks the reference group
-    observed = torch.zeros(total, 1, dtype=kernel.dtype)
+    splits = (ranks < n).to(k_xy.dtype).T  # total x B; column j marks the reference group
+    observed = torch.zeros(total, 1, dtype=k_xy.dtype)
     observed[:n] = 1.0
     indicators = torch.cat([observed, splits], dim=1)
-    # The product runs in the kernel's precision (float32 from alibi-detect); the reductions over
+    top, bottom = indicators[:n], indicators[n:]
+    # The products run in the kernel's precision (float32 from alibi-detect); the reductions over
     # millions of entries accumulate in float64 so the statistics keep their digits.
-    row_sums = kernel.double().sum(dim=1)
-    grand = row_sums.sum()
-    within_a = (indicators.double() * (kernel @ indicators).double()).sum(dim=0)
-    indicators = indicators.double()
-    a_rows = indicators.T @ row_sums
+    product_top = (k_xx @ top + k_xy @ bottom).double()
+    product_bottom = (k_xy.T @ top + k_yy @ bottom).double()
+    within_a = (top.double() * product_top).sum(dim=0) + (bottom.double() * product_bottom).sum(
+        dim=0
+    )
+    rows_top = k_xx.double().sum(dim=1) + k_xy.double().sum(dim=1)
+    rows_bottom = k_xy.double().sum(dim=0) + k_yy.double().sum(dim=1)
+    grand = rows_top.sum() + rows_bottom.sum()
+    a_rows = top.double().T @ rows_top + bottom.double().T @ rows_bottom
     within_b = grand - 2 * a_rows + within_a
     between = a_rows - within_a
     mmd2 = within_a / (n * (n - 1)) + within_b / (m * (m - 1)) - 2 * between / (n * m)
@@ -296,10 +322,14 @@ def _fast_mmd_detector(x_ref: np.ndarray, *, permutations: int, alpha: float, se
             x_ref, x = self.preprocess(x)
             x_ref_t = torch.from_numpy(x_ref).to(self.device)
             x_t = torch.from_numpy(x).to(self.device)
-            kernel = self.kernel_matrix(x_ref_t, x_t)
-            kernel = kernel - torch.diag(kernel.diag())
+            if getattr(self, "_k_xx_zero", None) is None:  # the reference block, computed once
+                self._k_xx_zero = self.k_xx.clone().fill_diagonal_(0.0)
+            k_xy = self.kernel(x_ref_t, x_t)
+            k_yy = self.kernel(x_t, x_t).fill_diagonal_(0.0)
             generator = torch.Generator().manual_seed(seed)
-            observed, permuted = permutation_mmd2(kernel, len(x_ref), self.n_permutations, generator)
+            observed, permuted = permutation_mmd2_blocks(
+                self._k_xx_zero, k_xy, k_yy, self.n_permutations, generator
+            )
             exceed = int((permuted >= observed).sum())
             p_value = (exceed + 1) / (self.n_permutations + 1)
             threshold = torch.quantile(permuted.double(), 1 - self.p_val).item()
@@ -368,7 +398,7 @@ class DriftDetector:
         self.mmd_reference_ = _sample(reference, config.mmd_max_rows, config.seed)
         self.classifier_reference_ = _sample(reference, config.classifier_max_rows, config.seed + 1)
         self.tabular_reference_ = self.preprocessor_.tabular_features(reference)
-        self.mmd_ = None
+        self.mmd_: Any = None
         if "mmd" in config.tests:
             self.mmd_ = _fast_mmd_detector(
                 self.preprocessor_.kernel_features(self.mmd_reference_),
@@ -376,7 +406,7 @@ class DriftDetector:
                 alpha=config.false_alarm_rate,
                 seed=config.seed,
             )
-        self.tabular_ = None
+        self.tabular_: Any = None
         if "features" in config.tests:
             from alibi_detect.cd import TabularDrift
 
@@ -469,7 +499,9 @@ class DriftDetector:
         )
         outcome = detector.predict(x_cur, return_probs=True)["data"]
         scores = np.concatenate([outcome["probs_ref"], outcome["probs_test"]])
-        labels = np.concatenate([np.zeros(len(outcome["probs_ref"])), np.ones(len(outcome["probs_test"]))])
+        labels = np.concatenate(
+            [np.zeros(len(outcome["probs_ref"])), np.ones(len(outcome["probs_test"]))]
+        )
         return {
             "name": "classifier",
             "statistic": float(outcome["distance"]),
@@ -483,7 +515,9 @@ class DriftDetector:
     def _features(self, current: pl.DataFrame) -> tuple[dict[str, Any], list[FeatureDrift]]:
         config = self.config
         x_cur = self.preprocessor_.tabular_features(current)
-        outcome = self.tabular_.predict(x_cur, drift_type="feature", return_p_val=True, return_distance=True)
+        outcome = self.tabular_.predict(
+            x_cur, drift_type="feature", return_p_val=True, return_distance=True
+        )
         p_values = np.asarray(outcome["data"]["p_val"], dtype=np.float64)
         statistics = np.asarray(outcome["data"]["distance"], dtype=np.float64)
         k = len(p_values)
@@ -530,7 +564,7 @@ class DriftDetector:
             "statistic": float(sum(f.is_drift for f in features)),  # features called drifted
             "p_value": min(relevant, default=1.0),
             "effect_size": strongest.effect_size if strongest else None,
-            "effect_metric": f"largest effect ({strongest.feature})" if strongest else None,
+            "effect_metric": f"max ({strongest.feature})" if strongest else None,
             "reference_rows": self.reference_rows_,
             "current_rows": current.height,
         }

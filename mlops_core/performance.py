@@ -42,7 +42,9 @@ def model_input(frame: pl.DataFrame, spec: DatasetSpec) -> Any:
     ).to_pandas()
 
 
-def predictions(model: Classifier, frame: pl.DataFrame, spec: DatasetSpec) -> tuple[np.ndarray, np.ndarray]:
+def predictions(
+    model: Classifier, frame: pl.DataFrame, spec: DatasetSpec
+) -> tuple[np.ndarray, np.ndarray]:
     """The predicted class of each row and the model's confidence in it (its top probability)."""
     probabilities = np.asarray(model.predict_proba(model_input(frame, spec)), dtype=np.float64)
     classes = np.asarray(getattr(model, "classes_", np.arange(probabilities.shape[1])))
@@ -103,7 +105,9 @@ def evaluate_performance(
     reference = _correct(model, holdout, spec, "reference holdout")
     current = _correct(model, labelled, spec, "labelled batch")
     rng = np.random.default_rng(seed)
-    ref_means = reference[rng.integers(0, reference.size, (bootstraps, reference.size))].mean(axis=1)
+    ref_means = reference[rng.integers(0, reference.size, (bootstraps, reference.size))].mean(
+        axis=1
+    )
     cur_means = current[rng.integers(0, current.size, (bootstraps, current.size))].mean(axis=1)
     tail = (1 - confidence) / 2
     low, high = np.quantile(cur_means - ref_means, [tail, 1 - tail])
@@ -173,7 +177,9 @@ class PerformanceEstimator:
         expected = np.clip(self.calibrator_.predict(confidence), 0.0, 1.0)
         n = expected.size
         estimate = float(expected.mean())
-        half = float(norm.ppf(0.5 + self.confidence / 2) * np.sqrt((expected * (1 - expected)).sum()) / n)
+        half = float(
+            norm.ppf(0.5 + self.confidence / 2) * np.sqrt((expected * (1 - expected)).sum()) / n
+        )
         return PerformanceEstimate(
             estimated_accuracy=estimate,
             ci_low=max(0.0, estimate - half),
