@@ -10,9 +10,14 @@ Three tests, each on features preprocessed once per reference:
   per permutation; ours evaluates every permutation at once as one product of the kernel matrix
   with a matrix of group indicators (see ``permutation_mmd2``).
 * ``classifier`` -- alibi-detect's ``ClassifierDrift`` (sklearn backend) with a histogram
-  gradient-boosted classifier that handles categoricals natively and missing values as such;
-  out-of-fold predictions over all sampled rows (stratified k-fold) give the p-value (a one-sided
-  Kolmogorov-Smirnov test of batch against reference scores). Its AUC is the effect size.
+  gradient-boosted classifier that handles categoricals natively and missing values as such, on
+  two stratified cross-fitted folds, so every sampled row gets an out-of-fold score. Its effect
+  size is the out-of-fold AUC. Its p-value is fixed, like the MMD's: alibi-detect pools the
+  out-of-fold scores of all folds into one Kolmogorov-Smirnov test, which is anti-conservative
+  (we measured 10-12% false alarms at a 5% level), because each fold's model learns the noise of
+  the other folds' labels and the fold statistics are positively correlated. Ours tests each
+  fold's held-out scores on their own (one-sided Mann-Whitney: the batch scores higher than the
+  reference) and takes the Bonferroni minimum over folds, which is valid under any dependence.
 * ``features`` -- alibi-detect's ``TabularDrift``: Kolmogorov-Smirnov per numeric feature,
   chi-squared per categorical, on every row. Each feature carries an effect size (Wasserstein
   distance over the reference standard deviation; Jensen-Shannon distance for categoricals), and
@@ -62,8 +67,8 @@ class DriftConfig(BaseModel):
     classifier_max_rows: int = Field(default=5_000, ge=20, description="Rows per side, classifier.")
     permutations: int = Field(default=1_000, ge=10)
     max_kernel_dims: int = Field(default=20, ge=1, description="PCA-project wider inputs to this.")
-    classifier_folds: int = Field(default=5, ge=2)
-    classifier_iterations: int = Field(default=50, ge=10)
+    classifier_folds: int = Field(default=2, ge=2)
+    classifier_iterations: int = Field(default=100, ge=10)
     min_effect_numeric: float = Field(default=0.1, ge=0, description="Wasserstein / reference std.")
     min_effect_categorical: float = Field(
         default=0.05, ge=0, description="Jensen-Shannon distance (base 2)."
@@ -338,6 +343,51 @@ def _fast_mmd_detector(x_ref: np.ndarray, *, permutations: int, alpha: float, se
     return FastMMDDriftTorch(x_ref, p_val=alpha, n_permutations=permutations, device="cpu")
 
 
+def _cross_fit_classifier_detector(
+    x_ref: np.ndarray, model: Any, *, alpha: float, folds: int, seed: int
+) -> Any:
+    """alibi-detect's sklearn ClassifierDrift with a valid p-value (see the module docstring)."""
+    from alibi_detect.cd.sklearn.classifier import ClassifierDriftSklearn
+    from scipy.stats import mannwhitneyu
+    from sklearn.metrics import roc_auc_score
+
+    class CrossFitClassifierDrift(ClassifierDriftSklearn):  # type: ignore[misc]
+        def get_splits(self, x_ref: Any, x: Any, return_splits: bool = True) -> Any:
+            outcome = super().get_splits(x_ref, x, return_splits)
+            if not return_splits:
+                return outcome
+            x_all, y, splits = outcome
+            splits = list(splits)  # remembered: the held-out scores arrive fold after fold
+            self.fold_sizes_ = [len(held_out) for _, held_out in splits]
+            return x_all, y, splits
+
+        def test_probs(
+            self, y_oof: np.ndarray, probs_oof: np.ndarray, n_ref: int, n_cur: int
+        ) -> tuple[float, float]:
+            scores = probs_oof[:, 1]
+            p_values, start = [], 0
+            for size in self.fold_sizes_:
+                fold_y, fold_scores = y_oof[start : start + size], scores[start : start + size]
+                start += size
+                test = mannwhitneyu(
+                    fold_scores[fold_y == 1], fold_scores[fold_y == 0], alternative="greater"
+                )
+                p_values.append(float(test.pvalue))
+            p_value = min(1.0, len(p_values) * min(p_values))
+            return p_value, float(roc_auc_score(y_oof, scores))
+
+    return CrossFitClassifierDrift(
+        x_ref,
+        model,
+        p_val=alpha,
+        preds_type="probs",
+        binarize_preds=False,
+        train_size=None,
+        n_folds=folds,
+        seed=seed,
+    )
+
+
 # --------------------------------------------------------------------------- effect sizes
 
 
@@ -470,9 +520,7 @@ class DriftDetector:
         }
 
     def _classifier(self, current: pl.DataFrame) -> dict[str, Any]:
-        from alibi_detect.cd import ClassifierDrift
         from sklearn.ensemble import HistGradientBoostingClassifier
-        from sklearn.metrics import roc_auc_score
 
         config = self.config
         sample = _sample(current, config.classifier_max_rows, config.seed + 3)
@@ -486,27 +534,19 @@ class DriftDetector:
             early_stopping=False,
             random_state=config.seed,
         )
-        detector = ClassifierDrift(
+        detector = _cross_fit_classifier_detector(
             x_ref,
             model,
-            backend="sklearn",
-            p_val=config.false_alarm_rate,
-            preds_type="probs",
-            binarize_preds=False,
-            n_folds=config.classifier_folds,
-            train_size=None,
+            alpha=config.false_alarm_rate,
+            folds=config.classifier_folds,
             seed=config.seed,
         )
-        outcome = detector.predict(x_cur, return_probs=True)["data"]
-        scores = np.concatenate([outcome["probs_ref"], outcome["probs_test"]])
-        labels = np.concatenate(
-            [np.zeros(len(outcome["probs_ref"])), np.ones(len(outcome["probs_test"]))]
-        )
+        outcome = detector.predict(x_cur)["data"]
         return {
             "name": "classifier",
             "statistic": float(outcome["distance"]),
             "p_value": float(outcome["p_val"]),
-            "effect_size": float(roc_auc_score(labels, scores)),
+            "effect_size": float(outcome["distance"]),
             "effect_metric": "AUC",
             "reference_rows": self.classifier_reference_.height,
             "current_rows": sample.height,
