@@ -51,6 +51,42 @@ def print_schedule(stream: Stream, console: Console) -> None:
     console.print(table)
 
 
+def batch_line(
+    index: int,
+    week: int,
+    phase: str,
+    rows: int,
+    verdict: str,
+    state: BatchState,
+    location: Path | str,
+    drift: dict[str, object] | None,
+) -> str:
+    """One row of the demo's table, with rich colour markup."""
+    colour = "green" if state is BatchState.processed else "red"
+    folder = "processed/" if state is BatchState.processed else "quarantine/"
+    if drift is None:
+        drift_text, drift_colour = "-", "dim"
+    else:
+        p_value = float(drift["p_value"])  # type: ignore[arg-type]
+        shown = "p<0.001" if p_value < 0.001 else f"p={p_value:.3f}"
+        drift_text = f"{'yes' if drift['is_drift'] else 'no'} ({shown})"
+        drift_colour = "yellow" if drift["is_drift"] else "green"
+    return (
+        f"{index:>2}  {week:>4}  {phase:<17} {rows:>6,}  [{colour}]{verdict:<10}[/{colour}]  "
+        f"[{drift_colour}]{drift_text:<15}[/{drift_colour}] {folder}{Path(location).name[:12]}…"
+        f"{'':<{14 - len(folder)}}"
+    )
+
+
+def drift_drivers(drift: dict[str, object] | None) -> str:
+    if not drift or not drift["is_drift"]:
+        return ""
+    drivers = list(drift["drivers"])  # type: ignore[call-overload]
+    return "drifted: " + (
+        ", ".join(drivers[:4]) if drivers else "joint distribution (no single feature)"
+    )
+
+
 def run_demo(
     settings: Settings,
     *,
@@ -84,10 +120,14 @@ def run_demo(
 
     zone = LandingZone(demo)
     rows: list[dict[str, object]] = []
-    header = f"{'#':>2}  {'week':>4}  {'phase':<17} {'rows':>6}  {'validation':<10}  where it went"
+    header = (
+        f"{'#':>2}  {'week':>4}  {'phase':<17} {'rows':>6}  {'validation':<10}  "
+        f"{'drift':<15} {'where it went':<26} why"
+    )
     console.print(header, style="bold", highlight=False)
     for batch in stream.batches:
         started = time.perf_counter()
+        drift: dict[str, object] | None = None
         try:
             receipt = zone.submit(batch.path, stream.spec.name)
         except UnusableInputError:
@@ -99,17 +139,18 @@ def run_demo(
             outcome = process_batch(dataset=stream.spec.name, sha256=receipt.entry.sha256)
             report = outcome.validation or {}
             verdict = str(report.get("verdict", "-"))
-            state, location, reason = outcome.state, outcome.location, outcome.reason
+            state, location, reason, drift = (
+                outcome.state,
+                outcome.location,
+                outcome.reason,
+                outcome.drift,
+            )
         seconds = time.perf_counter() - started
-        colour = "green" if state is BatchState.processed else "red"
-        folder = "processed/" if state is BatchState.processed else "quarantine/"
-        line = (
-            f"{batch.index:>2}  {batch.week:>4}  {batch.phase:<17} {batch.rows:>6,}  "
-            f"[{colour}]{verdict:<10}[/{colour}]  {folder}{Path(location).name[:12]}…"
+        line = batch_line(
+            batch.index, batch.week, batch.phase, batch.rows, verdict, state, location, drift
         )
-        if reason:
-            line += f"  [dim]{reason.removeprefix(f'{batch.path}: ')}[/dim]"
-        console.print(line, highlight=False, soft_wrap=True)
+        why = reason.removeprefix(f"{batch.path}: ") if reason else drift_drivers(drift)
+        console.print(f"{line} [dim]{why}[/dim]", highlight=False, soft_wrap=True)
         rows.append(
             {
                 "index": batch.index,
@@ -121,6 +162,9 @@ def run_demo(
                 "state": state.value,
                 "location": str(location),
                 "reason": reason,
+                "drift": bool(drift["is_drift"]) if drift else None,
+                "drift_p_value": drift["p_value"] if drift else None,
+                "drivers": list(drift["drivers"]) if drift else [],  # type: ignore[call-overload]
                 "seconds": round(seconds, 2),
             }
         )

@@ -327,7 +327,7 @@ class LandingZone:
 
 @dataclass(frozen=True)
 class BatchOutcome:
-    """Where a batch ended and why; ``validation`` is the report's JSON form."""
+    """Where a batch ended and why; ``validation`` and ``drift`` are the reports' JSON forms."""
 
     dataset: str
     sha256: str
@@ -336,6 +336,7 @@ class BatchOutcome:
     reason: str | None
     validation: dict[str, Any] | None
     already_settled: bool = False
+    drift: dict[str, Any] | None = None
 
 
 def disposition(success: bool) -> BatchState:

@@ -57,6 +57,10 @@ class Settings(BaseSettings):
         default=4 * 1024**3, ge=1, description="Largest batch file accepted, in bytes."
     )
 
+    drift_false_alarm_rate: float = Field(
+        default=0.05, gt=0, lt=1, description="Family-wise false-alarm rate of the drift verdict."
+    )
+
     @model_validator(mode="after")
     def _rows_ordered(self) -> Settings:
         if self.min_batch_rows > self.max_batch_rows:

@@ -8,7 +8,7 @@ import pytest
 from flows.process_batch import process_batch
 from mlops_core.catalog import RegisteredDataset
 from mlops_core.landing import BatchState, LandingZone
-from mlops_core.scenarios import Corruption, corrupt, generate_applications
+from mlops_core.scenarios import Corruption, PhaseKind, corrupt, generate_applications
 from mlops_core.settings import Settings
 
 pytestmark = pytest.mark.usefixtures("prefect_api")
@@ -33,7 +33,9 @@ def test_clean_batch_is_processed(
     assert outcome.state is BatchState.processed and outcome.reason is None
     assert outcome.location.parent == (settings.processed_dir / "credit").resolve()
     report = json.loads(outcome.location.with_name(f"{sha}.report.json").read_text())
-    assert report["detail"]["verdict"] == "passed"
+    assert report["detail"]["validation"]["verdict"] == "passed"
+    assert report["detail"]["drift"]["is_drift"] is False
+    assert outcome.drift is not None and outcome.drift["false_alarm_rate"] == 0.05
 
 
 def test_corrupted_batch_is_quarantined_with_its_reason(
@@ -50,7 +52,8 @@ def test_corrupted_batch_is_quarantined_with_its_reason(
     assert "income" in outcome.reason and "null" in outcome.reason
     assert outcome.location.parent == (settings.quarantine_dir / "credit").resolve()
     report = json.loads(outcome.location.with_name(f"{sha}.report.json").read_text())
-    assert report["detail"]["failures"][0]["column"] == "income"
+    assert report["detail"]["validation"]["failures"][0]["column"] == "income"
+    assert report["detail"]["drift"] is None, "a batch that failed validation is not drift-tested"
 
 
 def test_processing_twice_does_nothing_the_second_time(
@@ -67,3 +70,17 @@ def test_processing_twice_does_nothing_the_second_time(
     assert not first.already_settled and second.already_settled
     assert second.state is first.state and second.location == first.location
     assert LandingZone(settings).get("credit", sha).state is BatchState.processed
+
+
+def test_shifted_batch_is_processed_with_drift_named(
+    tmp_path, settings: Settings, registered: RegisteredDataset
+) -> None:
+    frame = generate_applications(
+        np.random.default_rng(4), 600, week=1, kind=PhaseKind.sudden_shift
+    )
+    sha = land(tmp_path, settings, frame, "shifted.parquet")
+    outcome = process_batch(dataset="credit", sha256=sha)
+    assert outcome.state is BatchState.processed, "drift is not corruption: the batch is kept"
+    assert outcome.drift["is_drift"] and "credit_score" in outcome.drift["drivers"]
+    report = json.loads(outcome.location.with_name(f"{sha}.report.json").read_text())
+    assert report["detail"]["drift"]["p_value"] <= 0.05

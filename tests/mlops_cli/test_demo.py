@@ -24,6 +24,15 @@ def test_demo_quarantines_exactly_the_corrupted_batches(
         assert row["state"] == expected, row
         assert Path(row["location"]).exists()
         assert Path(row["location"]).with_name(Path(row["location"]).stem + ".report.json").exists()
+    by_kind = {}
+    for row in rows:
+        by_kind.setdefault(row["kind"], []).append(row)
+    assert all(r["drift"] is False for r in by_kind["stable"]), (
+        "seeded: stable weeks raise no alarm"
+    )
+    assert all(r["drift"] and r["drivers"] == ["channel"] for r in by_kind["harmless_drift"])
+    assert all(r["drift"] and "credit_score" in r["drivers"] for r in by_kind["sudden_shift"])
+    assert all(r["drift"] is None for r in rows if r["corruption"]), "quarantined: no drift test"
     text = console.export_text()
     assert "new-regime" in text and "quarantine/" in text and "Data Docs" in text
 

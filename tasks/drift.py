@@ -1,0 +1,37 @@
+"""Task that tests a landed batch for drift against its dataset's reference."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from prefect import task
+from prefect.cache_policies import NO_CACHE
+
+from mlops_core.catalog import DatasetCatalog
+from mlops_core.data import read_table
+from mlops_core.drift import DriftConfig, DriftDetector, DriftReport
+from mlops_core.settings import Settings
+from mlops_core.spec import DatasetSpec
+
+# A detector is fitted once per reference file (and version), spec and config in this process.
+_FITTED: dict[tuple[str, int, str, str], DriftDetector] = {}
+
+
+def _fitted(reference: Path, spec: DatasetSpec, config: DriftConfig) -> DriftDetector:
+    import polars as pl
+
+    key = (str(reference), reference.stat().st_mtime_ns, spec.to_yaml(), config.model_dump_json())
+    if key not in _FITTED:
+        if len(_FITTED) >= 8:
+            _FITTED.pop(next(iter(_FITTED)))
+        _FITTED[key] = DriftDetector(spec, config).fit(pl.read_parquet(reference))
+    return _FITTED[key]
+
+
+@task(cache_policy=NO_CACHE)
+def detect_batch_drift(settings: Settings, dataset: str, path: Path) -> DriftReport:
+    """Test the batch against the dataset's reference: MMD, classifier and per-feature tests."""
+    registered = DatasetCatalog(settings).get(dataset)
+    config = DriftConfig(false_alarm_rate=settings.drift_false_alarm_rate)
+    detector = _fitted(registered.reference_path, registered.spec, config)
+    return detector.detect(read_table(path, max_bytes=settings.max_batch_bytes))
