@@ -4,7 +4,7 @@
 of n rows each, both drawn fresh for every trial (the false-alarm guarantee is over such pairs).
 
 Scenarios: no drift; a 0.3 standard-deviation mean shift in 1 of 20 features; a correlation
-change between two features (0 -> 0.5) with unchanged marginals; a change of category shares
+change between two features (0 -> 0.5, and 0 -> 0.8) with unchanged marginals; a change of category shares
 in one categorical feature (0.4/0.3/0.2/0.1 -> 0.25/0.3/0.2/0.25); a variance change (standard
 deviation 1 -> 1.5 in one feature); a harmless 0.5 standard-deviation shift in a feature the
 label ignores (it is drift: whether it hurts is the performance estimate's question); and
@@ -41,6 +41,7 @@ SCENARIOS: dict[str, dict[str, Any]] = {
     "no_drift": {},
     "mean_shift_0.3sd": {"mean_shift": (3, 0.3)},
     "correlation_0_to_0.5": {"correlation": 0.5},
+    "correlation_0_to_0.8": {"correlation": 0.8},
     "category_shares": {"shares": [0.25, 0.3, 0.2, 0.25]},
     "variance_x1.5": {"scale": (5, 1.5)},
     "harmless_shift_0.5sd": {"mean_shift": (15, 0.5)},
@@ -112,7 +113,7 @@ def run(sizes: list[int], null_trials: int, trials: int, permutations: int) -> l
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sizes", type=int, nargs="+", default=[200, 1_000, 5_000])
-    parser.add_argument("--null-trials", type=int, default=200)
+    parser.add_argument("--null-trials", type=int, default=300)
     parser.add_argument("--trials", type=int, default=50)
     parser.add_argument("--permutations", type=int, default=500)
     parser.add_argument("--out", type=Path)

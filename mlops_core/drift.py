@@ -373,6 +373,7 @@ def _cross_fit_classifier_detector(
                     fold_scores[fold_y == 1], fold_scores[fold_y == 0], alternative="greater"
                 )
                 p_values.append(float(test.pvalue))
+            self.fold_p_values_ = p_values
             p_value = min(1.0, len(p_values) * min(p_values))
             return p_value, float(roc_auc_score(y_oof, scores))
 

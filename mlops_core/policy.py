@@ -1,0 +1,210 @@
+"""The decision policy: should the model change now? Explicit rules, readable reasons.
+
+``decide`` is a pure function of the evidence; it returns a frozen ``Decision`` whose ``action`` a
+flow branches on. The rules, in order (the first that applies wins):
+
+1. A batch that failed validation is never acted on: ``none``.
+2. The champion is worse than the previous champion on recent labelled data (the interval of the
+   difference below zero): ``rollback``.
+3. Accuracy fell by more than ``retrain_accuracy_drop`` below the reference -- observed on labels
+   (``PerformanceReport.degraded``), or estimated without labels and *confidently* so (the whole
+   estimate interval lies below the reference minus the threshold) -- then ``retrain``, unless the
+   cooldown since the last retrain has not passed, too few labelled rows are available to train
+   on, or the expected benefit does not cover the retrain cost; in those cases ``watch``.
+4. Drift that does not hurt (estimated) performance: ``watch``.
+5. Otherwise: ``none``.
+
+Cost and benefit: benefit = accuracy to recover x predictions over the benefit horizon x value of
+a correct prediction; cost = median duration of past training runs x compute cost per hour.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from enum import StrEnum
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class Action(StrEnum):
+    none = "none"
+    watch = "watch"
+    retrain = "retrain"
+    rollback = "rollback"
+
+
+class PolicyConfig(BaseModel):
+    """The policy's thresholds; the settings object carries them (``MLOPS_*``)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    retrain_accuracy_drop: float = Field(default=0.05, gt=0, lt=1)
+    cooldown: timedelta = Field(default=timedelta(hours=24))
+    min_labelled_rows: int = Field(default=1_000, ge=0)
+    predictions_per_day: float = Field(default=10_000, ge=0)
+    benefit_horizon_days: float = Field(default=30, ge=0)
+    value_per_correct_prediction: float = Field(default=0.05, ge=0)
+    compute_cost_per_hour: float = Field(default=2.0, ge=0)
+
+
+class Evidence(BaseModel):
+    """What the policy saw, as plain numbers (recorded with every decision)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    validation_passed: bool
+    drift: bool | None = None
+    drift_p_value: float | None = None
+    drift_drivers: tuple[str, ...] = ()
+    reference_accuracy: float | None = None
+    observed_accuracy: float | None = None
+    observed_degraded: bool | None = None
+    estimated_accuracy: float | None = None
+    estimated_ci_high: float | None = None
+    champion_minus_previous: float | None = None
+    champion_minus_previous_ci_high: float | None = None
+    labelled_rows: int = 0
+    since_last_retrain: timedelta | None = None
+    median_training_seconds: float | None = None
+
+
+class Decision(BaseModel):
+    """The action, the reasons a person reads, and the evidence and numbers behind them."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    action: Action
+    reasons: tuple[str, ...]
+    evidence: Evidence
+    expected_benefit: float | None = None
+    retrain_cost: float | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return self.model_dump(mode="json")
+
+
+def decide(evidence: Evidence, config: PolicyConfig | None = None) -> Decision:
+    """Apply the rules of the module docstring to ``evidence``."""
+    config = config or PolicyConfig()
+    drop = config.retrain_accuracy_drop
+
+    if not evidence.validation_passed:
+        return Decision(
+            action=Action.none,
+            reasons=("the batch failed validation: it is quarantined and never used to retrain",),
+            evidence=evidence,
+        )
+
+    if (
+        evidence.champion_minus_previous is not None
+        and evidence.champion_minus_previous_ci_high is not None
+        and evidence.champion_minus_previous_ci_high < 0
+    ):
+        return Decision(
+            action=Action.rollback,
+            reasons=(
+                f"the champion is {-evidence.champion_minus_previous:.1%} less accurate than the "
+                f"previous champion on recent labelled data (interval below zero)",
+            ),
+            evidence=evidence,
+        )
+
+    harm = _harm(evidence, drop)
+    if harm is not None:
+        reason, lost = harm
+        benefit = lost * config.predictions_per_day * config.benefit_horizon_days
+        benefit *= config.value_per_correct_prediction
+        cost = None
+        if evidence.median_training_seconds is not None:
+            cost = evidence.median_training_seconds / 3600 * config.compute_cost_per_hour
+        blockers = []
+        if (
+            evidence.since_last_retrain is not None
+            and evidence.since_last_retrain < config.cooldown
+        ):
+            blockers.append(
+                f"in cooldown: last retrain {_hours(evidence.since_last_retrain)} ago, "
+                f"cooldown {_hours(config.cooldown)}"
+            )
+        if evidence.labelled_rows < config.min_labelled_rows:
+            blockers.append(
+                f"only {evidence.labelled_rows:,} labelled rows since the last training "
+                f"(need {config.min_labelled_rows:,})"
+            )
+        if cost is not None and benefit < cost:
+            blockers.append(
+                f"expected benefit {benefit:,.2f} is below the retrain cost {cost:,.2f}"
+            )
+        if blockers:
+            return Decision(
+                action=Action.watch,
+                reasons=(reason, *(f"not retraining: {b}" for b in blockers)),
+                evidence=evidence,
+                expected_benefit=benefit,
+                retrain_cost=cost,
+            )
+        worth = (
+            f"expected benefit {benefit:,.2f} covers the retrain cost {cost:,.2f}"
+            if cost is not None
+            else f"expected benefit {benefit:,.2f}; no past training runs to cost"
+        )
+        return Decision(
+            action=Action.retrain,
+            reasons=(reason, worth),
+            evidence=evidence,
+            expected_benefit=benefit,
+            retrain_cost=cost,
+        )
+
+    if evidence.drift:
+        drivers = ", ".join(evidence.drift_drivers[:4]) or "the joint distribution"
+        estimate = (
+            f"; estimated accuracy {evidence.estimated_accuracy:.1%} holds"
+            if evidence.estimated_accuracy is not None
+            else ""
+        )
+        return Decision(
+            action=Action.watch,
+            reasons=(f"drift in {drivers} that does not hurt performance{estimate}",),
+            evidence=evidence,
+        )
+
+    return Decision(
+        action=Action.none,
+        reasons=("no drift and no loss of accuracy",),
+        evidence=evidence,
+    )
+
+
+def _harm(evidence: Evidence, drop: float) -> tuple[str, float] | None:
+    """Why accuracy is known to have fallen, and by how much; None when it has not."""
+    reference = evidence.reference_accuracy
+    if (
+        evidence.observed_degraded
+        and evidence.observed_accuracy is not None
+        and reference is not None
+    ):
+        lost = reference - evidence.observed_accuracy
+        return (
+            f"observed accuracy {evidence.observed_accuracy:.1%} is {lost:.1%} below the reference "
+            f"{reference:.1%} (threshold {drop:.0%}, interval excludes zero)",
+            lost,
+        )
+    if (
+        evidence.estimated_accuracy is not None
+        and evidence.estimated_ci_high is not None
+        and reference is not None
+        and evidence.estimated_ci_high < reference - drop
+    ):
+        lost = reference - evidence.estimated_accuracy
+        return (
+            f"estimated accuracy {evidence.estimated_accuracy:.1%} (at most "
+            f"{evidence.estimated_ci_high:.1%}) is over {drop:.0%} below the reference {reference:.1%}",
+            lost,
+        )
+    return None
+
+
+def _hours(delta: timedelta) -> str:
+    return f"{delta.total_seconds() / 3600:.1f} h"
