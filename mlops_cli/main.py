@@ -173,13 +173,8 @@ def validate(
         data_spec, suite = registered.spec, load_suite(current, dataset)
     elif spec is not None and reference is not None:
         # An ad-hoc check: learn the suite from the reference in memory, register nothing.
-        from mlops_core.data import read_table
-
         data_spec = DatasetSpec.from_yaml(spec)
-        try:
-            reference_table = read_table(reference, max_bytes=current.max_batch_bytes)
-        except MlopsError as exc:
-            raise SpecError(f"reference {exc}") from None
+        reference_table = DatasetCatalog(current).read_reference(reference)
         suite = build_suite(data_spec, reference_table, current)
     else:
         raise SpecError("give --dataset NAME, or --spec FILE with --reference FILE")

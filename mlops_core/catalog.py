@@ -64,14 +64,18 @@ class DatasetCatalog:
             suite_path=suite_path(self.settings, name),
         )
 
+    def read_reference(self, path: Path) -> pl.DataFrame:
+        """A reference table read in full; an unreadable one is a ``SpecError`` naming the file."""
+        try:
+            return read_table(path, max_bytes=self.settings.max_batch_bytes)
+        except UnusableInputError as exc:
+            raise SpecError(f"reference {exc}") from None
+
     def add(self, spec: DatasetSpec, reference_file: Path) -> RegisteredDataset:
         """Register ``spec`` with its reference: store both and build the expectation suite."""
         from mlops_core.validation import build_suite, check_reference, save_suite
 
-        try:
-            reference = read_table(Path(reference_file), max_bytes=self.settings.max_batch_bytes)
-        except UnusableInputError as exc:
-            raise SpecError(f"reference {exc}") from None
+        reference = self.read_reference(Path(reference_file))
         check_reference(spec, reference, source=f"reference {reference_file}")
         suite = build_suite(spec, reference, self.settings)
         folder = self.folder(spec.name)
