@@ -1,0 +1,152 @@
+"""The MLflow model registry, and the only module that talks to it.
+
+One registered model per dataset (named like the dataset), one experiment per dataset. Aliases
+carry the roles: ``champion`` serves, ``challenger`` waits for its rollout, ``previous`` is the
+champion before the last promotion, so a rollback is one alias move. Rollout state lives in tags
+on the registered model, so every model-server replica converges on the same truth.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import polars as pl
+
+from mlops_core.errors import MlopsError
+from mlops_core.performance import model_input
+from mlops_core.settings import Settings
+from mlops_core.spec import DatasetSpec, check_dataset_name
+
+CHAMPION, CHALLENGER, PREVIOUS = "champion", "challenger", "previous"
+ALIASES = (CHAMPION, CHALLENGER, PREVIOUS)
+
+# MLflow 3 saves scikit-learn models with skops, which refuses types it cannot vouch for. These
+# are the ones our own pipeline (histogram gradient boosting behind a column transformer) holds;
+# the models are built by this product, not loaded from strangers.
+SKOPS_TRUSTED_TYPES = [
+    "functools.partial",
+    "sklearn.ensemble._hist_gradient_boosting.predictor.TreePredictor",
+    "sklearn.utils.validation.check_array",
+]
+
+
+@dataclass(frozen=True)
+class RegisteredVersion:
+    """A model version in the registry and the run that logged it."""
+
+    name: str
+    version: str
+    run_id: str
+
+
+class ModelRegistry:
+    """Registers, promotes and rolls back a dataset's models by moving aliases."""
+
+    def __init__(self, settings: Settings, dataset: str) -> None:
+        from mlflow.tracking import MlflowClient
+
+        self.settings = settings
+        self.name = check_dataset_name(dataset)
+        self.client = MlflowClient(
+            tracking_uri=settings.tracking_uri, registry_uri=settings.tracking_uri
+        )
+
+    def experiment_id(self) -> str:
+        """The dataset's experiment, created with artifacts under ``MLOPS_HOME`` when missing."""
+        experiment = self.client.get_experiment_by_name(self.name)
+        if experiment is not None:
+            return str(experiment.experiment_id)
+        self.settings.artifacts_dir.mkdir(parents=True, exist_ok=True)
+        location = (self.settings.artifacts_dir.resolve() / self.name).as_uri()
+        return str(self.client.create_experiment(self.name, artifact_location=location))
+
+    def log_model(
+        self,
+        pipeline: Any,
+        spec: DatasetSpec,
+        example: pl.DataFrame,
+        *,
+        params: dict[str, Any] | None = None,
+        metrics: dict[str, float] | None = None,
+        tags: dict[str, str] | None = None,
+    ) -> RegisteredVersion:
+        """Log a fitted pipeline in a ``train`` run, with signature and input example, and register it."""
+        import mlflow
+        from mlflow.models import infer_signature
+
+        mlflow.set_tracking_uri(self.settings.tracking_uri)
+        mlflow.set_registry_uri(self.settings.tracking_uri)
+        sample = model_input(example.head(5), spec)
+        signature = infer_signature(sample, pipeline.predict_proba(sample))
+        run_tags = {"mlops.run_type": "train", **(tags or {})}
+        with mlflow.start_run(experiment_id=self.experiment_id(), tags=run_tags) as run:
+            mlflow.log_params(params or {})
+            mlflow.log_metrics(metrics or {})
+            info = mlflow.sklearn.log_model(
+                pipeline,
+                name="model",
+                signature=signature,
+                input_example=sample,
+                registered_model_name=self.name,
+                pyfunc_predict_fn="predict_proba",
+                skops_trusted_types=SKOPS_TRUSTED_TYPES,
+            )
+        version = str(info.registered_model_version)
+        return RegisteredVersion(self.name, version, run.info.run_id)
+
+    def aliases(self) -> dict[str, str]:
+        """The version each role points at (missing roles are absent)."""
+        from mlflow.exceptions import MlflowException
+
+        try:
+            model = self.client.get_registered_model(self.name)
+        except MlflowException:
+            return {}
+        return {alias: str(version) for alias, version in (model.aliases or {}).items()}
+
+    def set_challenger(self, version: str) -> None:
+        self.client.set_registered_model_alias(self.name, CHALLENGER, version)
+
+    def promote(self, version: str) -> dict[str, str]:
+        """Make ``version`` the champion; the old champion becomes ``previous``."""
+        current = self.aliases()
+        old = current.get(CHAMPION)
+        self.client.set_registered_model_alias(self.name, CHAMPION, version)
+        if old is not None and old != version:
+            self.client.set_registered_model_alias(self.name, PREVIOUS, old)
+        if current.get(CHALLENGER) == version:
+            self.client.delete_registered_model_alias(self.name, CHALLENGER)
+        return self.aliases()
+
+    def rollback(self) -> dict[str, str]:
+        """Swap ``champion`` and ``previous``: one alias move, and a second rollback undoes it."""
+        current = self.aliases()
+        if PREVIOUS not in current:
+            raise MlopsError(
+                f"dataset {self.name!r} has no previous champion to roll back to",
+                hint="a rollback needs at least one promotion after the first champion",
+            )
+        self.client.set_registered_model_alias(self.name, CHAMPION, current[PREVIOUS])
+        if CHAMPION in current:
+            self.client.set_registered_model_alias(self.name, PREVIOUS, current[CHAMPION])
+        return self.aliases()
+
+    def load(self, alias: str = CHAMPION) -> Any:
+        """The scikit-learn model a role points at."""
+        import mlflow
+
+        if alias not in self.aliases():
+            raise MlopsError(
+                f"dataset {self.name!r} has no {alias} model yet", hint="run `mlops train`"
+            )
+        mlflow.set_registry_uri(self.settings.tracking_uri)
+        return mlflow.sklearn.load_model(f"models:/{self.name}@{alias}")
+
+    def set_tags(self, tags: dict[str, str]) -> None:
+        """Tags on the registered model (the rollout state lives here)."""
+        for key, value in tags.items():
+            self.client.set_registered_model_tag(self.name, key, value)
+
+    def tags(self) -> dict[str, str]:
+        return dict(self.client.get_registered_model(self.name).tags or {})
