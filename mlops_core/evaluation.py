@@ -1,0 +1,257 @@
+"""Is the challenger really better? Gates on held-out recent labelled data, each with its evidence.
+
+Gates (all must pass):
+
+* ``primary`` -- the challenger's accuracy beats the champion's by at least ``margin``, and an
+  exact one-sided McNemar test on the paired predictions (the discordant rows only) rejects
+  "no better" at ``alpha``: a point estimate alone is not enough.
+* ``auc``, ``log_loss``, ``calibration`` -- no regression beyond the tolerance on secondary
+  metrics (calibration: expected calibration error over 10 equal-width bins).
+* ``slice:<feature>=<value>`` -- no category slice of ``slice_feature`` loses more than
+  ``slice_tolerance`` accuracy (slices with at least ``min_slice_rows`` rows).
+* ``floor`` -- an absolute floor on the challenger's accuracy.
+* ``latency_p95_ms`` -- the 95th percentile of single-row prediction time within the budget.
+* ``training_data_valid`` -- the training set passed its expectation suite.
+
+Without a champion (the first model), the comparative gates pass with "no champion" as evidence.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import numpy as np
+import polars as pl
+from pydantic import BaseModel, ConfigDict, Field
+
+from mlops_core.performance import Classifier, model_input
+from mlops_core.spec import DatasetSpec
+
+
+class GateConfig(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    margin: float = Field(default=0.005, ge=0)
+    alpha: float = Field(default=0.05, gt=0, lt=1)
+    auc_tolerance: float = Field(default=0.01, ge=0)
+    log_loss_tolerance: float = Field(default=0.02, ge=0)
+    calibration_tolerance: float = Field(default=0.02, ge=0)
+    slice_feature: str | None = None
+    slice_tolerance: float = Field(default=0.03, ge=0)
+    min_slice_rows: int = Field(default=50, ge=1)
+    accuracy_floor: float = Field(default=0.6, ge=0, le=1)
+    latency_budget_ms: float = Field(default=50.0, gt=0)
+    latency_samples: int = Field(default=100, ge=10)
+
+
+class Gate(BaseModel):
+    """One gate: what was required, what was observed, whether it passed."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    name: str
+    threshold: str
+    observed: str
+    passed: bool
+
+
+class GateReport(BaseModel):
+    """Every gate with its evidence; ``passed`` only when all passed."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    gates: tuple[Gate, ...]
+    challenger_accuracy: float
+    champion_accuracy: float | None
+    rows: int
+
+    @property
+    def passed(self) -> bool:
+        return all(g.passed for g in self.gates)
+
+    @property
+    def failed(self) -> tuple[Gate, ...]:
+        return tuple(g for g in self.gates if not g.passed)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {**self.model_dump(mode="json"), "passed": self.passed}
+
+    def markdown(self) -> str:
+        lines = ["| gate | threshold | observed | result |", "|---|---|---|---|"]
+        lines += [
+            f"| {g.name} | {g.threshold} | {g.observed} | {'pass' if g.passed else 'FAIL'} |"
+            for g in self.gates
+        ]
+        return "\n".join(lines)
+
+
+def _scores(model: Classifier, frame: pl.DataFrame, spec: DatasetSpec) -> np.ndarray:
+    return np.asarray(model.predict_proba(model_input(frame, spec)), dtype=np.float64)[:, 1]
+
+
+def _log_loss(y: np.ndarray, p: np.ndarray) -> float:
+    p = np.clip(p, 1e-12, 1 - 1e-12)
+    return float(-np.mean(y * np.log(p) + (1 - y) * np.log(1 - p)))
+
+
+def _calibration_error(y: np.ndarray, p: np.ndarray, bins: int = 10) -> float:
+    edges = np.minimum((p * bins).astype(int), bins - 1)
+    error = 0.0
+    for b in range(bins):
+        inside = edges == b
+        if inside.any():
+            error += inside.mean() * abs(p[inside].mean() - y[inside].mean())
+    return float(error)
+
+
+def _auc(y: np.ndarray, p: np.ndarray) -> float:
+    from sklearn.metrics import roc_auc_score
+
+    return float(roc_auc_score(y, p)) if len(np.unique(y)) == 2 else float("nan")
+
+
+def mcnemar_better(challenger_right: np.ndarray, champion_right: np.ndarray) -> float:
+    """One-sided exact McNemar p-value for "the challenger is right more often"."""
+    from scipy.stats import binomtest
+
+    wins = int((challenger_right & ~champion_right).sum())
+    losses = int((~challenger_right & champion_right).sum())
+    if wins + losses == 0:
+        return 1.0
+    return float(binomtest(wins, wins + losses, 0.5, alternative="greater").pvalue)
+
+
+def latency_p95_ms(
+    model: Classifier, frame: pl.DataFrame, spec: DatasetSpec, samples: int
+) -> float:
+    """95th percentile of single-row ``predict_proba`` time, in milliseconds."""
+    rows = [model_input(frame.slice(i % frame.height, 1), spec) for i in range(samples)]
+    model.predict_proba(rows[0])  # warm-up
+    timings = []
+    for row in rows:
+        started = time.perf_counter()
+        model.predict_proba(row)
+        timings.append((time.perf_counter() - started) * 1000)
+    return float(np.percentile(timings, 95))
+
+
+def evaluate_challenger(
+    challenger: Classifier,
+    champion: Classifier | None,
+    holdout: pl.DataFrame,
+    spec: DatasetSpec,
+    *,
+    training_data_valid: bool,
+    config: GateConfig | None = None,
+) -> GateReport:
+    """Run every gate on ``holdout`` (recent labelled rows the challenger did not train on)."""
+    config = config or GateConfig()
+    target = str(spec.target)
+    labelled = holdout.filter(pl.col(target).is_not_null())
+    y = labelled[target].to_numpy().astype(np.float64)
+    new = _scores(challenger, labelled, spec)
+    new_right = (new >= 0.5) == (y == 1)
+    new_accuracy = float(new_right.mean())
+    gates: list[Gate] = []
+
+    if champion is None:
+        for name in ("primary", "auc", "log_loss", "calibration"):
+            gates.append(
+                Gate(
+                    name=name,
+                    threshold="better than the champion",
+                    observed="no champion",
+                    passed=True,
+                )
+            )
+        old_accuracy = None
+    else:
+        old = _scores(champion, labelled, spec)
+        old_right = (old >= 0.5) == (y == 1)
+        old_accuracy = float(old_right.mean())
+        gain = new_accuracy - old_accuracy
+        p_value = mcnemar_better(new_right, old_right)
+        gates.append(
+            Gate(
+                name="primary",
+                threshold=f"accuracy +{config.margin:.1%} or more, McNemar p <= {config.alpha}",
+                observed=f"{new_accuracy:.1%} vs {old_accuracy:.1%} ({gain:+.1%}), p = {p_value:.3g}",
+                passed=gain >= config.margin and p_value <= config.alpha,
+            )
+        )
+        auc_new, auc_old = _auc(y, new), _auc(y, old)
+        gates.append(
+            Gate(
+                name="auc",
+                threshold=f"no drop over {config.auc_tolerance}",
+                observed=f"{auc_new:.3f} vs {auc_old:.3f}",
+                passed=not auc_new < auc_old - config.auc_tolerance,
+            )
+        )
+        loss_new, loss_old = _log_loss(y, new), _log_loss(y, old)
+        gates.append(
+            Gate(
+                name="log_loss",
+                threshold=f"no rise over {config.log_loss_tolerance}",
+                observed=f"{loss_new:.3f} vs {loss_old:.3f}",
+                passed=loss_new <= loss_old + config.log_loss_tolerance,
+            )
+        )
+        ece_new, ece_old = _calibration_error(y, new), _calibration_error(y, old)
+        gates.append(
+            Gate(
+                name="calibration",
+                threshold=f"expected calibration error rises at most {config.calibration_tolerance}",
+                observed=f"{ece_new:.3f} vs {ece_old:.3f}",
+                passed=ece_new <= ece_old + config.calibration_tolerance,
+            )
+        )
+        feature = config.slice_feature or (spec.categorical[0] if spec.categorical else None)
+        if feature is not None:
+            values = labelled[feature].cast(pl.String).fill_null("(missing)").to_numpy()
+            for value in sorted(set(values)):
+                inside = values == value
+                if inside.sum() < config.min_slice_rows:
+                    continue
+                slice_new, slice_old = new_right[inside].mean(), old_right[inside].mean()
+                gates.append(
+                    Gate(
+                        name=f"slice:{feature}={value}",
+                        threshold=f"accuracy drop at most {config.slice_tolerance:.0%}",
+                        observed=f"{slice_new:.1%} vs {slice_old:.1%} ({int(inside.sum())} rows)",
+                        passed=slice_new >= slice_old - config.slice_tolerance,
+                    )
+                )
+
+    gates.append(
+        Gate(
+            name="floor",
+            threshold=f"accuracy >= {config.accuracy_floor:.0%}",
+            observed=f"{new_accuracy:.1%}",
+            passed=new_accuracy >= config.accuracy_floor,
+        )
+    )
+    latency = latency_p95_ms(challenger, labelled, spec, config.latency_samples)
+    gates.append(
+        Gate(
+            name="latency_p95_ms",
+            threshold=f"<= {config.latency_budget_ms:g} ms",
+            observed=f"{latency:.2f} ms",
+            passed=latency <= config.latency_budget_ms,
+        )
+    )
+    gates.append(
+        Gate(
+            name="training_data_valid",
+            threshold="training set passed its expectation suite",
+            observed="passed" if training_data_valid else "failed",
+            passed=training_data_valid,
+        )
+    )
+    return GateReport(
+        gates=tuple(gates),
+        challenger_accuracy=new_accuracy,
+        champion_accuracy=old_accuracy,
+        rows=labelled.height,
+    )

@@ -1,0 +1,77 @@
+"""Gates: a better challenger passes, a deliberately worse one is refused, and why."""
+
+import numpy as np
+import pytest
+
+from mlops_core.evaluation import GateConfig, evaluate_challenger, mcnemar_better
+from mlops_core.scenarios import CREDIT_SPEC as SPEC
+from mlops_core.scenarios import PhaseKind, generate_applications
+from mlops_core.training import TrainingConfig, train_model
+
+
+@pytest.fixture(scope="module")
+def world():
+    rng = np.random.default_rng(0)
+    old = train_model(generate_applications(rng, 4_000), SPEC, TrainingConfig(max_iter=60))
+    new = train_model(
+        generate_applications(rng, 4_000, kind=PhaseKind.concept_drift),
+        SPEC,
+        TrainingConfig(max_iter=60),
+    )
+    recent = generate_applications(rng, 3_000, kind=PhaseKind.concept_drift)
+    return old, new, recent
+
+
+def test_challenger_trained_on_the_new_regime_passes_every_gate(world) -> None:
+    old, new, recent = world
+    report = evaluate_challenger(new.pipeline, old.pipeline, recent, SPEC, training_data_valid=True)
+    assert report.passed, report.markdown()
+    assert report.challenger_accuracy > report.champion_accuracy + 0.05
+    names = [g.name for g in report.gates]
+    assert names[:4] == ["primary", "auc", "log_loss", "calibration"]
+    assert any(n.startswith("slice:loan_term=") for n in names)
+    assert {"floor", "latency_p95_ms", "training_data_valid"} <= set(names)
+
+
+def test_a_worse_challenger_is_refused_with_reasons(world) -> None:
+    old, new, recent = world
+    report = evaluate_challenger(old.pipeline, new.pipeline, recent, SPEC, training_data_valid=True)
+    assert not report.passed
+    assert "primary" in {g.name for g in report.failed}
+    assert "FAIL" in report.markdown()
+
+
+def test_invalid_training_data_and_floor_fail(world) -> None:
+    old, new, recent = world
+    report = evaluate_challenger(
+        new.pipeline,
+        old.pipeline,
+        recent,
+        SPEC,
+        training_data_valid=False,
+        config=GateConfig(accuracy_floor=0.99),
+    )
+    assert {g.name for g in report.failed} >= {"training_data_valid", "floor"}
+
+
+def test_first_model_has_no_champion_to_beat(world) -> None:
+    old, _, recent = world
+    report = evaluate_challenger(
+        old.pipeline,
+        None,
+        recent,
+        SPEC,
+        training_data_valid=True,
+        config=GateConfig(accuracy_floor=0.0),
+    )
+    assert report.passed and report.champion_accuracy is None
+    assert report.gates[0].observed == "no champion"
+
+
+def test_mcnemar_uses_discordant_pairs_only() -> None:
+    same = np.array([True, False, True, True])
+    assert mcnemar_better(same, same) == 1.0
+    challenger = np.array([True] * 30 + [False] * 2)
+    champion = np.array([False] * 30 + [True] * 2)
+    assert mcnemar_better(challenger, champion) < 1e-6
+    assert mcnemar_better(champion, challenger) > 0.99
