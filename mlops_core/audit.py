@@ -1,0 +1,126 @@
+"""The audit trail in MLflow: every decision is a run, with its reasons and evidence attached.
+
+Each run carries ``mlops.run_type`` and ``mlops.batch_sha256``; a decision run also carries
+``mlops.decision`` (none, watch, retrain, rollback) and ``mlops.reasons``, its evidence as
+params and metrics, and a markdown artifact a person reads in the MLflow UI.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any
+
+from mlops_core.policy import Decision
+from mlops_core.registry import ModelRegistry
+from mlops_core.settings import Settings
+
+RUN_TYPE, BATCH, DECISION, REASONS = (
+    "mlops.run_type",
+    "mlops.batch_sha256",
+    "mlops.decision",
+    "mlops.reasons",
+)
+
+
+@dataclass(frozen=True)
+class DecisionRecord:
+    run_id: str
+    started: int
+    action: str
+    reasons: str
+    batch_sha256: str
+
+
+def decision_markdown(decision: Decision, batch_sha256: str) -> str:
+    lines = [
+        f"# Decision: {decision.action.value}",
+        "",
+        f"Batch `{batch_sha256 or '-'}`",
+        "",
+        "## Reasons",
+        "",
+    ]
+    lines += [f"- {reason}" for reason in decision.reasons]
+    lines += [
+        "",
+        "## Evidence",
+        "",
+        "```json",
+        json.dumps(decision.to_dict()["evidence"], indent=2),
+        "```",
+    ]
+    return "\n".join(lines) + "\n"
+
+
+def record_decision(
+    settings: Settings,
+    dataset: str,
+    decision: Decision,
+    *,
+    batch_sha256: str = "",
+    artifacts: dict[str, str] | None = None,
+    parent_run_id: str | None = None,
+) -> str:
+    """Log ``decision`` as a ``decision`` run in the dataset's experiment; return the run id."""
+    registry = ModelRegistry(settings, dataset)
+    client = registry.client
+    tags = {
+        RUN_TYPE: "decision",
+        BATCH: batch_sha256,
+        DECISION: decision.action.value,
+        REASONS: "; ".join(decision.reasons)[:5000],
+    }
+    if parent_run_id:
+        tags["mlflow.parentRunId"] = parent_run_id
+    run = client.create_run(
+        registry.experiment_id(), tags=tags, run_name=f"decision-{decision.action.value}"
+    )
+    run_id = run.info.run_id
+    status = "FAILED"
+    try:
+        evidence: dict[str, Any] = decision.to_dict()["evidence"]
+        for key, value in evidence.items():
+            if isinstance(value, bool) or value is None or isinstance(value, str | list):
+                client.log_param(run_id, key, json.dumps(value))
+            elif isinstance(value, int | float):
+                client.log_metric(run_id, key, float(value))
+            else:
+                client.log_param(run_id, key, str(value))
+        for name, value in (
+            ("expected_benefit", decision.expected_benefit),
+            ("retrain_cost", decision.retrain_cost),
+        ):
+            if value is not None:
+                client.log_metric(run_id, name, float(value))
+        client.log_text(run_id, decision_markdown(decision, batch_sha256), "decision.md")
+        for name, text in (artifacts or {}).items():
+            client.log_text(run_id, text, name)
+        status = "FINISHED"
+    finally:
+        client.set_terminated(run_id, status=status)
+    return run_id
+
+
+def recent_decisions(settings: Settings, dataset: str, limit: int = 10) -> list[DecisionRecord]:
+    """The newest decision runs of ``dataset``, newest first."""
+    registry = ModelRegistry(settings, dataset)
+    experiment = registry.client.get_experiment_by_name(dataset)
+    if experiment is None:
+        return []
+    runs = registry.client.search_runs(
+        [experiment.experiment_id],
+        filter_string=f"tags.`{RUN_TYPE}` = 'decision'",
+        order_by=["attributes.start_time DESC"],
+        max_results=limit,
+    )
+    return [
+        DecisionRecord(
+            run_id=run.info.run_id,
+            started=run.info.start_time,
+            action=run.data.tags.get(DECISION, ""),
+            reasons=run.data.tags.get(REASONS, ""),
+            batch_sha256=run.data.tags.get(BATCH, ""),
+        )
+        for run in runs
+    ]

@@ -1,0 +1,51 @@
+"""Decision runs in MLflow (SQLite in a temporary folder): tags, evidence, markdown, order."""
+
+from datetime import timedelta
+
+from mlops_core.audit import decision_markdown, recent_decisions, record_decision
+from mlops_core.policy import Evidence, decide
+from mlops_core.settings import Settings
+
+
+def test_decisions_are_runs_with_reasons_and_evidence(settings: Settings) -> None:
+    quiet = decide(Evidence(validation_passed=True))
+    degraded = decide(
+        Evidence(
+            validation_passed=True,
+            reference_accuracy=0.85,
+            observed_accuracy=0.7,
+            observed_degraded=True,
+            labelled_rows=5_000,
+            since_last_retrain=timedelta(days=2),
+        )
+    )
+    first = record_decision(settings, "credit", quiet, batch_sha256="a" * 64)
+    second = record_decision(
+        settings, "credit", degraded, batch_sha256="b" * 64, artifacts={"drift.json": "{}"}
+    )
+    records = recent_decisions(settings, "credit")
+    assert [r.run_id for r in records] == [second, first]
+    assert [r.action for r in records] == ["retrain", "none"]
+    assert records[0].batch_sha256 == "b" * 64 and "observed accuracy 70.0%" in records[0].reasons
+
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(tracking_uri=settings.tracking_uri)
+    run = client.get_run(second)
+    assert (
+        run.data.tags["mlops.run_type"] == "decision"
+        and run.data.tags["mlops.decision"] == "retrain"
+    )
+    assert run.data.metrics["observed_accuracy"] == 0.7 and "expected_benefit" in run.data.metrics
+    assert run.info.status == "FINISHED"
+    names = {a.path for a in client.list_artifacts(second)}
+    assert {"decision.md", "drift.json"} <= names
+
+
+def test_markdown_reads_like_a_record() -> None:
+    text = decision_markdown(decide(Evidence(validation_passed=False)), "c" * 64)
+    assert text.startswith("# Decision: none") and "failed validation" in text and "```json" in text
+
+
+def test_no_experiment_means_no_decisions(settings: Settings) -> None:
+    assert recent_decisions(settings, "credit") == []
