@@ -255,6 +255,67 @@ def _entry_dict(entry: Any) -> dict[str, Any]:
     }
 
 
+# --------------------------------------------------------------------------- status
+
+
+@app.command()
+@reports_errors
+def status(
+    dataset: DatasetOpt = None,
+    limit: Annotated[int, typer.Option(help="How many recent decisions to show.")] = 5,
+    as_json: JsonOpt = False,
+) -> None:
+    """Champion, challenger and previous model versions, rollout tags, and the latest decisions."""
+    from mlops_core.audit import recent_decisions
+    from mlops_core.catalog import DatasetCatalog
+    from mlops_core.registry import ModelRegistry
+    from mlops_core.spec import check_dataset_name
+
+    current = settings()
+    names = [check_dataset_name(dataset)] if dataset else DatasetCatalog(current).names()
+    if dataset:
+        DatasetCatalog(current).get(dataset)  # an unknown dataset is an error, not an empty status
+    result = []
+    for name in names:
+        registry = ModelRegistry(current, name)
+        aliases = registry.aliases()
+        tags = registry.tags() if aliases else {}
+        decisions = recent_decisions(current, name, limit)
+        result.append(
+            {
+                "dataset": name,
+                "models": aliases,
+                "rollout": {k: v for k, v in tags.items() if k.startswith("mlops.rollout")},
+                "decisions": [d.__dict__ for d in decisions],
+            }
+        )
+    if as_json:
+        emit_json(result)
+        return
+    if not result:
+        out.print("no datasets registered yet (see `mlops dataset add --help`)")
+    for entry in result:
+        models = entry["models"]
+        roles = ", ".join(
+            f"{role} v{models[role]}"
+            for role in ("champion", "challenger", "previous")
+            if role in models
+        )
+        out.print(
+            f"[bold]{entry['dataset']}[/bold]: {roles or 'no model yet (mlops train)'}",
+            highlight=False,
+        )
+        for key, value in entry["rollout"].items():
+            out.print(f"  {key} = {value}", highlight=False)
+        for decision in entry["decisions"]:
+            batch = decision["batch_sha256"][:12] or "-"
+            out.print(
+                f"  {decision['action']:<8} batch {batch}  {decision['reasons']}",
+                highlight=False,
+                soft_wrap=True,
+            )
+
+
 # --------------------------------------------------------------------------- drift
 
 

@@ -1,0 +1,43 @@
+"""``mlops status``: registered datasets, their model roles and latest decisions."""
+
+import json
+
+from typer.testing import CliRunner
+
+from mlops_cli.main import app
+from mlops_core.audit import record_decision
+from mlops_core.catalog import RegisteredDataset
+from mlops_core.policy import Evidence, decide
+from mlops_core.settings import Settings
+
+runner = CliRunner()
+
+
+def test_status_lists_datasets_models_and_decisions(
+    settings: Settings, registered: RegisteredDataset
+) -> None:
+    empty = runner.invoke(app, ["status", "--json"])
+    assert empty.exit_code == 0, empty.output
+    assert json.loads(empty.stdout) == [
+        {"dataset": "credit", "models": {}, "rollout": {}, "decisions": []}
+    ]
+    record_decision(
+        settings,
+        "credit",
+        decide(Evidence(validation_passed=True, drift=True)),
+        batch_sha256="d" * 64,
+    )
+    text = runner.invoke(app, ["status", "--dataset", "credit"])
+    assert text.exit_code == 0, text.output
+    assert (
+        "credit: no model yet" in text.output
+        and "watch" in text.output
+        and "dddddddddddd" in text.output
+    )
+
+
+def test_status_of_an_unknown_dataset_is_an_error(
+    settings: Settings, registered: RegisteredDataset
+) -> None:
+    result = runner.invoke(app, ["status", "--dataset", "fraud"])
+    assert result.exit_code == 2 and "not registered" in result.output
