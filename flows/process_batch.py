@@ -1,12 +1,25 @@
-"""The batch flow: claim a landed batch, validate it, test it for drift, and settle it."""
+"""The batch flow: claim a landed batch, validate, test for drift, assess, decide, act, settle.
+
+Every batch gets a decision run in MLflow (even a quarantined one: its decision is ``none``,
+with the validation failure as evidence). The flow branches only on the decision's action.
+"""
 
 from __future__ import annotations
 
 from prefect import flow
 
+from flows.retrain_evaluate_deploy import retrain_evaluate_deploy
 from mlops_core import events
 from mlops_core.landing import BatchOutcome, BatchState, disposition
+from mlops_core.policy import Action
 from mlops_core.settings import Settings
+from tasks.decision import (
+    assess_batch,
+    decide_batch,
+    plot_batch_drift,
+    record_batch_decision,
+    roll_back,
+)
 from tasks.drift import detect_batch_drift
 from tasks.events import emit
 from tasks.landing import claim_batch, ledger_entry, settle_batch
@@ -14,8 +27,8 @@ from tasks.validation import validate_batch
 
 
 @flow(name="process-batch", flow_run_name="{dataset}-{sha256:.12}")
-def process_batch(dataset: str, sha256: str) -> BatchOutcome:
-    """Process one landed batch exactly once and say where it ended."""
+def process_batch(dataset: str, sha256: str, act: bool = True) -> BatchOutcome:
+    """Process one landed batch exactly once; with ``act``, carry out the decision too."""
     settings = Settings()
     claimed = claim_batch(settings, dataset, sha256)
     if claimed is None:
@@ -29,7 +42,9 @@ def process_batch(dataset: str, sha256: str) -> BatchOutcome:
     report = validate_batch(settings, dataset, claimed.location, claimed.original_name)
     state = disposition(report.success)
     reason = None if report.success else "; ".join(report.reasons())
+    validation = report.to_dict()
     drift = None
+    plots = []
     if state is BatchState.processed:  # drift is only meaningful on a batch that passed validation
         drift = detect_batch_drift(settings, dataset, claimed.location).to_dict()
         if drift["is_drift"]:
@@ -38,13 +53,54 @@ def process_batch(dataset: str, sha256: str) -> BatchOutcome:
                 dataset,
                 {"sha256": sha256, "p_value": drift["p_value"], "drivers": drift["drivers"]},
             )
-    detail = {"validation": report.to_dict(), "drift": drift}
+            plots = plot_batch_drift(settings, dataset, claimed.location, drift)
+
+    assessment = assess_batch(settings, dataset, claimed.location, report.success, drift)
+    decision = decide_batch(settings, assessment)
+    decision_run = record_batch_decision(
+        settings, dataset, sha256, decision, assessment, validation, drift, plots
+    )
+    emit(
+        events.DECISION_MADE,
+        dataset,
+        {
+            "sha256": sha256,
+            "action": decision.action.value,
+            "reasons": list(decision.reasons),
+            "run_id": decision_run,
+        },
+    )
+    detail = {
+        "validation": validation,
+        "drift": drift,
+        "assessment": assessment.to_dict(),
+        "decision": decision.to_dict(),
+        "decision_run_id": decision_run,
+    }
     settled = settle_batch(settings, dataset, sha256, state, detail, reason)
     emit(
         events.BATCH_VALIDATED if state is BatchState.processed else events.BATCH_QUARANTINED,
         dataset,
         {"sha256": sha256, "path": str(settled.location), "rows": report.rows, "reason": reason},
     )
+
+    retrain = None
+    if act and decision.action is Action.retrain:
+        retrain = retrain_evaluate_deploy(
+            dataset=dataset, batch_sha256=sha256, decision_run_id=decision_run
+        ).to_dict()
+    elif act and decision.action is Action.rollback:
+        aliases = roll_back(settings, dataset, decision_run)
+        emit(events.MODEL_ROLLED_BACK, dataset, {"sha256": sha256, "aliases": aliases})
     return BatchOutcome(
-        dataset, sha256, settled.state, settled.location, reason, report.to_dict(), drift=drift
+        dataset,
+        sha256,
+        settled.state,
+        settled.location,
+        reason,
+        validation,
+        drift=drift,
+        decision=decision.to_dict(),
+        decision_run_id=decision_run,
+        retrain=retrain,
     )

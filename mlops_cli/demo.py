@@ -51,19 +51,23 @@ def print_schedule(stream: Stream, console: Console) -> None:
     console.print(table)
 
 
+def _percent(value: object) -> str:
+    return f"{float(value):.1%}" if value is not None else "-"  # type: ignore[arg-type]
+
+
 def batch_line(
     index: int,
     week: int,
     phase: str,
-    rows: int,
     verdict: str,
     state: BatchState,
-    location: Path | str,
     drift: dict[str, object] | None,
+    evidence: dict[str, object] | None,
+    action: str,
+    champion: str,
 ) -> str:
     """One row of the demo's table, with rich colour markup."""
     colour = "green" if state is BatchState.processed else "red"
-    folder = "processed/" if state is BatchState.processed else "quarantine/"
     if drift is None:
         drift_text, drift_colour = "-", "dim"
     else:
@@ -71,10 +75,14 @@ def batch_line(
         shown = "p<0.001" if p_value < 0.001 else f"p={p_value:.3f}"
         drift_text = f"{'yes' if drift['is_drift'] else 'no'} ({shown})"
         drift_colour = "yellow" if drift["is_drift"] else "green"
+    evidence = evidence or {}
+    estimated = _percent(evidence.get("estimated_accuracy"))
+    observed = _percent(evidence.get("observed_accuracy"))
+    action_colour = {"none": "green", "watch": "yellow", "retrain": "magenta"}.get(action, "red")
     return (
-        f"{index:>2}  {week:>4}  {phase:<17} {rows:>6,}  [{colour}]{verdict:<10}[/{colour}]  "
-        f"[{drift_colour}]{drift_text:<15}[/{drift_colour}] {folder}{Path(location).name[:12]}…"
-        f"{'':<{14 - len(folder)}}"
+        f"{index:>2}  {week:>4}  {phase:<17} [{colour}]{verdict:<10}[/{colour}]  "
+        f"[{drift_colour}]{drift_text:<15}[/{drift_colour}] {estimated:>6}  {observed:>6}  "
+        f"[{action_colour}]{action:<8}[/{action_colour}] {champion:>4}"
     )
 
 
@@ -85,6 +93,18 @@ def drift_drivers(drift: dict[str, object] | None) -> str:
     return "drifted: " + (
         ", ".join(drivers[:4]) if drivers else "joint distribution (no single feature)"
     )
+
+
+def why(decision: dict[str, object] | None, retrain: dict[str, object] | None) -> str:
+    """The decision's main reason, and what the gated subflow did."""
+    if decision is None:
+        return ""
+    reasons = list(decision["reasons"])  # type: ignore[call-overload]
+    text = str(reasons[0]) if reasons else ""
+    if retrain is not None:
+        version = f" v{retrain['version']}" if retrain.get("version") else ""
+        text += f" -> challenger{version} {retrain['status']}: {retrain['reason']}"
+    return text
 
 
 def run_demo(
@@ -117,17 +137,38 @@ def run_demo(
     console.print("starting Prefect (a local temporary server, about 15 s on first use)...")
 
     from flows.process_batch import process_batch
+    from flows.retrain_evaluate_deploy import retrain_evaluate_deploy
+    from mlops_core.audit import record_manual
+
+    run_id = record_manual(
+        demo,
+        stream.spec.name,
+        "retrain",
+        reason="demo: first champion from the reference",
+        before={},
+    )
+    first = retrain_evaluate_deploy(dataset=stream.spec.name, decision_run_id=run_id)
+    if first.status != "promoted":
+        raise MlopsError(f"the demo could not train its first champion: {first.reason}")
+    console.print(
+        f"first champion: v{first.version} trained on the reference -- {first.reason}",
+        highlight=False,
+        soft_wrap=True,
+    )
+    champion = first.version or "-"
 
     zone = LandingZone(demo)
     rows: list[dict[str, object]] = []
     header = (
-        f"{'#':>2}  {'week':>4}  {'phase':<17} {'rows':>6}  {'validation':<10}  "
-        f"{'drift':<15} {'where it went':<26} why"
+        f"{'#':>2}  {'week':>4}  {'phase':<17} {'validation':<10}  {'drift':<15} "
+        f"{'est.':>6}  {'obs.':>6}  {'decision':<8} {'champ':>4}  why"
     )
-    console.print(header, style="bold", highlight=False)
+    console.print(header, style="bold", highlight=False, soft_wrap=True)
     for batch in stream.batches:
         started = time.perf_counter()
         drift: dict[str, object] | None = None
+        decision: dict[str, object] | None = None
+        retrain: dict[str, object] | None = None
         try:
             receipt = zone.submit(batch.path, stream.spec.name)
         except UnusableInputError:
@@ -145,12 +186,25 @@ def run_demo(
                 outcome.reason,
                 outcome.drift,
             )
+            decision, retrain = outcome.decision, outcome.retrain
+            if retrain and retrain.get("champion_after"):
+                champion = str(retrain["champion_after"])
         seconds = time.perf_counter() - started
+        evidence = dict(decision["evidence"]) if decision else None  # type: ignore[call-overload]
+        action = str(decision["action"]) if decision else "-"
         line = batch_line(
-            batch.index, batch.week, batch.phase, batch.rows, verdict, state, location, drift
+            batch.index,
+            batch.week,
+            batch.phase,
+            verdict,
+            state,
+            drift,
+            evidence,
+            action,
+            f"v{champion}",
         )
-        why = reason.removeprefix(f"{batch.path}: ") if reason else drift_drivers(drift)
-        console.print(f"{line} [dim]{why}[/dim]", highlight=False, soft_wrap=True)
+        explanation = reason.removeprefix(f"{batch.path}: ") if reason else why(decision, retrain)
+        console.print(f"{line}  [dim]{explanation}[/dim]", highlight=False, soft_wrap=True)
         rows.append(
             {
                 "index": batch.index,
@@ -165,6 +219,11 @@ def run_demo(
                 "drift": bool(drift["is_drift"]) if drift else None,
                 "drift_p_value": drift["p_value"] if drift else None,
                 "drivers": list(drift["drivers"]) if drift else [],  # type: ignore[call-overload]
+                "decision": action,
+                "estimated_accuracy": (evidence or {}).get("estimated_accuracy"),
+                "observed_accuracy": (evidence or {}).get("observed_accuracy"),
+                "retrain": retrain["status"] if retrain else None,
+                "champion": champion,
                 "seconds": round(seconds, 2),
             }
         )
@@ -177,6 +236,17 @@ def run_demo(
     console.print(f"processed:  {demo.processed_dir / stream.spec.name}", highlight=False)
     console.print(f"quarantine: {demo.quarantine_dir / stream.spec.name}", highlight=False)
     console.print(f"Data Docs:  {demo.data_docs_dir / 'index.html'}", highlight=False)
+    console.print(
+        f"MLflow:     mlflow ui --backend-store-uri {demo.tracking_uri}  "
+        f"(experiment {stream.spec.name!r}: decision, train and evaluate runs)",
+        highlight=False,
+        soft_wrap=True,
+    )
+    console.print(
+        f"champion now v{champion}; promotions: "
+        + (", ".join(f"batch {r['index']}" for r in rows if r["retrain"] == "promoted") or "none"),
+        highlight=False,
+    )
     console.print(
         f"explore with other commands: export MLOPS_HOME={demo.home} MLOPS_GX_DIR={demo.gx_dir}",
         highlight=False,

@@ -241,7 +241,188 @@ def process(
             highlight=False,
             soft_wrap=True,
         )
+        if outcome.drift is not None:
+            out.print(f"drift: {_drift_line(outcome.drift)}", highlight=False, soft_wrap=True)
+        if outcome.decision is not None:
+            out.print(
+                f"decision: [bold]{outcome.decision['action']}[/bold] -- "
+                + "; ".join(outcome.decision["reasons"])
+                + f"  (MLflow run {outcome.decision_run_id})",
+                highlight=False,
+                soft_wrap=True,
+            )
+        if outcome.retrain is not None:
+            print_retrain(outcome.retrain)
     raise typer.Exit(0 if outcome.state.value == "processed" else 1)
+
+
+def _drift_line(drift: dict[str, Any]) -> str:
+    verdict = "yes" if drift["is_drift"] else "no"
+    drivers = ", ".join(drift["drivers"][:4])
+    return f"{verdict} (combined p={drift['p_value']:.3g})" + (
+        f", drivers: {drivers}" if drivers else ""
+    )
+
+
+def print_retrain(outcome: dict[str, Any]) -> None:
+    colour = {"promoted": "green", "refused": "yellow"}.get(outcome["status"], "red")
+    version = f" v{outcome['version']}" if outcome.get("version") else ""
+    out.print(
+        f"retrain: [{colour}]{outcome['status']}[/{colour}]{version} -- {outcome['reason']}",
+        highlight=False,
+        soft_wrap=True,
+    )
+    gates = (outcome.get("gates") or {}).get("gates") or []
+    if gates:
+        table = Table(title="gates", title_justify="left")
+        for column in ("gate", "threshold", "observed", "result"):
+            table.add_column(column)
+        for gate in gates:
+            table.add_row(
+                gate["name"],
+                gate["threshold"],
+                gate["observed"],
+                "[green]pass[/green]" if gate["passed"] else "[red]FAIL[/red]",
+            )
+        out.print(table)
+    before, after = outcome.get("champion_before"), outcome.get("champion_after")
+    out.print(
+        f"champion: {'v' + before if before else 'none'} -> {'v' + after if after else 'none'}",
+        highlight=False,
+    )
+
+
+# --------------------------------------------------------------------------- models
+
+
+@app.command()
+@reports_errors
+def train(dataset: DatasetOpt = None, as_json: JsonOpt = False) -> None:
+    """Train the first champion on the reference, or a challenger that must pass the gates.
+
+    Runs the gated subflow ``retrain_evaluate_deploy`` right here (a plain Prefect flow call).
+    Exit 0 when the new model became champion, 1 when a gate refused it or training failed.
+    """
+    from mlops_core.audit import record_manual
+    from mlops_core.catalog import DatasetCatalog
+    from mlops_core.registry import ModelRegistry
+
+    current = settings()
+    name = _dataset_name(dataset)
+    DatasetCatalog(current).get(name)
+    before = ModelRegistry(current, name).aliases()
+    reason = (
+        "requested by `mlops train`: first champion from the reference"
+        if "champion" not in before
+        else "requested by `mlops train`: a challenger through the gates"
+    )
+    run_id = record_manual(current, name, "retrain", reason=reason, before=before)
+    if not as_json:
+        out.print(f"{reason} (decision run {run_id})", highlight=False, soft_wrap=True)
+
+    from flows.retrain_evaluate_deploy import retrain_evaluate_deploy
+
+    outcome = retrain_evaluate_deploy(dataset=name, decision_run_id=run_id)
+    if as_json:
+        emit_json(outcome.to_dict())
+    else:
+        print_retrain(outcome.to_dict())
+    raise typer.Exit(0 if outcome.status == "promoted" else 1)
+
+
+@app.command()
+@reports_errors
+def promote(
+    dataset: DatasetOpt = None,
+    version: Annotated[
+        str | None, typer.Option(help="The version to promote (default: the challenger).")
+    ] = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Make a version champion by hand (the old champion becomes previous); recorded as a decision."""
+    from mlops_core.audit import record_manual
+    from mlops_core.registry import CHALLENGER, ModelRegistry
+
+    current = settings()
+    name = _dataset_name(dataset)
+    registry = ModelRegistry(current, name)
+    before = registry.aliases()
+    target = version or before.get(CHALLENGER)
+    if target is None:
+        raise MlopsError(
+            f"dataset {name!r} has no challenger to promote",
+            hint="name one with --version, or train one with `mlops train`",
+        )
+    if not target.isdigit() or not registry.has_version(target):
+        raise MlopsError(f"dataset {name!r} has no model version {target!r}")
+    after = registry.promote(target)
+    run_id = record_manual(
+        current, name, "promote", reason=f"v{target} promoted by hand", before=before, after=after
+    )
+    _report_move("promote", name, before, after, run_id, as_json)
+
+
+@app.command()
+@reports_errors
+def rollback(dataset: DatasetOpt = None, as_json: JsonOpt = False) -> None:
+    """Swap champion and previous by hand (one alias move); recorded as a decision."""
+    from mlops_core.audit import record_manual
+    from mlops_core.registry import ModelRegistry
+
+    current = settings()
+    name = _dataset_name(dataset)
+    registry = ModelRegistry(current, name)
+    before = registry.aliases()
+    after = registry.rollback()
+    run_id = record_manual(
+        current,
+        name,
+        "rollback",
+        reason=f"rolled back by hand from v{before.get('champion')} to v{after.get('champion')}",
+        before=before,
+        after=after,
+    )
+    _report_move("rollback", name, before, after, run_id, as_json)
+
+
+def _report_move(
+    action: str,
+    name: str,
+    before: dict[str, str],
+    after: dict[str, str],
+    run_id: str,
+    as_json: bool,
+) -> None:
+    from mlops_core import events
+    from mlops_core.events import dataset_resource
+
+    try:
+        from prefect.events import emit_event
+
+        event = events.MODEL_PROMOTED if action == "promote" else events.MODEL_ROLLED_BACK
+        emit_event(
+            event=event,
+            resource=dataset_resource(name),
+            payload={"before": before, "after": after, "manual": True},
+        )
+    except Exception:  # noqa: BLE001 -- no Prefect server: the MLflow record is the audit trail
+        pass
+    if as_json:
+        emit_json({"dataset": name, "before": before, "after": after, "decision_run_id": run_id})
+        return
+    out.print(
+        f"{name}: champion v{before.get('champion')} -> v{after.get('champion')}, "
+        f"previous v{after.get('previous')} (recorded as decision run {run_id})",
+        highlight=False,
+    )
+
+
+def _dataset_name(dataset: str | None) -> str:
+    from mlops_core.spec import check_dataset_name
+
+    if dataset is None:
+        raise MlopsError("say which dataset with --dataset NAME", hint="see `mlops dataset list`")
+    return check_dataset_name(dataset)
 
 
 def _entry_dict(entry: Any) -> dict[str, Any]:
@@ -281,10 +462,19 @@ def status(
         aliases = registry.aliases()
         tags = registry.tags() if aliases else {}
         decisions = recent_decisions(current, name, limit)
+        metrics = {}
+        for role in aliases:
+            found = registry.version_of(role)
+            if found is not None:
+                values = registry.run_metrics(found.run_id)
+                metrics[role] = {
+                    k: values[k] for k in ("holdout_accuracy", "training_seconds") if k in values
+                }
         result.append(
             {
                 "dataset": name,
                 "models": aliases,
+                "metrics": metrics,
                 "rollout": {k: v for k, v in tags.items() if k.startswith("mlops.rollout")},
                 "decisions": [d.__dict__ for d in decisions],
             }
@@ -298,6 +488,11 @@ def status(
         models = entry["models"]
         roles = ", ".join(
             f"{role} v{models[role]}"
+            + (
+                f" (accuracy {entry['metrics'][role]['holdout_accuracy']:.1%})"
+                if "holdout_accuracy" in entry["metrics"].get(role, {})
+                else ""
+            )
             for role in ("champion", "challenger", "previous")
             if role in models
         )

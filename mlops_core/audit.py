@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from mlops_core.policy import Decision
@@ -60,7 +61,10 @@ def record_decision(
     *,
     batch_sha256: str = "",
     artifacts: dict[str, str] | None = None,
+    files: list[Path] | None = None,
     parent_run_id: str | None = None,
+    extra_tags: dict[str, str] | None = None,
+    run_name: str | None = None,
 ) -> str:
     """Log ``decision`` as a ``decision`` run in the dataset's experiment; return the run id."""
     registry = ModelRegistry(settings, dataset)
@@ -73,8 +77,11 @@ def record_decision(
     }
     if parent_run_id:
         tags["mlflow.parentRunId"] = parent_run_id
+    tags.update(extra_tags or {})
     run = client.create_run(
-        registry.experiment_id(), tags=tags, run_name=f"decision-{decision.action.value}"
+        registry.experiment_id(),
+        tags=tags,
+        run_name=run_name or f"decision-{decision.action.value}-{batch_sha256[:12] or 'manual'}",
     )
     run_id = run.info.run_id
     status = "FAILED"
@@ -96,6 +103,8 @@ def record_decision(
         client.log_text(run_id, decision_markdown(decision, batch_sha256), "decision.md")
         for name, text in (artifacts or {}).items():
             client.log_text(run_id, text, name)
+        for path in files or []:
+            client.log_artifact(run_id, str(path), "drift")
         status = "FINISHED"
     finally:
         client.set_terminated(run_id, status=status)
@@ -124,3 +133,104 @@ def recent_decisions(settings: Settings, dataset: str, limit: int = 10) -> list[
         )
         for run in runs
     ]
+
+
+def attach(
+    settings: Settings,
+    dataset: str,
+    run_id: str,
+    *,
+    tags: dict[str, str] | None = None,
+    artifacts: dict[str, str] | None = None,
+) -> None:
+    """Add what happened after a decision (the retrain's outcome, the gate report) to its run."""
+    client = ModelRegistry(settings, dataset).client
+    for key, value in (tags or {}).items():
+        client.set_tag(run_id, key, value[:5000])
+    for name, text in (artifacts or {}).items():
+        client.log_text(run_id, text, name)
+
+
+def record_evaluation(
+    settings: Settings,
+    dataset: str,
+    *,
+    version: str,
+    report_json: str,
+    report_markdown: str,
+    metrics: dict[str, float],
+    passed: bool,
+    batch_sha256: str = "",
+    parent_run_id: str | None = None,
+    train_run_id: str | None = None,
+) -> str:
+    """Log a gate report as an ``evaluate`` run (child of the decision run); return its id."""
+    registry = ModelRegistry(settings, dataset)
+    client = registry.client
+    tags = {
+        RUN_TYPE: "evaluate",
+        BATCH: batch_sha256,
+        "mlops.model_version": version,
+        "mlops.gates": "passed" if passed else "failed",
+    }
+    if parent_run_id:
+        tags["mlflow.parentRunId"] = parent_run_id
+    if train_run_id:
+        tags["mlops.train_run_id"] = train_run_id
+    run = client.create_run(registry.experiment_id(), tags=tags, run_name=f"gates-v{version}")
+    run_id = run.info.run_id
+    status = "FAILED"
+    try:
+        for key, value in metrics.items():
+            client.log_metric(run_id, key, float(value))
+        client.log_text(run_id, report_json, "gate_report.json")
+        client.log_text(run_id, report_markdown, "gate_report.md")
+        status = "FINISHED"
+    finally:
+        client.set_terminated(run_id, status=status)
+    return run_id
+
+
+MANUAL_ACTIONS = ("promote", "rollback", "retrain")
+
+
+def record_manual(
+    settings: Settings,
+    dataset: str,
+    action: str,
+    *,
+    reason: str,
+    before: dict[str, str],
+    after: dict[str, str] | None = None,
+) -> str:
+    """A person's override (``mlops promote``/``rollback``/``train``) as a decision run.
+
+    ``mlops.decision`` is the action (``promote`` exists only for this manual path), with
+    ``mlops.manual=true`` and the aliases before and after as params.
+    """
+    if action not in MANUAL_ACTIONS:
+        raise ValueError(f"a manual decision is one of {MANUAL_ACTIONS}, not {action!r}")
+    registry = ModelRegistry(settings, dataset)
+    client = registry.client
+    tags = {
+        RUN_TYPE: "decision",
+        BATCH: "",
+        DECISION: action,
+        REASONS: reason,
+        "mlops.manual": "true",
+    }
+    run = client.create_run(registry.experiment_id(), tags=tags, run_name=f"manual-{action}")
+    run_id = run.info.run_id
+    status = "FAILED"
+    try:
+        client.log_param(run_id, "aliases_before", json.dumps(before))
+        if after is not None:
+            client.log_param(run_id, "aliases_after", json.dumps(after))
+        lines = [f"# Manual decision: {action}", "", f"- {reason}", "", f"before: `{before}`"]
+        if after is not None:
+            lines.append(f"after: `{after}`")
+        client.log_text(run_id, "\n".join(lines) + "\n", "decision.md")
+        status = "FINISHED"
+    finally:
+        client.set_terminated(run_id, status=status)
+    return run_id

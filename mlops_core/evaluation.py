@@ -40,7 +40,7 @@ class GateConfig(BaseModel):
     slice_feature: str | None = None
     slice_tolerance: float = Field(default=0.03, ge=0)
     min_slice_rows: int = Field(default=50, ge=1)
-    accuracy_floor: float = Field(default=0.6, ge=0, le=1)
+    accuracy_floor: float = Field(default=0.55, ge=0, le=1)
     latency_budget_ms: float = Field(default=50.0, gt=0)
     latency_samples: int = Field(default=100, ge=10)
 
@@ -136,6 +136,36 @@ def latency_p95_ms(
     return float(np.percentile(timings, 95))
 
 
+def mlflow_threshold_passes(
+    metric: str,
+    candidate: float,
+    *,
+    baseline: float | None = None,
+    threshold: float | None = None,
+    min_absolute_change: float | None = None,
+    greater_is_better: bool = True,
+) -> bool:
+    """Check one metric with MLflow's own model validation (``validate_evaluation_results``)."""
+    from mlflow.models import MetricThreshold
+    from mlflow.models.evaluation import EvaluationResult
+    from mlflow.models.evaluation.validation import (
+        ModelValidationFailedException,
+        validate_evaluation_results,
+    )
+
+    rule = MetricThreshold(
+        threshold=threshold,
+        min_absolute_change=min_absolute_change or None,
+        greater_is_better=greater_is_better,
+    )
+    base = EvaluationResult({metric: baseline}, {}) if baseline is not None else None
+    try:
+        validate_evaluation_results({metric: rule}, EvaluationResult({metric: candidate}, {}), base)
+    except ModelValidationFailedException:
+        return False
+    return True
+
+
 def evaluate_challenger(
     challenger: Classifier,
     champion: Classifier | None,
@@ -177,7 +207,14 @@ def evaluate_challenger(
                 name="primary",
                 threshold=f"accuracy +{config.margin:.1%} or more, McNemar p <= {config.alpha}",
                 observed=f"{new_accuracy:.1%} vs {old_accuracy:.1%} ({gain:+.1%}), p = {p_value:.3g}",
-                passed=gain >= config.margin and p_value <= config.alpha,
+                passed=p_value <= config.alpha
+                and mlflow_threshold_passes(
+                    "accuracy",
+                    new_accuracy,
+                    baseline=old_accuracy,
+                    min_absolute_change=config.margin,
+                )
+                and gain >= config.margin,
             )
         )
         auc_new, auc_old = _auc(y, new), _auc(y, old)
@@ -229,7 +266,9 @@ def evaluate_challenger(
             name="floor",
             threshold=f"accuracy >= {config.accuracy_floor:.0%}",
             observed=f"{new_accuracy:.1%}",
-            passed=new_accuracy >= config.accuracy_floor,
+            passed=mlflow_threshold_passes(
+                "accuracy", new_accuracy, threshold=config.accuracy_floor
+            ),
         )
     )
     latency = latency_p95_ms(challenger, labelled, spec, config.latency_samples)

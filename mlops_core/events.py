@@ -12,6 +12,7 @@ MODEL_REGISTERED = "mlops.model.registered"
 ROLLOUT_STEP = "mlops.rollout.step"
 MODEL_PROMOTED = "mlops.model.promoted"
 MODEL_ROLLED_BACK = "mlops.model.rolled_back"
+ALERT = "mlops.alert"
 
 ALL_EVENTS = (
     BATCH_ARRIVED,
@@ -24,6 +25,7 @@ ALL_EVENTS = (
     ROLLOUT_STEP,
     MODEL_PROMOTED,
     MODEL_ROLLED_BACK,
+    ALERT,
 )
 
 

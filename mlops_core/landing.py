@@ -337,6 +337,9 @@ class BatchOutcome:
     validation: dict[str, Any] | None
     already_settled: bool = False
     drift: dict[str, Any] | None = None
+    decision: dict[str, Any] | None = None
+    decision_run_id: str | None = None
+    retrain: dict[str, Any] | None = None
 
 
 def disposition(success: bool) -> BatchState:

@@ -8,7 +8,13 @@ on the registered model, so every model-server replica converges on the same tru
 
 from __future__ import annotations
 
+import contextlib
+import io
+import statistics
+import tempfile
+import warnings
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import polars as pl
@@ -29,6 +35,38 @@ SKOPS_TRUSTED_TYPES = [
     "sklearn.ensemble._hist_gradient_boosting.predictor.TreePredictor",
     "sklearn.utils.validation.check_array",
 ]
+
+
+HOLDOUT_ARTIFACT = "holdout.parquet"
+
+
+@dataclass(frozen=True)
+class TrainingInput:
+    """One file a model was trained on, for MLflow's dataset lineage."""
+
+    sha256: str
+    path: str
+    rows: int
+
+    def dataset(self) -> Any:
+        from mlflow.data.dataset_source_registry import resolve_dataset_source
+        from mlflow.data.meta_dataset import MetaDataset
+
+        with warnings.catch_warnings():  # two equivalent local-file source classes: either is right
+            warnings.simplefilter("ignore", UserWarning)
+            source = resolve_dataset_source(Path(self.path).resolve().as_uri())
+        return MetaDataset(  # type: ignore[abstract]
+            source, name=f"batch-{self.sha256[:12]}", digest=self.sha256[:36]
+        )
+
+
+def _requirements() -> list[str]:
+    from importlib.metadata import version
+
+    import mlflow.sklearn
+
+    pinned = mlflow.sklearn.get_default_pip_requirements(include_skops=True)
+    return [*pinned, *(f"{name}=={version(name)}" for name in ("numpy", "pandas", "mlflow"))]
 
 
 @dataclass(frozen=True)
@@ -70,8 +108,16 @@ class ModelRegistry:
         params: dict[str, Any] | None = None,
         metrics: dict[str, float] | None = None,
         tags: dict[str, str] | None = None,
+        holdout: pl.DataFrame | None = None,
+        lineage: list[TrainingInput] | None = None,
+        parent_run_id: str | None = None,
     ) -> RegisteredVersion:
-        """Log a fitted pipeline in a ``train`` run, with signature and input example, and register it."""
+        """Log a fitted pipeline in a ``train`` run and register it as a new version.
+
+        The run holds the signature and an input example, the holdout the model was measured on
+        (``holdout.parquet``: the performance estimator calibrates on it), and the training data's
+        lineage as MLflow dataset inputs, one per batch, named by its sha256.
+        """
         import mlflow
         from mlflow.models import infer_signature
 
@@ -80,20 +126,106 @@ class ModelRegistry:
         sample = model_input(example.head(5), spec)
         signature = infer_signature(sample, pipeline.predict_proba(sample))
         run_tags = {"mlops.run_type": "train", **(tags or {})}
+        if parent_run_id:
+            run_tags["mlflow.parentRunId"] = parent_run_id
+        if lineage:
+            run_tags["mlops.training_batches"] = ",".join(i.sha256[:12] for i in lineage)[:5000]
         with mlflow.start_run(experiment_id=self.experiment_id(), tags=run_tags) as run:
             mlflow.log_params(params or {})
             mlflow.log_metrics(metrics or {})
-            info = mlflow.sklearn.log_model(
-                pipeline,
-                name="model",
-                signature=signature,
-                input_example=sample,
-                registered_model_name=self.name,
-                pyfunc_predict_fn="predict_proba",
-                skops_trusted_types=SKOPS_TRUSTED_TYPES,
-            )
+            for item in lineage or []:
+                mlflow.log_input(item.dataset(), context="training", tags={"rows": str(item.rows)})
+            if holdout is not None:
+                with tempfile.TemporaryDirectory() as folder:
+                    path = Path(folder) / HOLDOUT_ARTIFACT
+                    holdout.write_parquet(path)
+                    mlflow.log_artifact(str(path))
+            # MLflow prints its registration chatter straight to stderr; errors still raise.
+            with contextlib.redirect_stderr(io.StringIO()):
+                info = mlflow.sklearn.log_model(
+                    pipeline,
+                    name="model",
+                    signature=signature,
+                    input_example=sample,
+                    registered_model_name=self.name,
+                    pyfunc_predict_fn="predict_proba",
+                    skops_trusted_types=SKOPS_TRUSTED_TYPES,
+                    # Stated, not inferred: inference imports every loaded package (torch included)
+                    # and takes seconds per model.
+                    pip_requirements=_requirements(),
+                )
         version = str(info.registered_model_version)
+        self.client.set_model_version_tag(self.name, version, "mlops.train_run_id", run.info.run_id)
+        for key, value in (tags or {}).items():
+            self.client.set_model_version_tag(self.name, version, key, value)
         return RegisteredVersion(self.name, version, run.info.run_id)
+
+    def version_of(self, alias: str) -> RegisteredVersion | None:
+        """The version a role points at, with the run that trained it; None when the role is empty."""
+        from mlflow.exceptions import MlflowException
+
+        try:
+            found = self.client.get_model_version_by_alias(self.name, alias)
+        except MlflowException:
+            return None
+        return RegisteredVersion(self.name, str(found.version), str(found.run_id))
+
+    def has_version(self, version: str) -> bool:
+        from mlflow.exceptions import MlflowException
+
+        try:
+            self.client.get_model_version(self.name, version)
+        except MlflowException:
+            return False
+        return True
+
+    def set_version_tags(self, version: str, tags: dict[str, str]) -> None:
+        """Lineage tags on a model version (decision run, gate report, drift run...)."""
+        for key, value in tags.items():
+            self.client.set_model_version_tag(self.name, version, key, value)
+
+    def version_tags(self, version: str) -> dict[str, str]:
+        return dict(self.client.get_model_version(self.name, version).tags or {})
+
+    def holdout(self, alias: str = CHAMPION) -> pl.DataFrame:
+        """The labelled holdout the role's model was measured on when it was trained."""
+        found = self.version_of(alias)
+        if found is None:
+            raise MlopsError(
+                f"dataset {self.name!r} has no {alias} model yet", hint="run `mlops train`"
+            )
+        with tempfile.TemporaryDirectory() as folder:
+            path = self.client.download_artifacts(found.run_id, HOLDOUT_ARTIFACT, folder)
+            return pl.read_parquet(path)
+
+    def run_metrics(self, run_id: str) -> dict[str, float]:
+        return dict(self.client.get_run(run_id).data.metrics)
+
+    def run_tags(self, run_id: str) -> dict[str, str]:
+        return dict(self.client.get_run(run_id).data.tags)
+
+    def training_runs(self, limit: int = 20) -> list[Any]:
+        """The newest ``train`` runs of the dataset that finished, newest first."""
+        experiment = self.client.get_experiment_by_name(self.name)
+        if experiment is None:
+            return []
+        return list(
+            self.client.search_runs(
+                [experiment.experiment_id],
+                filter_string="tags.`mlops.run_type` = 'train' and attributes.status = 'FINISHED'",
+                order_by=["attributes.start_time DESC"],
+                max_results=limit,
+            )
+        )
+
+    def median_training_seconds(self) -> float | None:
+        """Median fit time of past training runs (the retrain cost's basis); None without any."""
+        seconds = [
+            run.data.metrics["training_seconds"]
+            for run in self.training_runs()
+            if "training_seconds" in run.data.metrics
+        ]
+        return float(statistics.median(seconds)) if seconds else None
 
     def aliases(self) -> dict[str, str]:
         """The version each role points at (missing roles are absent)."""

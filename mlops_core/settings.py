@@ -3,9 +3,15 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from pydantic import Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+if TYPE_CHECKING:
+    from mlops_core.evaluation import GateConfig
+    from mlops_core.policy import PolicyConfig
+    from mlops_core.training import TrainingConfig
 
 
 class Settings(BaseSettings):
@@ -61,11 +67,120 @@ class Settings(BaseSettings):
         default=0.05, gt=0, lt=1, description="Family-wise false-alarm rate of the drift verdict."
     )
 
+    # Decision policy (see mlops_core/policy.py and the README's policy table).
+    retrain_accuracy_drop: float = Field(
+        default=0.05,
+        gt=0,
+        lt=1,
+        description="Retrain when accuracy falls this far below the reference.",
+    )
+    retrain_cooldown_hours: float = Field(
+        default=24.0,
+        ge=0,
+        description="No retrain sooner than this after the last one (data time).",
+    )
+    min_labelled_rows: int = Field(
+        default=1_000, ge=0, description="Fewest labelled rows since the last training to retrain."
+    )
+    predictions_per_day: float = Field(
+        default=10_000, ge=0, description="Traffic, for the expected benefit of a retrain."
+    )
+    benefit_horizon_days: float = Field(
+        default=30, ge=0, description="How long a retrain's benefit is counted."
+    )
+    value_per_correct_prediction: float = Field(
+        default=0.05, ge=0, description="What one more correct prediction is worth."
+    )
+    compute_cost_per_hour: float = Field(
+        default=2.0, ge=0, description="Price of an hour of training compute."
+    )
+
+    # Training window and model.
+    train_recent_rows: int = Field(
+        default=2_000, ge=1, description="Newest labelled rows, all in the training window."
+    )
+    train_older_rows: int = Field(
+        default=2_000, ge=0, description="Seeded sample of older labelled rows added to the window."
+    )
+    train_max_iter: int = Field(default=200, ge=10, description="Boosting iterations.")
+    gate_holdout_fraction: float = Field(
+        default=0.3,
+        gt=0,
+        lt=1,
+        description="Share of the newest labelled batch held out for the gates.",
+    )
+
+    # Evaluation gates (see mlops_core/evaluation.py).
+    gate_margin: float = Field(
+        default=0.005, ge=0, description="Challenger accuracy must beat the champion's by this."
+    )
+    gate_alpha: float = Field(
+        default=0.05, gt=0, lt=1, description="Level of the one-sided McNemar test."
+    )
+    gate_auc_tolerance: float = Field(default=0.01, ge=0, description="Largest AUC drop allowed.")
+    gate_log_loss_tolerance: float = Field(
+        default=0.02, ge=0, description="Largest log-loss rise allowed."
+    )
+    gate_calibration_tolerance: float = Field(
+        default=0.02, ge=0, description="Largest expected-calibration-error rise allowed."
+    )
+    gate_slice_feature: str | None = Field(
+        default=None, description="Categorical feature whose slices are gated (default: the first)."
+    )
+    gate_slice_tolerance: float = Field(
+        default=0.03, ge=0, description="Largest accuracy drop allowed in any slice."
+    )
+    gate_accuracy_floor: float = Field(
+        default=0.55, ge=0, le=1, description="Absolute floor on the challenger's accuracy."
+    )
+    gate_latency_budget_ms: float = Field(
+        default=50.0, gt=0, description="Budget for p95 single-row prediction time."
+    )
+
     @model_validator(mode="after")
     def _rows_ordered(self) -> Settings:
         if self.min_batch_rows > self.max_batch_rows:
             raise ValueError("MLOPS_MIN_BATCH_ROWS must not exceed MLOPS_MAX_BATCH_ROWS")
         return self
+
+    def policy_config(self) -> PolicyConfig:
+        from datetime import timedelta
+
+        from mlops_core.policy import PolicyConfig
+
+        return PolicyConfig(
+            retrain_accuracy_drop=self.retrain_accuracy_drop,
+            cooldown=timedelta(hours=self.retrain_cooldown_hours),
+            min_labelled_rows=self.min_labelled_rows,
+            predictions_per_day=self.predictions_per_day,
+            benefit_horizon_days=self.benefit_horizon_days,
+            value_per_correct_prediction=self.value_per_correct_prediction,
+            compute_cost_per_hour=self.compute_cost_per_hour,
+        )
+
+    def training_config(self) -> TrainingConfig:
+        from mlops_core.training import TrainingConfig
+
+        return TrainingConfig(
+            recent_rows=self.train_recent_rows,
+            older_rows=self.train_older_rows,
+            max_iter=self.train_max_iter,
+        )
+
+    def gate_config(self) -> GateConfig:
+        from mlops_core.evaluation import GateConfig
+
+        return GateConfig(
+            margin=self.gate_margin,
+            alpha=self.gate_alpha,
+            auc_tolerance=self.gate_auc_tolerance,
+            log_loss_tolerance=self.gate_log_loss_tolerance,
+            calibration_tolerance=self.gate_calibration_tolerance,
+            slice_feature=self.gate_slice_feature,
+            slice_tolerance=self.gate_slice_tolerance,
+            accuracy_floor=self.gate_accuracy_floor,
+            latency_budget_ms=self.gate_latency_budget_ms,
+        )
 
     @property
     def tracking_uri(self) -> str:
@@ -113,10 +228,13 @@ class Settings(BaseSettings):
 
 
 def prefect_environment(settings: Settings) -> dict[str, str]:
-    """Environment defaults for an embedded Prefect: its home under ours, no telemetry, quiet console."""
+    """Environment defaults for the embedded tools: Prefect's home under ours, no telemetry, quiet
+    consoles (Prefect, GX, MLflow's logs and progress bars)."""
     return {
         "PREFECT_HOME": str((settings.prefect_home).resolve()),
         "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
         "PREFECT_LOGGING_HANDLERS_CONSOLE_LEVEL": "WARNING",
         "GX_ANALYTICS_ENABLED": "false",
+        "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR": "false",
+        "MLFLOW_LOGGING_LEVEL": "WARNING",
     }

@@ -27,8 +27,8 @@ class TrainingConfig(BaseModel):
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
-    recent_rows: int = Field(default=20_000, ge=1, description="Newest labelled rows, all kept.")
-    older_rows: int = Field(default=10_000, ge=0, description="Seeded sample of older rows.")
+    recent_rows: int = Field(default=2_000, ge=1, description="Newest labelled rows, all kept.")
+    older_rows: int = Field(default=2_000, ge=0, description="Seeded sample of older rows.")
     holdout_fraction: float = Field(default=0.2, gt=0, lt=0.9)
     max_iter: int = Field(default=200, ge=10)
     learning_rate: float = Field(default=0.05, gt=0, le=1)
@@ -71,12 +71,11 @@ def training_window(
     """
     config = config or TrainingConfig()
     target = _target(spec)
-    columns = [*spec.features, target]
-    labelled = [
-        b.select(columns).filter(pl.col(target).is_not_null())
-        for b in batches
-        if target in b.columns
-    ]
+    with_labels = [b for b in batches if target in b.columns]
+    # Features and label, plus the id and timestamp where every batch has them (the expectation
+    # suite checks those too when the window is validated).
+    columns = [c for c in spec.known_columns if all(c in b.columns for b in with_labels)]
+    labelled = [b.select(columns).filter(pl.col(target).is_not_null()) for b in with_labels]
     if not labelled:
         raise MlopsError(f"no labelled rows to train on (label column {target!r})")
     frame = pl.concat(labelled, how="vertical_relaxed")

@@ -84,3 +84,35 @@ def test_shifted_batch_is_processed_with_drift_named(
     assert outcome.drift["is_drift"] and "credit_score" in outcome.drift["drivers"]
     report = json.loads(outcome.location.with_name(f"{sha}.report.json").read_text())
     assert report["detail"]["drift"]["p_value"] <= 0.05
+
+
+def test_every_batch_gets_a_decision_run_with_its_evidence(
+    tmp_path, settings: Settings, registered: RegisteredDataset
+) -> None:
+    from mlflow.tracking import MlflowClient
+
+    shifted = generate_applications(
+        np.random.default_rng(8), 600, week=1, kind=PhaseKind.sudden_shift
+    ).drop("default")  # unlabelled: the decision rests on drift and the estimate
+    broken = corrupt(
+        generate_applications(np.random.default_rng(9), 300, week=1),
+        Corruption.nulls,
+        np.random.default_rng(0),
+    )
+    client = MlflowClient(tracking_uri=settings.tracking_uri)
+    kept = process_batch(dataset="credit", sha256=land(tmp_path, settings, shifted, "s.parquet"))
+    assert kept.decision["action"] == "watch", kept.decision["reasons"]
+    artifacts = {a.path for a in client.list_artifacts(kept.decision_run_id)}
+    assert {"decision.md", "validation.json", "assessment.json", "drift"} <= artifacts
+    drift_files = {a.path for a in client.list_artifacts(kept.decision_run_id, "drift")}
+    assert {"drift/drift.json", "drift/effect_sizes.png", "drift/distributions.png"} <= drift_files
+
+    refused = process_batch(dataset="credit", sha256=land(tmp_path, settings, broken, "b.parquet"))
+    assert refused.state is BatchState.quarantined and refused.decision["action"] == "none"
+    run = client.get_run(refused.decision_run_id)
+    assert (
+        run.data.tags["mlops.decision"] == "none"
+        and "failed validation" in run.data.tags["mlops.reasons"]
+    )
+    report = json.loads(refused.location.with_name(f"{refused.sha256}.report.json").read_text())
+    assert report["detail"]["decision_run_id"] == refused.decision_run_id

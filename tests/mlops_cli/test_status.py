@@ -19,7 +19,7 @@ def test_status_lists_datasets_models_and_decisions(
     empty = runner.invoke(app, ["status", "--json"])
     assert empty.exit_code == 0, empty.output
     assert json.loads(empty.stdout) == [
-        {"dataset": "credit", "models": {}, "rollout": {}, "decisions": []}
+        {"dataset": "credit", "models": {}, "metrics": {}, "rollout": {}, "decisions": []}
     ]
     record_decision(
         settings,

@@ -1,0 +1,99 @@
+"""The gated subflow: train a challenger, judge it against the champion, promote only if it passes.
+
+A failure anywhere -- training raises, MLflow is unreachable, a gate fails -- leaves ``champion``
+exactly where it was: promotion is the last step, taken only on a passing ``GateReport``. The
+outcome (promoted, refused, failed) is recorded on the decision run and, on failure, an alert
+event is emitted. Until the rollout flow lands, a passing challenger is promoted directly.
+"""
+
+from __future__ import annotations
+
+from prefect import flow, get_run_logger
+
+from mlops_core import events
+from mlops_core.lifecycle import RetrainOutcome, gate_summary
+from mlops_core.settings import Settings
+from tasks.events import emit
+from tasks.retrain import (
+    champion_version,
+    gate,
+    gather_data,
+    note_outcome,
+    promote,
+    record_gates,
+    train,
+)
+
+
+@flow(name="retrain-evaluate-deploy", flow_run_name="retrain-{dataset}-{batch_sha256:.12}")
+def retrain_evaluate_deploy(
+    dataset: str, batch_sha256: str = "", decision_run_id: str | None = None
+) -> RetrainOutcome:
+    """Train, gate and (on a pass) promote a new model for ``dataset``; never raises."""
+    settings = Settings()
+    logger = get_run_logger()
+    before: str | None = None
+    gates_md = ""
+    stage = "reading the registry"
+    try:
+        before = champion_version(settings, dataset)
+        stage = "gathering training data"
+        data = gather_data(settings, dataset, first_model=before is None)
+        stage = "training"
+        challenger = train(settings, dataset, data, batch_sha256, decision_run_id)
+        emit(
+            events.MODEL_REGISTERED,
+            dataset,
+            {"version": challenger.version, "run_id": challenger.run_id, "sha256": batch_sha256},
+        )
+        stage = "evaluating"
+        report = gate(settings, dataset, challenger, data)
+        stage = "recording the gate report"
+        evaluate_run = record_gates(
+            settings, dataset, challenger, report, batch_sha256, decision_run_id
+        )
+        gates_md = report.markdown() + "\n"
+        if report.passed:
+            stage = "promoting"
+            aliases = promote(settings, dataset, challenger.version)
+            emit(
+                events.MODEL_PROMOTED,
+                dataset,
+                {"version": challenger.version, "previous": before, "sha256": batch_sha256},
+            )
+            outcome = RetrainOutcome(
+                "promoted",
+                gate_summary(report),
+                challenger.version,
+                report.to_dict(),
+                before,
+                aliases.get("champion"),
+                challenger.run_id,
+                evaluate_run,
+            )
+        else:
+            outcome = RetrainOutcome(
+                "refused",
+                gate_summary(report),
+                challenger.version,
+                report.to_dict(),
+                before,
+                before,
+                challenger.run_id,
+                evaluate_run,
+            )
+    except Exception as exc:  # noqa: BLE001 -- any failure is recorded; the champion stays
+        reason = f"{stage} failed: {type(exc).__name__}: {exc}"
+        logger.error("retrain of %s failed; champion v%s unchanged: %s", dataset, before, reason)
+        outcome = RetrainOutcome("failed", reason, champion_before=before, champion_after=before)
+        emit(
+            events.ALERT,
+            dataset,
+            {"what": "retrain failed", "reason": reason, "sha256": batch_sha256},
+        )
+    if decision_run_id:
+        try:
+            note_outcome(settings, dataset, decision_run_id, outcome.to_dict(), gates_md)
+        except Exception as exc:  # noqa: BLE001 -- MLflow itself may be what failed
+            logger.error("could not record the retrain outcome on run %s: %s", decision_run_id, exc)
+    return outcome
