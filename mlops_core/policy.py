@@ -134,7 +134,7 @@ def decide(evidence: Evidence, config: PolicyConfig | None = None) -> Decision:
             )
         if cost is not None and benefit < cost:
             blockers.append(
-                f"expected benefit {benefit:,.2f} is below the retrain cost {cost:,.2f}"
+                f"expected benefit {_money(benefit)} is below the retrain cost {_money(cost)}"
             )
         if blockers:
             return Decision(
@@ -145,9 +145,9 @@ def decide(evidence: Evidence, config: PolicyConfig | None = None) -> Decision:
                 retrain_cost=cost,
             )
         worth = (
-            f"expected benefit {benefit:,.2f} covers the retrain cost {cost:,.2f}"
+            f"expected benefit {_money(benefit)} covers the retrain cost {_money(cost)}"
             if cost is not None
-            else f"expected benefit {benefit:,.2f}; no past training runs to cost"
+            else f"expected benefit {_money(benefit)}; no past training runs to cost"
         )
         return Decision(
             action=Action.retrain,
@@ -208,3 +208,8 @@ def _harm(evidence: Evidence, drop: float) -> tuple[str, float] | None:
 
 def _hours(delta: timedelta) -> str:
     return f"{delta.total_seconds() / 3600:.1f} h"
+
+
+def _money(amount: float) -> str:
+    """Two decimals, or two significant digits for amounts under a cent (a fast retrain)."""
+    return f"{amount:,.2f}" if amount == 0 or abs(amount) >= 0.01 else f"{amount:.2g}"
