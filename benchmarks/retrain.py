@@ -91,9 +91,7 @@ def main() -> None:
 
     from flows.retrain_evaluate_deploy import retrain_evaluate_deploy
 
-    stage(
-        "whole subflow, cold (starts Prefect)", lambda: retrain_evaluate_deploy(dataset="credit")
-    )
+    stage("whole subflow, cold (starts Prefect)", lambda: retrain_evaluate_deploy(dataset="credit"))
     outcome = stage(
         "whole subflow, warm (Prefect flow call)", lambda: retrain_evaluate_deploy(dataset="credit")
     )

@@ -23,6 +23,7 @@ from tasks.decision import (
 from tasks.drift import detect_batch_drift
 from tasks.events import emit
 from tasks.landing import claim_batch, ledger_entry, settle_batch
+from tasks.report import publish_report
 from tasks.validation import validate_batch
 
 
@@ -77,6 +78,16 @@ def process_batch(dataset: str, sha256: str, act: bool = True) -> BatchOutcome:
         "decision": decision.to_dict(),
         "decision_run_id": decision_run,
     }
+    publish_report(
+        settings,
+        dataset,
+        sha256,
+        validation,
+        drift,
+        decision.to_dict(),
+        decision_run,
+        plots,
+    )
     settled = settle_batch(settings, dataset, sha256, state, detail, reason)
     emit(
         events.BATCH_VALIDATED if state is BatchState.processed else events.BATCH_QUARANTINED,

@@ -9,18 +9,22 @@ event is emitted. Until the rollout flow lands, a passing challenger is promoted
 from __future__ import annotations
 
 from prefect import flow, get_run_logger
+from prefect.concurrency.sync import concurrency
 
 from mlops_core import events
-from mlops_core.lifecycle import RetrainOutcome, gate_summary
+from mlops_core.lifecycle import RetrainOutcome, gate_summary, retrain_limit_name
 from mlops_core.settings import Settings
 from tasks.events import emit
 from tasks.retrain import (
     champion_version,
+    ensure_retrain_limit,
     gate,
     gather_data,
     note_outcome,
     promote,
     record_gates,
+    show_progress,
+    start_progress,
     train,
 )
 
@@ -35,53 +39,65 @@ def retrain_evaluate_deploy(
     before: str | None = None
     gates_md = ""
     stage = "reading the registry"
+    progress = start_progress(dataset, batch_sha256)
     try:
         before = champion_version(settings, dataset)
-        stage = "gathering training data"
-        data = gather_data(settings, dataset, first_model=before is None)
-        stage = "training"
-        challenger = train(settings, dataset, data, batch_sha256, decision_run_id)
-        emit(
-            events.MODEL_REGISTERED,
-            dataset,
-            {"version": challenger.version, "run_id": challenger.run_id, "sha256": batch_sha256},
-        )
-        stage = "evaluating"
-        report = gate(settings, dataset, challenger, data)
-        stage = "recording the gate report"
-        evaluate_run = record_gates(
-            settings, dataset, challenger, report, batch_sha256, decision_run_id
-        )
-        gates_md = report.markdown() + "\n"
-        if report.passed:
-            stage = "promoting"
-            aliases = promote(settings, dataset, challenger.version)
+        ensure_retrain_limit(settings, dataset)
+        # One retrain per dataset at a time (a Prefect global concurrency limit of 1).
+        with concurrency(retrain_limit_name(dataset), occupy=1, strict=False):
+            stage = "gathering training data"
+            show_progress(progress, 10, stage)
+            data = gather_data(settings, dataset, first_model=before is None)
+            stage = "training"
+            show_progress(progress, 25, stage)
+            challenger = train(settings, dataset, data, batch_sha256, decision_run_id)
             emit(
-                events.MODEL_PROMOTED,
+                events.MODEL_REGISTERED,
                 dataset,
-                {"version": challenger.version, "previous": before, "sha256": batch_sha256},
+                {
+                    "version": challenger.version,
+                    "run_id": challenger.run_id,
+                    "sha256": batch_sha256,
+                },
             )
-            outcome = RetrainOutcome(
-                "promoted",
-                gate_summary(report),
-                challenger.version,
-                report.to_dict(),
-                before,
-                aliases.get("champion"),
-                challenger.run_id,
-                evaluate_run,
+            stage = "evaluating"
+            show_progress(progress, 60, stage)
+            report = gate(settings, dataset, challenger, data)
+            stage = "recording the gate report"
+            show_progress(progress, 85, stage)
+            evaluate_run = record_gates(
+                settings, dataset, challenger, report, batch_sha256, decision_run_id
             )
-        else:
-            outcome = RetrainOutcome(
-                "refused",
-                gate_summary(report),
-                challenger.version,
-                report.to_dict(),
-                before,
-                before,
-                challenger.run_id,
-                evaluate_run,
-            )
+            gates_md = report.markdown() + "\n"
+            if report.passed:
+                stage = "promoting"
+                aliases = promote(settings, dataset, challenger.version)
+                emit(
+                    events.MODEL_PROMOTED,
+                    dataset,
+                    {"version": challenger.version, "previous": before, "sha256": batch_sha256},
+                )
+                outcome = RetrainOutcome(
+                    "promoted",
+                    gate_summary(report),
+                    challenger.version,
+                    report.to_dict(),
+                    before,
+                    aliases.get("champion"),
+                    challenger.run_id,
+                    evaluate_run,
+                )
+            else:
+                outcome = RetrainOutcome(
+                    "refused",
+                    gate_summary(report),
+                    challenger.version,
+                    report.to_dict(),
+                    before,
+                    before,
+                    challenger.run_id,
+                    evaluate_run,
+                )
     except Exception as exc:  # noqa: BLE001 -- any failure is recorded; the champion stays
         reason = f"{stage} failed: {type(exc).__name__}: {exc}"
         logger.error("retrain of %s failed; champion v%s unchanged: %s", dataset, before, reason)
@@ -91,6 +107,7 @@ def retrain_evaluate_deploy(
             dataset,
             {"what": "retrain failed", "reason": reason, "sha256": batch_sha256},
         )
+    show_progress(progress, 100, outcome.status)
     if decision_run_id:
         try:
             note_outcome(settings, dataset, decision_run_id, outcome.to_dict(), gates_md)

@@ -1,11 +1,22 @@
-"""``mlops demo``: the loop on the built-in credit-risk stream, one line per batch."""
+"""``mlops demo``: the whole loop, live, through real events, on the built-in credit-risk stream.
+
+It starts the stack (``mlops up``'s parts: a Prefect server, the served deployments with their
+triggers and automations, the MLflow UI), trains the first champion through the gated subflow,
+then submits every weekly batch *without its labels* (``mlops.batch.arrived`` -> trigger ->
+``process_batch``) and, one batch later, that batch's labels (``mlops.labels.arrived`` ->
+``process_labels``). A row is printed as each batch's and each labels file's outcome comes back
+(the ledger settles, the decision run in MLflow records what the retrain did).
+"""
 
 from __future__ import annotations
 
 import os
 import shutil
 import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from rich.console import Console
 from rich.table import Table
@@ -55,56 +66,164 @@ def _percent(value: object) -> str:
     return f"{float(value):.1%}" if value is not None else "-"  # type: ignore[arg-type]
 
 
-def batch_line(
-    index: int,
-    week: int,
-    phase: str,
-    verdict: str,
-    state: BatchState,
-    drift: dict[str, object] | None,
-    evidence: dict[str, object] | None,
-    action: str,
-    champion: str,
-) -> str:
-    """One row of the demo's table, with rich colour markup."""
-    colour = "green" if state is BatchState.processed else "red"
+def _p_value(drift: dict[str, Any] | None) -> str:
     if drift is None:
-        drift_text, drift_colour = "-", "dim"
-    else:
-        p_value = float(drift["p_value"])  # type: ignore[arg-type]
-        shown = "p<0.001" if p_value < 0.001 else f"p={p_value:.3f}"
-        drift_text = f"{'yes' if drift['is_drift'] else 'no'} ({shown})"
-        drift_colour = "yellow" if drift["is_drift"] else "green"
-    evidence = evidence or {}
-    estimated = _percent(evidence.get("estimated_accuracy"))
-    observed = _percent(evidence.get("observed_accuracy"))
-    action_colour = {"none": "green", "watch": "yellow", "retrain": "magenta"}.get(action, "red")
+        return "-"
+    p_value = float(drift["p_value"])
+    shown = "<0.001" if p_value < 0.001 else f"{p_value:.3f}"
+    return f"{'yes' if drift['is_drift'] else 'no'} p{'' if shown.startswith('<') else '='}{shown}"
+
+
+@dataclass
+class Row:
+    """What the demo knows of one weekly batch (and, later, of its labels)."""
+
+    index: int
+    week: int
+    phase: str
+    kind: str
+    corruption: str | None
+    rows: int
+    sha256: str = ""
+    state: str = ""
+    verdict: str = "-"
+    reason: str | None = None
+    location: str = ""
+    drift: dict[str, Any] | None = None
+    estimated: float | None = None
+    observed: float | None = None
+    decision: str = "-"
+    labels_decision: str = "-"
+    retrain: str | None = None
+    labels_retrain: str | None = None
+    champion: str = "-"
+    seconds: float = 0.0
+    labels_seconds: float | None = None
+    notes: list[str] = field(default_factory=list)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "index": self.index,
+            "phase": self.phase,
+            "kind": self.kind,
+            "corruption": self.corruption,
+            "rows": self.rows,
+            "verdict": self.verdict,
+            "state": self.state,
+            "location": self.location,
+            "reason": self.reason,
+            "drift": bool(self.drift["is_drift"]) if self.drift else None,
+            "drift_p_value": self.drift["p_value"] if self.drift else None,
+            "drivers": list(self.drift["drivers"]) if self.drift else [],
+            "decision": self.decision,
+            "labels_decision": self.labels_decision,
+            "estimated_accuracy": self.estimated,
+            "observed_accuracy": self.observed,
+            "retrain": self.retrain,
+            "labels_retrain": self.labels_retrain,
+            "champion": self.champion,
+            "seconds": round(self.seconds, 2),
+            "labels_seconds": round(self.labels_seconds, 2) if self.labels_seconds else None,
+        }
+
+
+def wait_for(condition: Callable[[], Any], timeout: float, what: str) -> Any:
+    """Poll ``condition`` until it returns something truthy; a clear error after ``timeout``."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = condition()
+        if value:
+            return value
+        time.sleep(0.2)
+    raise MlopsError(f"the demo waited {timeout:.0f} s for {what}", hint="see <home>/logs/")
+
+
+class Outcomes:
+    """Reads what the event-driven flows did: the ledger, the reports, the decision runs."""
+
+    def __init__(self, settings: Settings, dataset: str) -> None:
+        from mlops_core.registry import ModelRegistry
+
+        self.settings = settings
+        self.dataset = dataset
+        self.registry = ModelRegistry(settings, dataset)
+
+    def settled(self, sha256: str, kind: str) -> dict[str, Any] | None:
+        import json
+
+        entry = LandingZone(self.settings, kind).get(self.dataset, sha256)
+        if entry is None or entry.state not in (BatchState.processed, BatchState.quarantined):
+            return None
+        report = json.loads(entry.report_path.read_text(encoding="utf-8"))
+        return {"entry": entry, "detail": report.get("detail") or {}}
+
+    def acted(self, detail: dict[str, Any]) -> dict[str, str] | None:
+        """The decision run's tags once the flow has acted on it (retrain/rollback noted)."""
+        decision = detail.get("decision") or {}
+        run_id = detail.get("decision_run_id")
+        action = decision.get("action")
+        if not run_id or action not in ("retrain", "rollback"):
+            return {}
+        tags = self.registry.run_tags(run_id)
+        key = "mlops.retrain" if action == "retrain" else "mlops.rollback"
+        return tags if key in tags else None
+
+    def champion(self) -> str:
+        return self.registry.aliases().get("champion", "-")
+
+
+def batch_line(row: Row, *, labels: bool = False) -> str:
+    """One live line: a batch as it settled, or its labels as they were judged."""
+    if labels:
+        colour = {"none": "green", "watch": "yellow", "retrain": "magenta"}.get(
+            row.labels_decision, "red"
+        )
+        outcome = f" -> {row.labels_retrain}" if row.labels_retrain else ""
+        return (
+            f"{row.index:>2}  {'labels':<17} observed {_percent(row.observed):>6}  "
+            f"[{colour}]{row.labels_decision:<8}[/{colour}]{outcome:<12} champion v{row.champion}"
+            f"  [dim]{row.labels_seconds:.1f} s[/dim]"
+        )
+    colour = "green" if row.state == "processed" else "red"
+    action_colour = {"none": "green", "watch": "yellow", "retrain": "magenta"}.get(
+        row.decision, "red"
+    )
+    outcome = f" -> {row.retrain}" if row.retrain else ""
     return (
-        f"{index:>2}  {week:>4}  {phase:<17} [{colour}]{verdict:<10}[/{colour}]  "
-        f"[{drift_colour}]{drift_text:<15}[/{drift_colour}] {estimated:>6}  {observed:>6}  "
-        f"[{action_colour}]{action:<8}[/{action_colour}] {champion:>4}"
+        f"{row.index:>2}  {row.phase:<17} [{colour}]{row.verdict:<8}[/{colour}] "
+        f"drift {_p_value(row.drift):<12} est. {_percent(row.estimated):>6}  "
+        f"[{action_colour}]{row.decision:<8}[/{action_colour}]{outcome:<12} "
+        f"champion v{row.champion}  [dim]{row.seconds:.1f} s[/dim]"
     )
 
 
-def drift_drivers(drift: dict[str, object] | None) -> str:
-    if not drift or not drift["is_drift"]:
-        return ""
-    drivers = list(drift["drivers"])  # type: ignore[call-overload]
-    return "drifted: " + (
-        ", ".join(drivers[:4]) if drivers else "joint distribution (no single feature)"
-    )
-
-
-def why(decision: dict[str, object] | None, retrain: dict[str, object] | None) -> str:
-    """The decision's main reason, and what the gated subflow did."""
-    if decision is None:
-        return ""
-    reasons = list(decision["reasons"])  # type: ignore[call-overload]
-    text = str(reasons[0]) if reasons else ""
-    if retrain is not None:
-        version = f" v{retrain['version']}" if retrain.get("version") else ""
-        text += f" -> challenger{version} {retrain['status']}: {retrain['reason']}"
-    return text
+def summary_table(rows: list[Row]) -> Table:
+    table = Table(title="Summary", title_justify="left")
+    for column in (
+        "#",
+        "phase",
+        "validation",
+        "drift (p)",
+        "est. acc.",
+        "obs. acc.",
+        "decision: batch / labels",
+        "champion",
+    ):
+        table.add_column(column)
+    for row in rows:
+        retrain = row.retrain or row.labels_retrain
+        decision = f"{row.decision} / {row.labels_decision}" + (f" ({retrain})" if retrain else "")
+        table.add_row(
+            str(row.index),
+            row.phase,
+            row.verdict,
+            _p_value(row.drift),
+            _percent(row.estimated),
+            _percent(row.observed),
+            decision,
+            f"v{row.champion}",
+        )
+    return table
 
 
 def run_demo(
@@ -114,12 +233,15 @@ def run_demo(
     batch_rows: int = 2_000,
     reference_rows: int = 10_000,
     console: Console | None = None,
+    keep_running: bool = False,
+    mlflow_ui: bool = True,
 ) -> list[dict[str, object]]:
-    """Generate the stream, register the dataset, submit and process every batch; return the rows."""
+    """The whole loop through real events (see the module docstring); return one dict per batch."""
+    import polars as pl
+
     console = console or Console()
-    demo = demo_settings(settings)
+    demo = demo_settings(settings).model_copy(update={"prefect_port": 0, "mlflow_port": 0})
     fresh_home(demo.home)
-    # The batch flow reads its settings from the environment, like a deployed flow would.
     os.environ["MLOPS_HOME"] = str(demo.home)
     os.environ["MLOPS_GX_DIR"] = str(demo.gx_dir)
 
@@ -129,126 +251,170 @@ def run_demo(
     console.print(f"demo state: {demo.home}  (seed {seed}, {len(stream.batches)} weekly batches)")
     print_schedule(stream, console)
     registered = DatasetCatalog(demo).add(stream.spec, stream.reference_path)
+    name = registered.name
     console.print(
-        f"registered dataset [bold]{registered.name}[/bold]: {len(registered.spec.features)} features, "
+        f"registered dataset [bold]{name}[/bold]: {len(registered.spec.features)} features, "
         f"reference {reference_rows:,} rows, suite {registered.suite_path}",
         highlight=False,
     )
-    console.print("starting Prefect (a local temporary server, about 15 s on first use)...")
 
-    from flows.process_batch import process_batch
-    from flows.retrain_evaluate_deploy import retrain_evaluate_deploy
-    from mlops_core.audit import record_manual
+    from prefect.settings import PREFECT_API_URL, temporary_settings
 
-    run_id = record_manual(
+    from mlops_cli.stack import Stack
+    from mlops_core.announce import announce
+
+    stack = Stack(
         demo,
-        stream.spec.name,
-        "retrain",
-        reason="demo: first champion from the reference",
-        before={},
+        mlflow_ui=mlflow_ui,
+        log=lambda text: console.print(text, highlight=False, soft_wrap=True),
     )
-    first = retrain_evaluate_deploy(dataset=stream.spec.name, decision_run_id=run_id)
-    if first.status != "promoted":
-        raise MlopsError(f"the demo could not train its first champion: {first.reason}")
+    started = time.perf_counter()
+    state = stack.start()
     console.print(
-        f"first champion: v{first.version} trained on the reference -- {first.reason}",
+        f"stack ready in {time.perf_counter() - started:.0f} s: Prefect UI {state.prefect_ui_url}"
+        + (f", MLflow UI {state.mlflow_ui_url}" if state.mlflow_ui_url else ""),
         highlight=False,
-        soft_wrap=True,
     )
-    champion = first.version or "-"
+    rows: list[Row] = []
+    try:
+        with temporary_settings(updates={PREFECT_API_URL: state.prefect_api_url}):
+            from flows.retrain_evaluate_deploy import retrain_evaluate_deploy
+            from mlops_core.audit import record_manual
 
-    zone = LandingZone(demo)
-    rows: list[dict[str, object]] = []
-    header = (
-        f"{'#':>2}  {'week':>4}  {'phase':<17} {'validation':<10}  {'drift':<15} "
-        f"{'est.':>6}  {'obs.':>6}  {'decision':<8} {'champ':>4}  why"
-    )
-    console.print(header, style="bold", highlight=False, soft_wrap=True)
-    for batch in stream.batches:
-        started = time.perf_counter()
-        drift: dict[str, object] | None = None
-        decision: dict[str, object] | None = None
-        retrain: dict[str, object] | None = None
-        try:
-            receipt = zone.submit(batch.path, stream.spec.name)
-        except UnusableInputError:
-            entry = next(
-                e for e in zone.entries(stream.spec.name) if e.original_name == batch.path.name
+            run_id = record_manual(
+                demo, name, "retrain", reason="demo: first champion from the reference", before={}
             )
-            verdict, state, location, reason = "unusable", entry.state, entry.location, entry.reason
-        else:
-            outcome = process_batch(dataset=stream.spec.name, sha256=receipt.entry.sha256)
-            report = outcome.validation or {}
-            verdict = str(report.get("verdict", "-"))
-            state, location, reason, drift = (
-                outcome.state,
-                outcome.location,
-                outcome.reason,
-                outcome.drift,
+            first = retrain_evaluate_deploy(dataset=name, decision_run_id=run_id)
+            if first.status != "promoted":
+                raise MlopsError(f"the demo could not train its first champion: {first.reason}")
+            console.print(
+                f"first champion: v{first.version} -- {first.reason}",
+                highlight=False,
+                soft_wrap=True,
             )
-            decision, retrain = outcome.decision, outcome.retrain
-            if retrain and retrain.get("champion_after"):
-                champion = str(retrain["champion_after"])
-        seconds = time.perf_counter() - started
-        evidence = dict(decision["evidence"]) if decision else None  # type: ignore[call-overload]
-        action = str(decision["action"]) if decision else "-"
-        line = batch_line(
-            batch.index,
-            batch.week,
-            batch.phase,
-            verdict,
-            state,
-            drift,
-            evidence,
-            action,
-            f"v{champion}",
+            console.print(
+                "batches arrive without labels (mlops.batch.arrived); each batch's labels arrive "
+                "one batch later (mlops.labels.arrived):",
+                highlight=False,
+            )
+            outcomes = Outcomes(demo, name)
+            zone, labels_zone = LandingZone(demo), LandingZone(demo, "labels")
+            unlabelled_dir = demo.home / "stream" / "unlabelled"
+            unlabelled_dir.mkdir(parents=True, exist_ok=True)
+            waiting: list[tuple[Row, Path]] = []
+
+            def send_labels(row: Row, source: Path) -> None:
+                frame = (
+                    pl.read_parquet(source) if source.suffix == ".parquet" else pl.read_csv(source)
+                )
+                labels_path = unlabelled_dir / f"labels-{row.index:02d}.parquet"
+                frame.select("application_id", "default").write_parquet(labels_path)
+                began = time.perf_counter()
+                receipt = labels_zone.submit(labels_path, name)
+                announce(receipt.entry, "labels")
+                settled = wait_for(
+                    lambda: outcomes.settled(receipt.entry.sha256, "labels"), 180, "labels"
+                )
+                detail = settled["detail"]
+                acted = wait_for(lambda: outcomes.acted(detail) is not None, 300, "the retrain")
+                del acted
+                decision = detail.get("decision") or {}
+                evidence = decision.get("evidence") or {}
+                row.observed = evidence.get("observed_accuracy")
+                row.labels_decision = decision.get("action", "-")
+                tags = outcomes.acted(detail) or {}
+                row.labels_retrain = tags.get("mlops.retrain") or (
+                    "rolled back" if "mlops.rollback" in tags else None
+                )
+                row.champion = outcomes.champion()
+                row.labels_seconds = time.perf_counter() - began
+                console.print(batch_line(row, labels=True), highlight=False, soft_wrap=True)
+
+            for batch in stream.batches:
+                row = Row(
+                    batch.index,
+                    batch.week,
+                    batch.phase,
+                    batch.kind.value,
+                    batch.corruption.value if batch.corruption else None,
+                    batch.rows,
+                )
+                rows.append(row)
+                began = time.perf_counter()
+                path = batch.path
+                if batch.rows and batch.corruption is None:
+                    frame = (
+                        pl.read_parquet(path) if path.suffix == ".parquet" else pl.read_csv(path)
+                    )
+                    path = unlabelled_dir / path.name
+                    if path.suffix == ".parquet":
+                        frame.drop("default").write_parquet(path)
+                    else:
+                        frame.drop("default").write_csv(path)
+                try:
+                    receipt = zone.submit(path, name)
+                except UnusableInputError:
+                    entry = next(e for e in zone.entries(name) if e.original_name == path.name)
+                    row.state, row.verdict, row.reason = entry.state.value, "unusable", entry.reason
+                    row.location, row.decision = str(entry.location), "-"
+                else:
+                    announce(receipt.entry, "batch")
+                    settled = wait_for(
+                        lambda r=receipt: outcomes.settled(r.entry.sha256, "batch"), 180, "a batch"
+                    )
+                    entry, detail = settled["entry"], settled["detail"]
+                    wait_for(lambda d=detail: outcomes.acted(d) is not None, 300, "the retrain")
+                    row.sha256, row.state, row.location = (
+                        entry.sha256,
+                        entry.state.value,
+                        str(entry.location),
+                    )
+                    row.reason = entry.reason
+                    row.verdict = (detail.get("validation") or {}).get("verdict", "-")
+                    row.drift = detail.get("drift")
+                    decision = detail.get("decision") or {}
+                    row.decision = decision.get("action", "-")
+                    row.estimated = (decision.get("evidence") or {}).get("estimated_accuracy")
+                    tags = outcomes.acted(detail) or {}
+                    row.retrain = tags.get("mlops.retrain") or (
+                        "rolled back" if "mlops.rollback" in tags else None
+                    )
+                row.champion = outcomes.champion()
+                row.seconds = time.perf_counter() - began
+                line = batch_line(row)
+                why = (row.reason or "").removeprefix(f"{path}: ")
+                console.print(
+                    f"{line}  [dim]{why[:110]}[/dim]" if why else line,
+                    highlight=False,
+                    soft_wrap=True,
+                )
+                for earlier, source in waiting:
+                    send_labels(earlier, source)
+                waiting = [(row, batch.path)] if row.state == "processed" else []
+            for earlier, source in waiting:
+                send_labels(earlier, source)
+
+        console.print(summary_table(rows), width=max(console.width, 130))
+        processed = sum(r.state == "processed" for r in rows)
+        console.print(
+            f"{processed} batches processed, {len(rows) - processed} quarantined with their "
+            f"reports; champion now v{outcomes.champion()}; the whole demo took "
+            f"{time.perf_counter() - started:.0f} s after the stack started.",
+            highlight=False,
         )
-        explanation = reason.removeprefix(f"{batch.path}: ") if reason else why(decision, retrain)
-        console.print(f"{line}  [dim]{explanation}[/dim]", highlight=False, soft_wrap=True)
-        rows.append(
-            {
-                "index": batch.index,
-                "phase": batch.phase,
-                "kind": batch.kind.value,
-                "corruption": batch.corruption.value if batch.corruption else None,
-                "rows": batch.rows,
-                "verdict": verdict,
-                "state": state.value,
-                "location": str(location),
-                "reason": reason,
-                "drift": bool(drift["is_drift"]) if drift else None,
-                "drift_p_value": drift["p_value"] if drift else None,
-                "drivers": list(drift["drivers"]) if drift else [],  # type: ignore[call-overload]
-                "decision": action,
-                "estimated_accuracy": (evidence or {}).get("estimated_accuracy"),
-                "observed_accuracy": (evidence or {}).get("observed_accuracy"),
-                "retrain": retrain["status"] if retrain else None,
-                "champion": champion,
-                "seconds": round(seconds, 2),
-            }
-        )
-    processed = sum(r["state"] == "processed" for r in rows)
-    console.print(
-        f"\n{processed} batches processed, {len(rows) - processed} quarantined with their reports "
-        f"(JSON beside each file).",
-        highlight=False,
-    )
-    console.print(f"processed:  {demo.processed_dir / stream.spec.name}", highlight=False)
-    console.print(f"quarantine: {demo.quarantine_dir / stream.spec.name}", highlight=False)
-    console.print(f"Data Docs:  {demo.data_docs_dir / 'index.html'}", highlight=False)
-    console.print(
-        f"MLflow:     mlflow ui --backend-store-uri {demo.tracking_uri}  "
-        f"(experiment {stream.spec.name!r}: decision, train and evaluate runs)",
-        highlight=False,
-        soft_wrap=True,
-    )
-    console.print(
-        f"champion now v{champion}; promotions: "
-        + (", ".join(f"batch {r['index']}" for r in rows if r["retrain"] == "promoted") or "none"),
-        highlight=False,
-    )
-    console.print(
-        f"explore with other commands: export MLOPS_HOME={demo.home} MLOPS_GX_DIR={demo.gx_dir}",
-        highlight=False,
-    )
-    return rows
+        console.print(f"Prefect UI: {state.prefect_ui_url}", highlight=False)
+        if state.mlflow_ui_url:
+            console.print(f"MLflow UI:  {state.mlflow_ui_url}", highlight=False)
+        console.print(f"quarantine: {demo.quarantine_dir / name}", highlight=False)
+        console.print(f"Data Docs:  {demo.data_docs_dir / 'index.html'}", highlight=False)
+        if keep_running:
+            console.print("the stack keeps running; stop it with Ctrl-C", highlight=False)
+            try:
+                while not stack.dead():
+                    time.sleep(0.5)
+            except KeyboardInterrupt:
+                pass
+    finally:
+        stack.stop()
+        console.print("stack stopped", highlight=False)
+    return [row.as_dict() for row in rows]

@@ -52,6 +52,12 @@ def settings() -> Settings:
         raise MlopsError(f"invalid MLOPS_* setting: {' '.join(str(exc).split())}") from None
     for key, value in prefect_environment(current).items():
         os.environ.setdefault(key, value)
+    if "PREFECT_API_URL" not in os.environ:
+        from mlops_core.stack import running_api_url
+
+        url = running_api_url(current)  # a running `mlops up`: flows and events go to it
+        if url:
+            os.environ["PREFECT_API_URL"] = url
     return current
 
 
@@ -144,10 +150,158 @@ def submit(
         check_dataset_name(dataset)
     registered = DatasetCatalog(current).resolve(dataset, spec, reference)
     receipt = LandingZone(current).submit(file, registered.name)
+    announced = _announce(current, receipt, "batch")
     if as_json:
-        emit_json({"duplicate": receipt.duplicate, **_entry_dict(receipt.entry)})
+        emit_json(
+            {"duplicate": receipt.duplicate, "announced": announced, **_entry_dict(receipt.entry)}
+        )
     else:
         out.print(receipt.describe(), highlight=False, soft_wrap=True)
+        _say_announced(announced, "batch", receipt.duplicate)
+
+
+def _announce(current: Settings, receipt: Any, kind: str) -> str | None:
+    """Emit the arrival event when a Prefect server listens; the API URL used, or None."""
+    if receipt.duplicate:
+        return None
+    url = os.environ.get("PREFECT_API_URL")
+    if not url:
+        return None
+    from mlops_core.announce import announce
+
+    announce(receipt.entry, kind)
+    return url
+
+
+def _say_announced(url: str | None, kind: str, duplicate: bool) -> None:
+    if duplicate:
+        return
+    event = "mlops.batch.arrived" if kind == "batch" else "mlops.labels.arrived"
+    if url:
+        out.print(f"announced {event} to {url}", highlight=False)
+    else:
+        out.print(
+            "no Prefect server is listening (no `mlops up`, PREFECT_API_URL unset): the file "
+            "waits in the landing zone; `mlops reconcile` or the next `mlops up` processes it",
+            highlight=False,
+            soft_wrap=True,
+        )
+
+
+@app.command()
+@reports_errors
+def labels(
+    file: Annotated[Path, typer.Argument(help="Labels: a table with the id and label columns.")],
+    dataset: DatasetOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Land delayed labels (id + label per row) and emit mlops.labels.arrived."""
+    from mlops_core.catalog import DatasetCatalog
+    from mlops_core.labels import label_columns
+    from mlops_core.landing import LandingZone
+
+    current = settings()
+    name = _dataset_name(dataset)
+    label_columns(DatasetCatalog(current).get(name).spec)  # a spec without id/target: refuse now
+    receipt = LandingZone(current, "labels").submit(file, name)
+    announced = _announce(current, receipt, "labels")
+    if as_json:
+        emit_json(
+            {"duplicate": receipt.duplicate, "announced": announced, **_entry_dict(receipt.entry)}
+        )
+    else:
+        out.print(receipt.describe(), highlight=False, soft_wrap=True)
+        _say_announced(announced, "labels", receipt.duplicate)
+
+
+@app.command()
+@reports_errors
+def reconcile(
+    dataset: Annotated[
+        str | None, typer.Option(help="The dataset to sweep (default: every dataset).")
+    ] = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Process, exactly once, landed batches and labels that nothing processed (or that crashed)."""
+    from mlops_core.catalog import DatasetCatalog
+
+    current = settings()
+    if dataset is not None:
+        _dataset_name(dataset)
+        DatasetCatalog(current).get(dataset)
+
+    from flows.reconcile import reconcile as reconcile_flow
+
+    done = reconcile_flow(dataset=dataset or "all")
+    if as_json:
+        emit_json(done)
+        return
+    if not done:
+        out.print("nothing to reconcile: every landed file is settled or being processed")
+    for item in done:
+        note = " (already settled by another run)" if item["already_settled"] else ""
+        out.print(
+            f"{item['dataset']} {item['kind']} {item['sha256'][:12]}: {item['state']}"
+            f"{', decision ' + item['decision'] if item['decision'] else ''}{note}",
+            highlight=False,
+        )
+
+
+@app.command()
+@reports_errors
+def up(
+    mlflow_ui: Annotated[
+        bool, typer.Option("--mlflow-ui", help="Also start the MLflow UI on the same store.")
+    ] = False,
+    default_runner: Annotated[
+        bool,
+        typer.Option("--default-runner", help="Serve with prefect.serve's defaults (slower)."),
+    ] = False,
+) -> None:
+    """Start the stack: Prefect server, served deployments + automations, watcher (Ctrl-C stops)."""
+    import signal
+    import threading
+
+    from mlops_cli.stack import Stack
+    from mlops_core.stack import healthy, read_state
+
+    current = settings()
+    running = read_state(current)
+    if running is not None and healthy(running.prefect_api_url):
+        raise MlopsError(
+            f"a stack is already running for {current.home} (Prefect UI {running.prefect_ui_url}, "
+            f"started by process {running.owner_pid})",
+            hint="use it, or stop it with Ctrl-C in its terminal",
+        )
+    stack = Stack(
+        current,
+        mlflow_ui=mlflow_ui,
+        default_runner=default_runner,
+        log=lambda text: out.print(text, highlight=False, soft_wrap=True),
+    )
+    stopping = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stopping.set())
+    try:
+        state = stack.start()
+        out.print("[bold green]ready[/bold green]", highlight=False)
+        out.print(f"Prefect UI:  {state.prefect_ui_url}", highlight=False)
+        out.print(f"Prefect API: {state.prefect_api_url}", highlight=False)
+        if state.mlflow_ui_url:
+            out.print(f"MLflow UI:   {state.mlflow_ui_url}", highlight=False)
+        out.print(f"inbox:       {current.inbox}/<dataset>/  (labels: .../<dataset>/labels/)")
+        out.print("stop with Ctrl-C", highlight=False)
+        while not stopping.wait(0.5):
+            for child in stack.dead():
+                raise MlopsError(
+                    f"{child.name} stopped unexpectedly (exit code {child.process.returncode})",
+                    hint=f"see its log: {child.log}; the rest of the stack is stopped too",
+                )
+    except KeyboardInterrupt:
+        pass
+    finally:
+        out.print("stopping...", highlight=False)
+        stack.stop()
+        out.print("stopped: no process left behind", highlight=False)
 
 
 @app.command()
@@ -621,13 +775,26 @@ def demo(
     seed: Annotated[int, typer.Option(help="Seed of the scenario stream.")] = 7,
     batch_rows: Annotated[int, typer.Option(help="Rows per batch.")] = 2_000,
     reference_rows: Annotated[int, typer.Option(help="Rows of the reference table.")] = 10_000,
+    keep_running: Annotated[
+        bool, typer.Option("--keep-running", help="Leave the stack up to explore (Ctrl-C stops).")
+    ] = False,
+    rows_json: Annotated[
+        Path | None, typer.Option("--rows-json", help="Also write the per-batch rows as JSON.")
+    ] = None,
 ) -> None:
-    """Run the loop on the built-in credit-risk stream: register, submit, validate, settle every batch."""
+    """The whole loop, live, through real Prefect events, on the built-in credit-risk stream."""
     from mlops_cli.demo import run_demo
 
-    run_demo(
-        settings(), seed=seed, batch_rows=batch_rows, reference_rows=reference_rows, console=out
+    rows = run_demo(
+        settings(),
+        seed=seed,
+        batch_rows=batch_rows,
+        reference_rows=reference_rows,
+        console=out,
+        keep_running=keep_running,
     )
+    if rows_json is not None:
+        rows_json.write_text(json.dumps(rows, indent=2, default=str), encoding="utf-8")
 
 
 if __name__ == "__main__":  # pragma: no cover

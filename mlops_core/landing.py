@@ -74,8 +74,10 @@ class Receipt:
         return f"{entry.original_name}: landed as batch {entry.sha256[:12]} at {entry.location}"
 
 
+KINDS = {"batch": "batches", "labels": "labels"}  # what lands -> its ledger table
+
 _SCHEMA = """
-CREATE TABLE IF NOT EXISTS batches (
+CREATE TABLE IF NOT EXISTS {table} (
     dataset TEXT NOT NULL,
     sha256 TEXT NOT NULL,
     state TEXT NOT NULL,
@@ -94,8 +96,16 @@ CREATE TABLE IF NOT EXISTS batches (
 class LandingZone:
     """Lands, claims and settles batch files for every dataset under one ``MLOPS_HOME``."""
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, kind: str = "batch") -> None:
+        if kind not in KINDS:
+            raise ValueError(f"kind is one of {sorted(KINDS)}, not {kind!r}")
         self.settings = settings
+        self.kind = kind
+        self._table = KINDS[kind]
+
+    def folder(self, root: Path, dataset: str) -> Path:
+        """Where this kind of file lives for ``dataset`` under ``root`` (labels in a subfolder)."""
+        return root / dataset if self.kind == "batch" else root / dataset / "labels"
 
     # ------------------------------------------------------------------ ledger plumbing
 
@@ -106,7 +116,7 @@ class LandingZone:
         connection = sqlite3.connect(self.settings.ledger_path, timeout=30, isolation_level=None)
         try:
             connection.execute("PRAGMA journal_mode=WAL")
-            connection.execute(_SCHEMA)
+            connection.execute(_SCHEMA.format(table=self._table))
             connection.execute("BEGIN IMMEDIATE")
             try:
                 yield connection
@@ -141,7 +151,7 @@ class LandingZone:
         self, connection: sqlite3.Connection, dataset: str, sha256: str
     ) -> LedgerEntry | None:
         row = connection.execute(
-            f"SELECT {self._COLUMNS} FROM batches WHERE dataset = ? AND sha256 = ?",
+            f"SELECT {self._COLUMNS} FROM {self._table} WHERE dataset = ? AND sha256 = ?",
             (dataset, sha256),
         ).fetchone()
         return self._entry(row) if row else None
@@ -152,7 +162,7 @@ class LandingZone:
 
     def entries(self, dataset: str | None = None) -> list[LedgerEntry]:
         """Every ledger row (of one dataset when given), oldest first."""
-        query = f"SELECT {self._COLUMNS} FROM batches"
+        query = f"SELECT {self._COLUMNS} FROM {self._table}"
         params: tuple[str, ...] = ()
         if dataset is not None:
             query += " WHERE dataset = ?"
@@ -178,7 +188,7 @@ class LandingZone:
             if not source.is_file():
                 raise
             file_format, problem = "unknown", exc
-        incoming = self.settings.landing_dir / dataset
+        incoming = self.folder(self.settings.landing_dir, dataset)
         staged, sha256, size = self._stage(source, incoming)
         now = _now()
         try:
@@ -191,7 +201,7 @@ class LandingZone:
                     state, folder, reason = BatchState.landed, incoming, None
                 else:
                     state, reason = BatchState.quarantined, str(problem)
-                    folder = self.settings.quarantine_dir / dataset
+                    folder = self.folder(self.settings.quarantine_dir, dataset)
                     folder.mkdir(parents=True, exist_ok=True)
                 suffix = file_format if problem is None else "bin"
                 location = (folder / f"{sha256}.{suffix}").resolve()
@@ -211,7 +221,7 @@ class LandingZone:
                     _write_json(entry.report_path, _report(entry, stage="submit", reason=reason))
                 os.replace(staged, location)
                 connection.execute(
-                    f"INSERT INTO batches ({self._COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    f"INSERT INTO {self._table} ({self._COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                     (
                         dataset,
                         sha256,
@@ -264,10 +274,45 @@ class LandingZone:
                 return None
             now = _now()
             connection.execute(
-                "UPDATE batches SET state = ?, updated_at = ? WHERE dataset = ? AND sha256 = ?",
+                f"UPDATE {self._table} SET state = ?, updated_at = ? "
+                "WHERE dataset = ? AND sha256 = ?",
                 (BatchState.processing.value, now, dataset, sha256),
             )
             return self._select(connection, dataset, sha256)
+
+    def pending(self, dataset: str, *, stale_after_seconds: float) -> list[LedgerEntry]:
+        """What nothing finished: ``landed`` files, and ``processing`` ones whose claim is older
+        than ``stale_after_seconds`` (the run that claimed them crashed). Oldest first."""
+        now = datetime.now(UTC)
+        found = []
+        for entry in self.entries(dataset):
+            if entry.state is BatchState.landed:
+                found.append(entry)
+            elif entry.state is BatchState.processing:
+                age = (now - datetime.fromisoformat(entry.updated_at)).total_seconds()
+                if age >= stale_after_seconds:
+                    found.append(entry)
+        return found
+
+    def release(self, dataset: str, sha256: str, *, stale_after_seconds: float) -> bool:
+        """Put a stale ``processing`` claim back to ``landed`` so it can be claimed again.
+
+        Only when the claim is still older than ``stale_after_seconds`` (checked under the write
+        lock), so a live run's claim is never taken from it. True when released.
+        """
+        with self._transaction() as connection:
+            entry = self._select(connection, dataset, sha256)
+            if entry is None or entry.state is not BatchState.processing:
+                return False
+            age = (datetime.now(UTC) - datetime.fromisoformat(entry.updated_at)).total_seconds()
+            if age < stale_after_seconds:
+                return False
+            connection.execute(
+                f"UPDATE {self._table} SET state = ?, updated_at = ? "
+                "WHERE dataset = ? AND sha256 = ?",
+                (BatchState.landed.value, _now(), dataset, sha256),
+            )
+            return True
 
     def settle(
         self,
@@ -295,7 +340,7 @@ class LandingZone:
                 raise LandingError(
                     f"batch {sha256[:12]} of dataset {dataset!r} is {entry.state.value}, not processing"
                 )
-            folder = root / dataset
+            folder = self.folder(root, dataset)
             folder.mkdir(parents=True, exist_ok=True)
             location = (folder / entry.location.name).resolve()
             now = _now()
@@ -318,7 +363,7 @@ class LandingZone:
                     f"batch file {entry.location} is gone; the ledger cannot settle it"
                 )
             connection.execute(
-                "UPDATE batches SET state = ?, location = ?, reason = ?, updated_at = ? "
+                f"UPDATE {self._table} SET state = ?, location = ?, reason = ?, updated_at = ? "
                 "WHERE dataset = ? AND sha256 = ?",
                 (state.value, str(location), reason, now, dataset, sha256),
             )

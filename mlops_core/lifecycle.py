@@ -15,9 +15,9 @@ talks to MLflow only through ``ModelRegistry`` and ``audit``; each returns a typ
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -27,7 +27,8 @@ from mlops_core.catalog import DatasetCatalog
 from mlops_core.data import read_table, sha256_file
 from mlops_core.errors import MlopsError
 from mlops_core.evaluation import GateReport, evaluate_challenger
-from mlops_core.landing import BatchState, LandingZone
+from mlops_core.labels import attach_labels, known_labels
+from mlops_core.landing import BatchState, LandingZone, LedgerEntry
 from mlops_core.performance import (
     PerformanceEstimate,
     PerformanceEstimator,
@@ -154,8 +155,13 @@ def assess(
     validation_passed: bool,
     drift: dict[str, Any] | None,
     now: datetime | None = None,
+    exclude: tuple[str, ...] = (),
 ) -> Assessment:
-    """Gather the policy's evidence for one batch (see the module docstring)."""
+    """Gather the policy's evidence for one batch (see the module docstring).
+
+    ``exclude`` names batches (sha256) whose rows are already in ``frame``, so they are not
+    counted twice among the labelled rows since the last training.
+    """
     spec = DatasetCatalog(settings).get(dataset).spec
     drift_fields: dict[str, Any] = {}  # keyword arguments for Evidence
     if drift is not None:
@@ -207,7 +213,7 @@ def assess(
             since = batch_time - datetime.fromisoformat(until)
         else:
             since = (now or datetime.now(UTC)) - trained_at
-        labelled_since += _labelled_rows_since(settings, dataset, spec, trained_at)
+        labelled_since += _labelled_rows_since(settings, dataset, spec, trained_at, set(exclude))
 
     evidence = Evidence(
         validation_passed=True,
@@ -225,26 +231,31 @@ def assess(
     return Assessment(evidence, champion.version, performance, estimate)
 
 
-def _labelled_rows_since(
-    settings: Settings, dataset: str, spec: DatasetSpec, since: datetime
-) -> int:
-    """Labelled rows in batches processed after ``since`` (the batch being assessed excluded)."""
-    total = 0
+def processed_batches(
+    settings: Settings, dataset: str, spec: DatasetSpec
+) -> Iterator[tuple[LedgerEntry, pl.DataFrame]]:
+    """Every processed batch, oldest first, with delayed labels joined in by id."""
+    labels = known_labels(settings, dataset, spec) if spec.id and spec.target else None
     for entry in LandingZone(settings).entries(dataset):
         if entry.state is not BatchState.processed:
             continue
-        if datetime.fromisoformat(entry.updated_at) <= since:
+        try:
+            frame = read_table(entry.location)
+        except MlopsError:
             continue
-        total += labelled(_read_labels(entry.location, spec), spec).height
+        yield entry, attach_labels(frame, labels, spec)
+
+
+def _labelled_rows_since(
+    settings: Settings, dataset: str, spec: DatasetSpec, since: datetime, exclude: set[str]
+) -> int:
+    """Labelled rows (labels joined) in batches processed after ``since``, ``exclude`` aside."""
+    total = 0
+    for entry, frame in processed_batches(settings, dataset, spec):
+        if entry.sha256 in exclude or datetime.fromisoformat(entry.updated_at) <= since:
+            continue
+        total += labelled(frame, spec).height
     return total
-
-
-def _read_labels(path: Path, spec: DatasetSpec) -> pl.DataFrame:
-    try:
-        frame = read_table(path)
-    except MlopsError:
-        return pl.DataFrame()
-    return frame.select([c for c in (spec.target,) if c and c in frame.columns])
 
 
 # --------------------------------------------------------------------------- training data
@@ -294,13 +305,8 @@ def gather_training_data(
             )
         )
     if not first_model:
-        for entry in LandingZone(settings).entries(dataset):
-            if entry.state is not BatchState.processed:
-                continue
-            try:
-                frame = labelled(read_table(entry.location), spec)
-            except MlopsError:
-                continue
+        for entry, batch in processed_batches(settings, dataset, spec):
+            frame = labelled(batch, spec)
             if frame.height and all(c in frame.columns for c in [*spec.features, target]):
                 sources.append(
                     (TrainingInput(entry.sha256, str(entry.location), frame.height), frame)
@@ -463,3 +469,46 @@ def gate_summary(report: GateReport) -> str:
             + f" on {report.rows:,} held-out recent rows)"
         )
     return "gates failed: " + "; ".join(f"{g.name} ({g.observed})" for g in report.failed)
+
+
+def rows_for_labels(
+    settings: Settings, dataset: str, labels: pl.DataFrame
+) -> tuple[pl.DataFrame | None, tuple[str, ...]]:
+    """The processed rows these labels belong to, labelled; and the batches they came from."""
+    spec = DatasetCatalog(settings).get(dataset).spec
+    id_column = str(spec.id)
+    wanted = set(labels[id_column].to_list())
+    frames, batches = [], []
+    for entry in LandingZone(settings).entries(dataset):
+        if entry.state is not BatchState.processed:
+            continue
+        try:
+            frame = read_table(entry.location)
+        except MlopsError:
+            continue
+        if id_column not in frame.columns:
+            continue
+        rows = frame.filter(pl.col(id_column).cast(pl.String).is_in(wanted))
+        if rows.height:
+            if spec.target in rows.columns:
+                rows = rows.drop(str(spec.target))
+            frames.append(attach_labels(rows, labels, spec))
+            batches.append(entry.sha256)
+    if not frames:
+        return None, ()
+    return pl.concat(frames, how="vertical_relaxed"), tuple(batches)
+
+
+def retrain_limit_name(dataset: str) -> str:
+    """The Prefect global concurrency limit that lets one retrain per dataset run at a time."""
+    return f"mlops-retrain-{dataset}"
+
+
+def warm_champion(settings: Settings, dataset: str) -> str | None:
+    """Load the champion, its holdout and estimator into this process's cache; its version."""
+    registry = ModelRegistry(settings, dataset)
+    champion = registry.version_of(CHAMPION)
+    if champion is None:
+        return None
+    _loaded(registry, champion, DatasetCatalog(settings).get(dataset).spec)
+    return champion.version

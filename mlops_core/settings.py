@@ -137,6 +137,35 @@ class Settings(BaseSettings):
         default=50.0, gt=0, description="Budget for p95 single-row prediction time."
     )
 
+    # The event-driven stack.
+    reconcile_stale_seconds: float = Field(
+        default=600,
+        ge=0,
+        description="A claim older than this is a crashed run's; reconcile frees it.",
+    )
+    reconcile_interval_seconds: float = Field(
+        default=300, gt=0, description="How often the served reconcile deployment sweeps."
+    )
+    runner_poll_seconds: float = Field(
+        default=0.5, gt=0, description="How often the warm runner looks for triggered runs."
+    )
+    prefect_port: int = Field(
+        default=4200,
+        ge=0,
+        le=65535,
+        description="Port of the embedded Prefect server (0: any free one).",
+    )
+    mlflow_port: int = Field(
+        default=5000,
+        ge=0,
+        le=65535,
+        description="Port of the MLflow UI started by `mlops up --mlflow-ui`.",
+    )
+    inbox_dir: Path | None = Field(
+        default=None,
+        description="Folder the watcher reads: <inbox>/<dataset>/ (default <home>/inbox).",
+    )
+
     @model_validator(mode="after")
     def _rows_ordered(self) -> Settings:
         if self.min_batch_rows > self.max_batch_rows:
@@ -221,6 +250,15 @@ class Settings(BaseSettings):
     def gx_state_dir(self) -> Path:
         """Validation results that Data Docs render; runtime state, so under ``home``."""
         return self.home / "gx"
+
+    @property
+    def inbox(self) -> Path:
+        return self.inbox_dir or self.home / "inbox"
+
+    @property
+    def stack_file(self) -> Path:
+        """What `mlops up` is running (URLs, process ids), for the other commands to find it."""
+        return self.home / "stack.json"
 
     @property
     def prefect_home(self) -> Path:

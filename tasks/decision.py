@@ -7,6 +7,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+import polars as pl
 from prefect import task
 from prefect.cache_policies import NO_CACHE
 
@@ -37,6 +38,14 @@ def assess_batch(
         except MlopsError:
             validation_passed = False
     return assess(settings, dataset, frame, validation_passed=validation_passed, drift=drift)
+
+
+@task(cache_policy=NO_CACHE)
+def assess_frame(
+    settings: Settings, dataset: str, frame: pl.DataFrame, batches: tuple[str, ...]
+) -> Assessment:
+    """The policy's evidence on rows that just got their labels (they passed validation)."""
+    return assess(settings, dataset, frame, validation_passed=True, drift=None, exclude=batches)
 
 
 @task(cache_policy=NO_CACHE)
@@ -74,6 +83,7 @@ def record_batch_decision(
     validation: dict[str, Any],
     drift: dict[str, Any] | None,
     plots: list[Path],
+    extra_tags: dict[str, str] | None = None,
 ) -> str:
     """The decision as an MLflow run with the batch's validation, drift and performance evidence."""
     artifacts = {
@@ -82,7 +92,7 @@ def record_batch_decision(
     }
     if drift is not None:
         artifacts["drift/drift.json"] = json.dumps(drift, indent=2, default=str)
-    extra = {"mlops.champion_version": assessment.champion_version or ""}
+    extra = {"mlops.champion_version": assessment.champion_version or "", **(extra_tags or {})}
     return record_decision(
         settings,
         dataset,
@@ -106,3 +116,38 @@ def roll_back(settings: Settings, dataset: str, decision_run_id: str | None) -> 
             tags={"mlops.rollback": f"champion is now v{aliases.get('champion')}"},
         )
     return aliases
+
+
+@task(cache_policy=NO_CACHE)
+def review_recent_drift(
+    settings: Settings, dataset: str, alarms: int, window_minutes: int
+) -> dict[str, Any]:
+    """Decide on the newest ``alarms`` processed batches together (the automation's context)."""
+    from mlops_core.lifecycle import processed_batches
+
+    spec = DatasetCatalog(settings).get(dataset).spec
+    recent = list(processed_batches(settings, dataset, spec))[-alarms:]
+    if not recent:
+        return {"action": None, "reason": "no processed batches to review"}
+    frame = pl.concat([f for _, f in recent], how="diagonal_relaxed")
+    shas = tuple(e.sha256 for e, _ in recent)
+    assessment = assess(
+        settings,
+        dataset,
+        frame,
+        validation_passed=True,
+        drift={"is_drift": True, "p_value": 0.0, "drivers": []},
+        exclude=shas,
+    )
+    decision = decide(assessment.evidence, settings.policy_config())
+    context = f"drift detected in {alarms} batches within {window_minutes} minutes"
+    run_id = record_decision(
+        settings,
+        dataset,
+        decision,
+        batch_sha256=shas[-1],
+        artifacts={"assessment.json": json.dumps(assessment.to_dict(), indent=2, default=str)},
+        extra_tags={"mlops.context": context, "mlops.batches": ",".join(s[:12] for s in shas)},
+        run_name=f"review-drift-{decision.action.value}",
+    )
+    return {"action": decision.action.value, "reasons": list(decision.reasons), "run_id": run_id}

@@ -28,10 +28,15 @@ def _fitted(reference: Path, spec: DatasetSpec, config: DriftConfig) -> DriftDet
     return _FITTED[key]
 
 
+def fitted_detector(settings: Settings, dataset: str, config: DriftConfig) -> DriftDetector:
+    """The dataset's detector, fitted on its reference once per process."""
+    registered = DatasetCatalog(settings).get(dataset)
+    return _fitted(registered.reference_path, registered.spec, config)
+
+
 @task(cache_policy=NO_CACHE)
 def detect_batch_drift(settings: Settings, dataset: str, path: Path) -> DriftReport:
     """Test the batch against the dataset's reference: MMD, classifier and per-feature tests."""
-    registered = DatasetCatalog(settings).get(dataset)
     config = DriftConfig(false_alarm_rate=settings.drift_false_alarm_rate)
-    detector = _fitted(registered.reference_path, registered.spec, config)
+    detector = fitted_detector(settings, dataset, config)
     return detector.detect(read_table(path, max_bytes=settings.max_batch_bytes))

@@ -12,15 +12,19 @@ from mlops_core.settings import Settings
 
 
 @task(retries=2, retry_delay_seconds=[1, 5], cache_policy=NO_CACHE)
-def claim_batch(settings: Settings, dataset: str, sha256: str) -> LedgerEntry | None:
-    """Claim a landed batch for this run; None when it is already taken or settled."""
-    return LandingZone(settings).claim(dataset, sha256)
+def claim_batch(
+    settings: Settings, dataset: str, sha256: str, kind: str = "batch"
+) -> LedgerEntry | None:
+    """Claim a landed batch (or labels file) for this run; None when taken or settled."""
+    return LandingZone(settings, kind).claim(dataset, sha256)
 
 
 @task(cache_policy=NO_CACHE)
-def ledger_entry(settings: Settings, dataset: str, sha256: str) -> LedgerEntry | None:
-    """What the ledger says of a batch."""
-    return LandingZone(settings).get(dataset, sha256)
+def ledger_entry(
+    settings: Settings, dataset: str, sha256: str, kind: str = "batch"
+) -> LedgerEntry | None:
+    """What the ledger says of a batch (or labels file)."""
+    return LandingZone(settings, kind).get(dataset, sha256)
 
 
 @task(retries=2, retry_delay_seconds=[1, 5], cache_policy=NO_CACHE)
@@ -31,6 +35,7 @@ def settle_batch(
     state: BatchState,
     report: dict[str, Any],
     reason: str | None,
+    kind: str = "batch",
 ) -> LedgerEntry:
-    """Move the batch to processed/ or quarantine/ with its JSON report."""
-    return LandingZone(settings).settle(dataset, sha256, state, report, reason)
+    """Move the batch (or labels file) to processed/ or quarantine/ with its JSON report."""
+    return LandingZone(settings, kind).settle(dataset, sha256, state, report, reason)

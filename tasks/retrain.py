@@ -113,3 +113,46 @@ def note_outcome(
         tags={"mlops.retrain": outcome["status"], "mlops.retrain_reason": outcome["reason"]},
         artifacts=artifacts,
     )
+
+
+@task(retries=2, retry_delay_seconds=[1, 5], cache_policy=NO_CACHE)
+def ensure_retrain_limit(settings: Settings, dataset: str) -> None:
+    """The dataset's retrain concurrency limit (1) exists on the Prefect server."""
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.actions import GlobalConcurrencyLimitCreate
+    from prefect.exceptions import ObjectNotFound
+
+    from mlops_core.lifecycle import retrain_limit_name
+
+    name = retrain_limit_name(dataset)
+    with get_client(sync_client=True) as client:
+        try:
+            client.read_global_concurrency_limit_by_name(name)
+        except ObjectNotFound:
+            client.create_global_concurrency_limit(GlobalConcurrencyLimitCreate(name=name, limit=1))
+
+
+def start_progress(dataset: str, batch_sha256: str) -> Any:
+    """A progress artifact for the Prefect UI (None when it cannot be created)."""
+    from prefect.artifacts import create_progress_artifact
+
+    try:
+        return create_progress_artifact(
+            progress=0.0,
+            description=f"retrain of {dataset} (batch {batch_sha256[:12] or 'manual'})",
+        )
+    except Exception:  # noqa: BLE001 -- progress display must never break a retrain
+        return None
+
+
+def show_progress(artifact_id: Any, percent: float, stage: str) -> None:
+    from prefect import get_run_logger
+    from prefect.artifacts import update_progress_artifact
+
+    get_run_logger().info("retrain: %s (%d%%)", stage, percent)
+    if artifact_id is None:
+        return
+    try:
+        update_progress_artifact(artifact_id=artifact_id, progress=float(percent))
+    except Exception:  # noqa: BLE001 -- progress display must never break a retrain
+        return

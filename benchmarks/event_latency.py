@@ -1,0 +1,147 @@
+"""Event-to-decision latency: submit -> mlops.batch.arrived -> trigger -> process_batch -> decision.
+
+    .venv/bin/python benchmarks/event_latency.py [--batches 20]
+
+One run, same machine, same batches (2,000 rows each, a new seed per batch): the stack of
+``mlops up`` is started twice on a temporary MLOPS_HOME -- first with the tuned path (the warm
+runner: 0.5 s poll, flows executed in the warm serving process), then with Prefect's defaults
+(``prefect.serve``: 10 s poll, each run in a freshly spawned interpreter). Each batch is landed
+and announced exactly as ``mlops submit`` does, and the clock stops when the ledger shows the
+batch settled (the decision run is recorded just before). Batches are submitted one at a time.
+Prints a table and writes ``benchmarks/results/event_latency.json``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import tempfile
+import time
+from pathlib import Path
+
+from common import print_table, write_results
+
+HOME = Path(tempfile.mkdtemp(prefix="mlops-bench-latency-"))
+os.environ.update(
+    MLOPS_HOME=str(HOME),
+    MLOPS_GX_DIR=str(HOME / "great_expectations"),
+    MLOPS_PREFECT_PORT="0",
+    PREFECT_HOME=str(HOME / "prefect"),
+    PREFECT_SERVER_ANALYTICS_ENABLED="false",
+    PREFECT_LOGGING_HANDLERS_CONSOLE_LEVEL="WARNING",
+    GX_ANALYTICS_ENABLED="false",
+    MLFLOW_LOGGING_LEVEL="WARNING",
+    MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR="false",
+)
+
+
+def percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    k = (len(ordered) - 1) * q
+    low, high = int(k), min(int(k) + 1, len(ordered) - 1)
+    return ordered[low] + (ordered[high] - ordered[low]) * (k - low)
+
+
+def run_mode(default_runner: bool, batches: list[Path]) -> list[float]:
+    from prefect.settings import PREFECT_API_URL, temporary_settings
+
+    from mlops_cli.stack import Stack
+    from mlops_core.announce import announce
+    from mlops_core.landing import BatchState, LandingZone
+    from mlops_core.settings import Settings
+
+    settings = Settings()
+    stack = Stack(settings, default_runner=default_runner, log=lambda text: print(f"  {text}"))
+    state = stack.start()
+    zone = LandingZone(settings)
+    latencies = []
+    try:
+        with temporary_settings(updates={PREFECT_API_URL: state.prefect_api_url}):
+            for path in batches:
+                started = time.perf_counter()
+                receipt = zone.submit(path, "credit")
+                announce(receipt.entry, "batch")
+                deadline = started + 300
+                while time.perf_counter() < deadline:
+                    entry = zone.get("credit", receipt.entry.sha256)
+                    if entry is not None and entry.state in (
+                        BatchState.processed,
+                        BatchState.quarantined,
+                    ):
+                        break
+                    time.sleep(0.05)
+                else:
+                    raise RuntimeError(f"{path.name} was not processed within 300 s")
+                latencies.append(time.perf_counter() - started)
+                print(f"  {path.name}: {latencies[-1]:.2f} s")
+    finally:
+        stack.stop()
+    return latencies
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--batches", type=int, default=20)
+    args = parser.parse_args()
+
+    import numpy as np
+
+    from mlops_core.catalog import DatasetCatalog
+    from mlops_core.lifecycle import gather_training_data, train_challenger
+    from mlops_core.registry import ModelRegistry
+    from mlops_core.scenarios import CREDIT_SPEC, generate_applications
+    from mlops_core.settings import Settings
+
+    settings = Settings()
+    reference = HOME / "reference.parquet"
+    generate_applications(np.random.default_rng(0), 10_000).write_parquet(reference)
+    DatasetCatalog(settings).add(CREDIT_SPEC, reference)
+    first = gather_training_data(settings, "credit", first_model=True)
+    champion = train_challenger(settings, "credit", first)
+    ModelRegistry(settings, "credit").promote(champion.version)
+
+    def make(tag: str) -> list[Path]:
+        paths = []
+        for i in range(args.batches):
+            rng = np.random.default_rng(hash((tag, i)) % 2**32)
+            path = HOME / f"{tag}-{i:02d}.parquet"
+            generate_applications(rng, 2_000, week=1).drop("default").write_parquet(path)
+            paths.append(path)
+        return paths
+
+    results = {}
+    for mode, default_runner in (("tuned (warm runner)", False), ("Prefect defaults", True)):
+        print(f"{mode}:")
+        latencies = run_mode(default_runner, make(mode.split()[0]))
+        results[mode] = {
+            "p50_seconds": round(statistics.median(latencies), 2),
+            "p95_seconds": round(percentile(latencies, 0.95), 2),
+            "min_seconds": round(min(latencies), 2),
+            "max_seconds": round(max(latencies), 2),
+            "batches": len(latencies),
+            "latencies": [round(x, 3) for x in latencies],
+        }
+    rows = [
+        [mode, r["batches"], r["p50_seconds"], r["p95_seconds"], r["min_seconds"], r["max_seconds"]]
+        for mode, r in results.items()
+    ]
+    print()
+    print_table(["path", "batches", "p50 s", "p95 s", "min s", "max s"], rows)
+    tuned, default = results["tuned (warm runner)"], results["Prefect defaults"]
+    ratio = tuned["p50_seconds"] / default["p50_seconds"]
+    print(f"tuned p50 / default p50 = {ratio:.2f} (target: p50 <= 5 s and <= 0.5)")
+    path = write_results(
+        "event_latency",
+        {
+            "what": "submit -> event -> trigger -> process_batch -> decision recorded, 2,000-row "
+            "unlabelled batches, one at a time",
+            "results": results,
+            "tuned_over_default_p50": round(ratio, 3),
+        },
+    )
+    print(f"wrote {path}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,109 @@
+"""Serve the loop's deployments against the Prefect API in ``PREFECT_API_URL``.
+
+    python -m deployments.serve            # the warm runner (tuned: 0.5 s poll, warm process)
+    python -m deployments.serve --default  # prefect.serve with Prefect's default settings
+
+Both register the same deployments with their triggers, create the automations and the
+per-dataset retrain concurrency limits, print one line ``READY <json>`` and run until SIGTERM or
+Ctrl-C.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import signal
+import sys
+from typing import Any
+
+
+def ensure_concurrency_limits(datasets: list[str]) -> None:
+    """One global concurrency limit of 1 per dataset: one retrain at a time."""
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.actions import GlobalConcurrencyLimitCreate
+
+    from mlops_core.lifecycle import retrain_limit_name
+
+    with get_client(sync_client=True) as client:
+        existing = {limit.name for limit in client.read_global_concurrency_limits(limit=200)}
+        for dataset in datasets:
+            name = retrain_limit_name(dataset)
+            if name not in existing:
+                client.create_global_concurrency_limit(
+                    GlobalConcurrencyLimitCreate(name=name, limit=1)
+                )
+
+
+def warm_up(settings: Any, datasets: list[str]) -> None:
+    """Fit each dataset's drift detector and load its champion now, not on the first batch."""
+    from mlops_core.drift import DriftConfig
+    from mlops_core.lifecycle import warm_champion
+    from tasks.drift import fitted_detector
+
+    config = DriftConfig(false_alarm_rate=settings.drift_false_alarm_rate)
+    for dataset in datasets:
+        try:
+            fitted_detector(settings, dataset, config)
+            warm_champion(settings, dataset)
+        except Exception as exc:  # noqa: BLE001 -- warming is an optimisation only
+            sys.stderr.write(f"warm-up of {dataset} skipped: {exc}\n")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--default", action="store_true", help="prefect.serve, default settings")
+    parser.add_argument(
+        "--register-only",
+        action="store_true",
+        help="create the automations and concurrency limits for deployments made from "
+        "prefect.yaml (work pools), then exit",
+    )
+    args = parser.parse_args(argv)
+
+    from deployments import automations
+    from deployments.definitions import ALERT, FLOWS, REVIEW_DRIFT, build
+    from deployments.runner import WarmRunner
+    from mlops_core.catalog import DatasetCatalog
+    from mlops_core.settings import Settings
+
+    settings = Settings()
+    if args.register_only:
+        from prefect.client.orchestration import get_client
+
+        with get_client(sync_client=True) as client:
+            review = client.read_deployment_by_name(REVIEW_DRIFT).id
+            alert = client.read_deployment_by_name(ALERT).id
+        automations.ensure(review, alert)
+        ensure_concurrency_limits(DatasetCatalog(settings).names())
+        return 0
+    deployments = build(settings)
+    runner = WarmRunner(deployments, FLOWS, poll_seconds=settings.runner_poll_seconds)
+    ids = runner.register()
+    automations.ensure(ids[REVIEW_DRIFT], ids[ALERT])
+    ensure_concurrency_limits(DatasetCatalog(settings).names())
+    if not args.default:
+        warm_up(settings, DatasetCatalog(settings).names())
+
+    def ready(mode: str) -> None:
+        info: dict[str, Any] = {"mode": mode, "deployments": {k: str(v) for k, v in ids.items()}}
+        sys.stdout.write(f"READY {json.dumps(info)}\n")
+        sys.stdout.flush()
+
+    if args.default:
+        from prefect import serve
+
+        ready("default")
+        serve(*deployments, print_starting_message=False)
+        return 0
+
+    signal.signal(signal.SIGTERM, lambda *_: runner.stop())
+    ready("warm")
+    try:
+        runner.serve()
+    except KeyboardInterrupt:
+        runner.stop()
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,37 @@
+"""Flows that automations run: an alert, and a drift review with the context of repeated drift."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from prefect import flow
+
+from flows.retrain_evaluate_deploy import retrain_evaluate_deploy
+from mlops_core import events
+from mlops_core.policy import Action
+from mlops_core.settings import Settings
+from tasks.decision import review_recent_drift
+from tasks.events import emit
+
+
+@flow(name="alert", flow_run_name="alert-{dataset}")
+def alert(dataset: str, what: str, detail: str = "") -> None:
+    """Emit ``mlops.alert`` (what an automation turns a failure or a pattern into)."""
+    emit(events.ALERT, dataset, {"what": what, "detail": detail})
+
+
+@flow(name="review-drift", flow_run_name="review-drift-{dataset}")
+def review_drift(dataset: str, alarms: int = 3, window_minutes: int = 60) -> dict[str, Any]:
+    """Repeated drift: alert, then decide on the recent batches together, with that context."""
+    settings = Settings()
+    emit(
+        events.ALERT,
+        dataset,
+        {"what": f"drift detected in {alarms} batches within {window_minutes} minutes"},
+    )
+    review = review_recent_drift(settings, dataset, alarms, window_minutes)
+    if review["action"] == Action.retrain.value:
+        review["retrain"] = retrain_evaluate_deploy(
+            dataset=dataset, decision_run_id=review["run_id"]
+        ).to_dict()
+    return review

@@ -1,0 +1,86 @@
+"""Delayed labels: files of (id, label) that land after their batch and are joined to it by id.
+
+A labels file is a parquet or CSV table with the spec's ``id`` column and its ``target`` column
+(other columns are ignored). It lands like a batch (``LandingZone(settings, kind="labels")``,
+ledger table ``labels``, folders ``<root>/<dataset>/labels/``) and settles processed or
+quarantined with a report. The labels of every processed labels file, newest winning for an id
+seen twice, fill the label column of earlier batches wherever it is missing.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import polars as pl
+
+from mlops_core.data import read_table
+from mlops_core.errors import MlopsError, UnusableInputError
+from mlops_core.landing import BatchState, LandingZone
+from mlops_core.settings import Settings
+from mlops_core.spec import DatasetSpec
+
+
+def label_columns(spec: DatasetSpec) -> tuple[str, str]:
+    """The id and label columns; a spec without both cannot take delayed labels."""
+    if spec.id is None or spec.target is None:
+        raise MlopsError(
+            f"dataset {spec.name!r} needs both `id` and `target` in its spec to join delayed labels",
+            hint="add them to the spec, or ship labels inside the batches",
+        )
+    return spec.id, spec.target
+
+
+def read_labels(path: Path, spec: DatasetSpec, *, max_bytes: int | None = None) -> pl.DataFrame:
+    """The (id, label) rows of a labels file; ``UnusableInputError`` says what is wrong."""
+    id_column, target = label_columns(spec)
+    frame = read_table(path, max_bytes=max_bytes)
+    missing = [c for c in (id_column, target) if c not in frame.columns]
+    if missing:
+        raise UnusableInputError(
+            f"{path}: a labels file needs the columns {id_column!r} and {target!r}; "
+            f"missing {', '.join(repr(m) for m in missing)}",
+            hint=f"write one row per {id_column} with its {target}",
+        )
+    frame = frame.select(id_column, target)
+    nulls = frame[target].null_count()
+    if nulls == frame.height:
+        raise UnusableInputError(f"{path}: every {target!r} is empty; nothing to join")
+    return frame.filter(pl.col(target).is_not_null()).with_columns(
+        pl.col(id_column).cast(pl.String)
+    )
+
+
+def known_labels(settings: Settings, dataset: str, spec: DatasetSpec) -> pl.DataFrame | None:
+    """Every processed label of ``dataset`` (newest file wins for a repeated id); None if none."""
+    id_column, target = label_columns(spec)
+    frames = []
+    for entry in LandingZone(settings, kind="labels").entries(dataset):
+        if entry.state is not BatchState.processed:
+            continue
+        try:
+            frames.append(read_labels(entry.location, spec))
+        except MlopsError:
+            continue
+    if not frames:
+        return None
+    combined = pl.concat(frames, how="vertical_relaxed")
+    return combined.unique(subset=[id_column], keep="last", maintain_order=True)
+
+
+def attach_labels(
+    frame: pl.DataFrame, labels: pl.DataFrame | None, spec: DatasetSpec
+) -> pl.DataFrame:
+    """``frame`` with its label column filled from ``labels`` by id where it is missing."""
+    if labels is None or spec.id is None or spec.target is None or spec.id not in frame.columns:
+        return frame
+    id_column, target = spec.id, spec.target
+    joined = frame.with_columns(pl.col(id_column).cast(pl.String).alias("__mlops_id")).join(
+        labels.rename({id_column: "__mlops_id", target: "__mlops_label"}),
+        on="__mlops_id",
+        how="left",
+    )
+    if target in frame.columns:
+        filled = pl.coalesce(pl.col(target), pl.col("__mlops_label").cast(frame.schema[target]))
+    else:
+        filled = pl.col("__mlops_label")
+    return joined.with_columns(filled.alias(target)).drop("__mlops_id", "__mlops_label")

@@ -1,0 +1,70 @@
+"""Tasks that publish what a person sees in the Prefect UI: the batch report and the plots."""
+
+from __future__ import annotations
+
+import re
+import shutil
+from pathlib import Path
+from typing import Any
+
+from prefect import task
+from prefect.artifacts import create_link_artifact, create_markdown_artifact
+from prefect.cache_policies import NO_CACHE
+
+from mlops_core.registry import ModelRegistry
+from mlops_core.reporting import batch_markdown, mlflow_run_url
+from mlops_core.settings import Settings
+from mlops_core.stack import read_state
+
+
+def _key(*parts: str) -> str:
+    return re.sub(r"[^a-z0-9-]+", "-", "-".join(parts).lower()).strip("-")[:100]
+
+
+@task(cache_policy=NO_CACHE)
+def publish_report(
+    settings: Settings,
+    dataset: str,
+    sha256: str,
+    validation: dict[str, Any] | None,
+    drift: dict[str, Any] | None,
+    decision: dict[str, Any] | None,
+    decision_run_id: str | None,
+    plots: list[Path],
+    title: str = "Batch",
+) -> str:
+    """A markdown artifact (verdict, drift table, decision, MLflow links) and the plots as links."""
+    state = read_state(settings)
+    mlflow_ui = state.mlflow_ui_url if state else None
+    links: dict[str, str | None] = {}
+    if decision_run_id:
+        experiment = ModelRegistry(settings, dataset).experiment_id()
+        links["MLflow decision run"] = mlflow_run_url(mlflow_ui, experiment, decision_run_id)
+        if links["MLflow decision run"] is None:
+            links[f"MLflow run {decision_run_id} ({settings.tracking_uri})"] = None
+    kept = settings.home / "reports" / dataset / sha256[:12]
+    for plot in plots:
+        kept.mkdir(parents=True, exist_ok=True)
+        target = kept / Path(plot).name
+        shutil.copyfile(plot, target)
+        create_link_artifact(
+            key=_key("plot", dataset, sha256[:12], target.stem),
+            link=target.resolve().as_uri(),
+            link_text=f"{target.stem} ({dataset}, batch {sha256[:12]})",
+            description=f"drift plot of batch {sha256[:12]}",
+        )
+    markdown = batch_markdown(
+        dataset=dataset,
+        sha256=sha256,
+        validation=validation,
+        drift=drift,
+        decision=decision,
+        links=links,
+        title=title,
+    )
+    create_markdown_artifact(
+        markdown=markdown,
+        key=_key(title, dataset, sha256[:12]),
+        description=f"{title} {sha256[:12]}: validation, drift, decision",
+    )
+    return markdown

@@ -1,0 +1,277 @@
+"""The event-driven stack for real: `mlops up` as a process (a Prefect server process, the served
+deployments, automations, the watcher), driven by `mlops submit`, events and dropped files."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+from mlflow.tracking import MlflowClient
+
+from mlops_core.catalog import DatasetCatalog
+from mlops_core.landing import BatchState, LandingZone
+from mlops_core.lifecycle import gather_training_data, train_challenger
+from mlops_core.registry import ModelRegistry
+from mlops_core.scenarios import CREDIT_SPEC, PhaseKind, generate_applications
+from mlops_core.settings import Settings
+
+MLOPS = str(Path(sys.executable).parent / "mlops")
+
+
+def wait(condition: Any, timeout: float, what: str) -> Any:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = condition()
+        if value:
+            return value
+        time.sleep(0.25)
+    raise AssertionError(f"waited {timeout} s for {what}")
+
+
+def pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return True
+
+
+class Running:
+    def __init__(self, env: dict[str, str], settings: Settings, process: subprocess.Popen) -> None:
+        self.env, self.settings, self.process = env, settings, process
+        self.state = json.loads(settings.stack_file.read_text())
+        self.api = self.state["prefect_api_url"]
+
+    def mlops(self, *args: str) -> subprocess.CompletedProcess:
+        return subprocess.run(
+            [MLOPS, *args], env=self.env, capture_output=True, text=True, timeout=120
+        )
+
+    def settled(self, sha: str, kind: str = "batch") -> Any:
+        entry = LandingZone(self.settings, kind).get("credit", sha)
+        if entry is None or entry.state not in (BatchState.processed, BatchState.quarantined):
+            return None
+        return entry
+
+    def report(self, entry: Any) -> dict:
+        return json.loads(entry.report_path.read_text())["detail"]
+
+    def flow_runs(self, name: str) -> list[Any]:
+        from prefect.client.orchestration import get_client
+        from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterName
+        from prefect.settings import PREFECT_API_URL, temporary_settings
+
+        with (
+            temporary_settings(updates={PREFECT_API_URL: self.api}),
+            get_client(sync_client=True) as client,
+        ):
+            return list(
+                client.read_flow_runs(
+                    flow_run_filter=FlowRunFilter(name=FlowRunFilterName(like_=name))
+                )
+            )
+
+    def announce(self, entry: Any, kind: str = "batch") -> None:
+        from prefect.settings import PREFECT_API_URL, temporary_settings
+
+        from mlops_core.announce import announce
+
+        with temporary_settings(updates={PREFECT_API_URL: self.api}):
+            announce(entry, kind)
+
+
+@pytest.fixture(scope="module")
+def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Running]:
+    root = tmp_path_factory.mktemp("stack")
+    reference = root / "reference.parquet"
+    generate_applications(np.random.default_rng(0), 10_000).write_parquet(reference)
+    env = {
+        **os.environ,
+        "MLOPS_HOME": str(root / "home"),
+        "MLOPS_GX_DIR": str(root / "gx"),
+        "MLOPS_PREFECT_PORT": "0",
+        "MLOPS_RECONCILE_INTERVAL_SECONDS": "5",
+        "MLOPS_RECONCILE_STALE_SECONDS": "600",
+    }
+    env.pop("PREFECT_API_URL", None)
+    env.pop("PREFECT_HOME", None)  # the stack's Prefect home goes under MLOPS_HOME
+    settings = Settings(home=root / "home", gx_dir=root / "gx")
+    DatasetCatalog(settings).add(CREDIT_SPEC, reference)
+    data = gather_training_data(settings, "credit", first_model=True)
+    ModelRegistry(settings, "credit").promote(train_challenger(settings, "credit", data).version)
+    process = subprocess.Popen(
+        [MLOPS, "up"], env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+    )
+    lines: list[str] = []
+    assert process.stdout is not None
+    for line in process.stdout:
+        lines.append(line)
+        if line.startswith("ready"):
+            break
+    else:
+        pytest.fail("mlops up ended before it was ready:\n" + "".join(lines))
+    running = Running(env, settings, process)
+    yield running
+    process.send_signal(signal.SIGINT)
+    rest = process.communicate(timeout=60)[0]
+    assert process.returncode == 0, rest
+    assert "stopped: no process left behind" in rest
+    for name, pid in running.state["pids"].items():
+        assert not pid_alive(pid), f"{name} (pid {pid}) outlived `mlops up`"
+    assert not settings.stack_file.exists()
+
+
+def write_batch(tmp_path: Path, name: str, seed: int, **kind: Any) -> Path:
+    path = tmp_path / name
+    generate_applications(np.random.default_rng(seed), 500, week=1, **kind).drop(
+        "default"
+    ).write_parquet(path)
+    return path
+
+
+def test_up_reports_its_parts_and_refuses_a_second_stack(stack: Running) -> None:
+    assert stack.api.startswith("http://127.0.0.1:")
+    assert set(stack.state["pids"]) == {"prefect-server", "deployments"}
+    second = stack.mlops("up")
+    assert second.returncode == 2 and "already running" in second.stderr
+
+
+def test_submit_triggers_process_batch_and_the_decision_is_in_mlflow(
+    stack: Running, tmp_path: Path
+) -> None:
+    path = write_batch(tmp_path, "arrived.parquet", 1)
+    done = stack.mlops("submit", str(path), "--dataset", "credit", "--json")
+    assert done.returncode == 0, done.stderr
+    answer = json.loads(done.stdout)
+    assert answer["announced"] == stack.api
+    entry = wait(lambda: stack.settled(answer["sha256"]), 120, "the triggered batch flow")
+    assert entry.state is BatchState.processed
+    detail = stack.report(entry)
+    run = MlflowClient(tracking_uri=stack.settings.tracking_uri).get_run(detail["decision_run_id"])
+    assert run.data.tags["mlops.batch_sha256"] == answer["sha256"]
+    assert run.data.tags["mlops.decision"] == detail["decision"]["action"]
+    # The triggered run exists (the scheduled reconcile may also have raced it to the claim:
+    # then one of the two found the batch settled).
+    triggered = wait(
+        lambda: [
+            r
+            for r in stack.flow_runs(f"credit-{answer['sha256'][:12]}")
+            if r.deployment_id is not None
+        ],
+        30,
+        "the run started by the deployment's trigger",
+    )
+    assert triggered[0].parameters == {"dataset": "credit", "sha256": answer["sha256"]}
+
+
+def test_the_same_event_twice_processes_the_batch_once(stack: Running, tmp_path: Path) -> None:
+    path = write_batch(tmp_path, "twice.parquet", 2)
+    entry = LandingZone(stack.settings).submit(path, "credit").entry
+    stack.announce(entry)
+    stack.announce(entry)
+    name = f"credit-{entry.sha256[:12]}"
+    wait(
+        lambda: len([r for r in stack.flow_runs(name) if r.state and r.state.is_final()]) == 2,
+        120,
+        "both triggered runs to finish",
+    )
+    decisions = MlflowClient(tracking_uri=stack.settings.tracking_uri).search_runs(
+        [ModelRegistry(stack.settings, "credit").experiment_id()],
+        filter_string=f"tags.`mlops.batch_sha256` = '{entry.sha256}'",
+    )
+    assert len(decisions) == 1, "one decision for one batch, however many events"
+    assert stack.settled(entry.sha256).state is BatchState.processed
+
+
+def test_a_file_landed_while_nothing_listened_is_reconciled(stack: Running, tmp_path: Path) -> None:
+    path = write_batch(tmp_path, "missed.parquet", 3)
+    entry = LandingZone(stack.settings).submit(path, "credit").entry  # no event at all
+    settled = wait(lambda: stack.settled(entry.sha256), 60, "the scheduled reconcile")
+    assert settled.state is BatchState.processed
+    assert stack.report(settled)["decision_run_id"]
+
+
+def test_files_dropped_in_the_inbox_are_landed_and_processed(
+    stack: Running, tmp_path: Path
+) -> None:
+    inbox = stack.settings.inbox / "credit"
+    source = write_batch(tmp_path, "dropped.parquet", 4)
+    staged = inbox / ".dropped.parquet.tmp"
+    staged.write_bytes(source.read_bytes())
+    staged.rename(inbox / "dropped.parquet")
+    landed = wait(
+        lambda: [
+            e
+            for e in LandingZone(stack.settings).entries("credit")
+            if e.original_name == "dropped.parquet"
+        ],
+        30,
+        "the watcher",
+    )
+    assert wait(lambda: stack.settled(landed[0].sha256), 120, "the batch flow").state is (
+        BatchState.processed
+    )
+    assert (inbox / ".submitted" / "dropped.parquet").exists()
+
+
+def test_delayed_labels_are_joined_and_judged(stack: Running, tmp_path: Path) -> None:
+    frame = generate_applications(
+        np.random.default_rng(5), 500, week=3, kind=PhaseKind.concept_drift
+    )
+    batch = tmp_path / "concept.parquet"
+    frame.drop("default").write_parquet(batch)
+    labels = tmp_path / "concept-labels.csv"
+    frame.select("application_id", "default").write_csv(labels)
+    done = json.loads(stack.mlops("submit", str(batch), "--dataset", "credit", "--json").stdout)
+    wait(lambda: stack.settled(done["sha256"]), 120, "the batch")
+    answer = stack.mlops("labels", str(labels), "--dataset", "credit", "--json")
+    assert answer.returncode == 0, answer.stderr
+    sha = json.loads(answer.stdout)["sha256"]
+    entry = wait(lambda: stack.settled(sha, "labels"), 120, "the labels flow")
+    detail = stack.report(entry)
+    assert detail["labels"]["matched_rows"] == 500
+    evidence = detail["decision"]["evidence"]
+    assert evidence["observed_accuracy"] < evidence["reference_accuracy"] - 0.1
+    assert detail["decision"]["action"] in ("retrain", "watch")
+
+
+def test_automations_exist_and_a_failed_run_raises_an_alert(stack: Running) -> None:
+    from prefect.automations import Automation
+    from prefect.settings import PREFECT_API_URL, temporary_settings
+
+    from deployments.automations import FLOW_RUN_FAILED, REPEATED_DRIFT
+
+    with temporary_settings(updates={PREFECT_API_URL: stack.api}):
+        assert Automation.read(name=REPEATED_DRIFT).enabled
+        assert Automation.read(name=FLOW_RUN_FAILED).enabled
+    # An arrival for a batch that never landed: process_batch fails, the automation alerts.
+    from mlops_core.landing import LedgerEntry
+
+    ghost = LedgerEntry(
+        "credit",
+        "f" * 64,
+        BatchState.landed,
+        Path("/nonexistent.parquet"),
+        "ghost",
+        "parquet",
+        0,
+        None,
+        "",
+        "",
+    )
+    stack.announce(ghost)
+    alerts = wait(
+        lambda: [r for r in stack.flow_runs("alert-") if r.state and r.state.is_completed()],
+        120,
+        "the alert flow run started by the failure automation",
+    )
+    assert alerts[0].parameters["what"].startswith("flow run credit-ffffffffffff")
