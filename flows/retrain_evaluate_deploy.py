@@ -3,7 +3,8 @@
 A failure anywhere -- training raises, MLflow is unreachable, a gate fails -- leaves ``champion``
 exactly where it was: promotion is the last step, taken only on a passing ``GateReport``. The
 outcome (promoted, refused, failed) is recorded on the decision run and, on failure, an alert
-event is emitted. Until the rollout flow lands, a passing challenger is promoted directly.
+event is emitted. A passing challenger is rolled out through the model server by the rollout flow
+when `MLOPS_SERVE_URL` names one, and promoted directly otherwise.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from __future__ import annotations
 from prefect import flow, get_run_logger
 from prefect.concurrency.sync import concurrency
 
+from flows.rollout import rollout
 from mlops_core import events
 from mlops_core.lifecycle import RetrainOutcome, gate_summary, retrain_limit_name
 from mlops_core.settings import Settings
@@ -69,7 +71,28 @@ def retrain_evaluate_deploy(
                 settings, dataset, challenger, report, batch_sha256, decision_run_id
             )
             gates_md = report.markdown() + "\n"
-            if report.passed:
+            if report.passed and settings.serve_url:
+                # Progressive delivery through the model server (canary / blue-green / shadow).
+                stage = "rolling out"
+                show_progress(progress, 90, stage)
+                result = rollout(
+                    dataset=dataset,
+                    version=challenger.version,
+                    parent_run_id=decision_run_id,
+                )
+                last = result["steps"][-1]["reasons"] if result["steps"] else []
+                outcome = RetrainOutcome(
+                    result["status"],
+                    f"{gate_summary(report)}; rollout {result['status']}"
+                    + (f": {'; '.join(last)}" if last else ""),
+                    challenger.version,
+                    report.to_dict(),
+                    before,
+                    result["aliases"].get("champion"),
+                    challenger.run_id,
+                    evaluate_run,
+                )
+            elif report.passed:
                 stage = "promoting"
                 aliases = promote(settings, dataset, challenger.version)
                 emit(
@@ -79,7 +102,8 @@ def retrain_evaluate_deploy(
                 )
                 outcome = RetrainOutcome(
                     "promoted",
-                    gate_summary(report),
+                    gate_summary(report)
+                    + "; promoted directly (no MLOPS_SERVE_URL to roll out through)",
                     challenger.version,
                     report.to_dict(),
                     before,

@@ -27,8 +27,9 @@ app = typer.Typer(
 dataset_app = typer.Typer(help="Register and list datasets.", no_args_is_help=True)
 app.add_typer(dataset_app, name="dataset")
 
-out = Console()
-err = Console(stderr=True)
+# Piped output (CI logs, `make demo | tee`) gets a wide page rather than rich's 80 columns.
+out = Console(width=None if sys.stdout.isatty() else 150)
+err = Console(stderr=True, width=None if sys.stderr.isatty() else 150)
 F = TypeVar("F", bound=Callable[..., Any])
 
 DatasetOpt = Annotated[
@@ -767,6 +768,29 @@ def print_drift(report: Any) -> None:
 
 
 # --------------------------------------------------------------------------- demo
+
+
+@app.command()
+@reports_errors
+def serve(
+    dataset: DatasetOpt = None,
+    host: Annotated[str | None, typer.Option(help="Address to bind (default 127.0.0.1).")] = None,
+    port: Annotated[int | None, typer.Option(help="Port (default 8000).")] = None,
+) -> None:
+    """The model server alone: follows the registry's champion (and challenger during a rollout)."""
+    import uvicorn
+
+    from mlops_core.serving import create_app
+
+    current = settings()
+    application = create_app(current, dataset)
+    bind, listen = host or current.serve_host, port or current.serve_port
+    out.print(
+        f"serving {application.title.split(': ')[-1]} on http://{bind}:{listen} "
+        f"(docs at /docs, metrics at /metrics)",
+        highlight=False,
+    )
+    uvicorn.run(application, host=bind, port=listen, log_level="warning")
 
 
 @app.command()

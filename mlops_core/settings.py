@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from pydantic import Field, model_validator
+from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 if TYPE_CHECKING:
@@ -164,6 +164,61 @@ class Settings(BaseSettings):
     inbox_dir: Path | None = Field(
         default=None,
         description="Folder the watcher reads: <inbox>/<dataset>/ (default <home>/inbox).",
+    )
+
+    # The model server and rollouts.
+    serve_host: str = Field(default="127.0.0.1", description="Where `mlops serve` listens.")
+    serve_port: int = Field(default=8000, ge=0, le=65535, description="Port of `mlops serve`.")
+    serve_poll_seconds: float = Field(
+        default=2.0, gt=0, description="How often the server follows the registry."
+    )
+    serve_max_records: int = Field(default=1_000, ge=1, description="Records per /predict call.")
+    serve_max_body_bytes: int = Field(
+        default=1_048_576, ge=1024, description="Largest request body accepted."
+    )
+    serve_log_rows: int = Field(
+        default=2_000, ge=1, description="Predictions per logged micro-batch."
+    )
+    serve_log_seconds: float = Field(
+        default=60.0, gt=0, description="Longest wait before a logged micro-batch is written."
+    )
+    admin_token: SecretStr | None = Field(
+        default=None, description="Bearer token of the admin routes (unset: admin disabled)."
+    )
+    serve_url: str | None = Field(
+        default=None,
+        description="The model server the rollout flow watches; unset: promote directly.",
+    )
+    rollout_mode: str = Field(
+        default="canary", description="canary, blue-green or shadow (see the rollout flow)."
+    )
+    rollout_steps: str = Field(
+        default="5,25,50,100", description="Canary weights in percent, comma-separated."
+    )
+    rollout_min_requests: int = Field(
+        default=200, ge=1, description="Challenger requests each step needs before a verdict."
+    )
+    rollout_step_seconds: float = Field(
+        default=120.0, gt=0, description="Deadline of each step's analysis."
+    )
+    rollout_max_error_rate: float = Field(
+        default=0.01, ge=0, le=1, description="Largest challenger error rate allowed."
+    )
+    rollout_max_p99_ms: float = Field(default=100.0, gt=0, description="p99 latency budget.")
+    rollout_max_divergence: float = Field(
+        default=0.2,
+        ge=0,
+        le=1,
+        description="Largest JS divergence from the champion's predictions.",
+    )
+    rollout_accuracy_tolerance: float = Field(
+        default=0.02, ge=0, description="Largest feedback-accuracy drop against the champion."
+    )
+    rollout_min_feedback: int = Field(
+        default=100, ge=1, description="Feedback rows needed before accuracy is judged."
+    )
+    rollout_on_inconclusive: str = Field(
+        default="rollback", description="rollback, or approve: wait for a person in the Prefect UI."
     )
 
     @model_validator(mode="after")

@@ -1,0 +1,168 @@
+"""The server's view of the registry: which model answers, swapped atomically when MLflow changes.
+
+``ModelFollower.refresh()`` reads the aliases (``champion``, ``challenger``) and the rollout tags
+on the registered model; when they changed, it loads what is new (a version already in memory is
+reused), builds a new immutable ``Snapshot`` and replaces the old one with a single assignment.
+A request takes the snapshot once, at its start, and finishes on those models, so a swap never
+fails a request in flight. A background thread refreshes every ``serve_poll_seconds``; a failed
+refresh (MLflow unreachable) keeps the current snapshot and is counted.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from mlops_core.registry import CHALLENGER, CHAMPION, ModelRegistry
+from mlops_core.routing import Mode, Split
+from mlops_core.settings import Settings
+
+logger = logging.getLogger("mlops.serving")
+
+ROLLOUT_MODE = "mlops.rollout.mode"
+ROLLOUT_WEIGHT = "mlops.rollout.weight"
+ROLLOUT_VERSION = "mlops.rollout.version"
+ROLLOUT_STEP = "mlops.rollout.step"
+ROLLOUT_TAGS = (ROLLOUT_MODE, ROLLOUT_WEIGHT, ROLLOUT_VERSION, ROLLOUT_STEP)
+
+
+@dataclass(frozen=True)
+class Loaded:
+    version: str
+    model: Any
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    """What answers right now; never mutated, only replaced."""
+
+    champion: Loaded | None = None
+    challenger: Loaded | None = None
+    split: Split = field(default_factory=Split)
+    loaded_at: float = 0.0
+
+    def key(self) -> tuple[Any, ...]:
+        return (
+            self.champion.version if self.champion else None,
+            self.challenger.version if self.challenger else None,
+            self.split,
+        )
+
+
+def split_from_tags(tags: dict[str, str], challenger_version: str | None) -> Split:
+    """The rollout split the registry's tags describe (idle when they are absent or stale)."""
+    try:
+        mode = Mode(tags.get(ROLLOUT_MODE, Mode.idle.value))
+        weight = float(tags.get(ROLLOUT_WEIGHT, "0") or 0)
+    except ValueError:
+        return Split()
+    if mode is Mode.idle or challenger_version is None:
+        return Split()
+    if tags.get(ROLLOUT_VERSION) not in (None, "", challenger_version):
+        return Split()  # the tags describe a rollout of another version
+    weight = min(max(weight, 0.0), 1.0)
+    return Split(mode=mode, weight=weight, shadow=mode in (Mode.shadow, Mode.blue_green))
+
+
+class ModelFollower:
+    """Follows one dataset's registered model; ``snapshot`` is always safe to read."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        dataset: str,
+        *,
+        loader: Callable[[str], Any] | None = None,
+        on_load: Callable[[str, str], None] | None = None,
+    ) -> None:
+        self.settings = settings
+        self.dataset = dataset
+        self.registry = ModelRegistry(settings, dataset)
+        self.loader = loader or self._load_version
+        self.on_load = on_load or (lambda role, version: None)
+        self.snapshot = Snapshot()
+        self.refresh_failures = 0
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def _load_version(self, version: str) -> Any:
+        import mlflow
+
+        mlflow.set_registry_uri(self.settings.tracking_uri)
+        return mlflow.sklearn.load_model(f"models:/{self.dataset}/{version}")
+
+    def refresh(self) -> bool:
+        """Follow the registry now; true when the snapshot changed."""
+        with self._lock:  # one refresh at a time (poller and /admin/refresh)
+            try:
+                aliases = self.registry.aliases()
+                tags = self.registry.tags() if aliases else {}
+            except Exception as exc:  # noqa: BLE001 -- keep serving what we have
+                self.refresh_failures += 1
+                logger.warning("registry unreachable, still serving the current models: %s", exc)
+                return False
+            champion_version = aliases.get(CHAMPION)
+            challenger_version = aliases.get(CHALLENGER)
+            split = split_from_tags(tags, challenger_version)
+            if split.mode is Mode.idle:
+                challenger_version = None
+            current = self.snapshot
+            wanted = (champion_version, challenger_version, split)
+            if wanted == current.key():
+                return False
+            in_memory = {
+                loaded.version: loaded
+                for loaded in (current.champion, current.challenger)
+                if loaded is not None
+            }
+
+            def get(role: str, version: str | None) -> Loaded | None:
+                if version is None:
+                    return None
+                if version in in_memory:
+                    return in_memory[version]
+                loaded = Loaded(version, self.loader(version))
+                self.on_load(role, version)
+                return loaded
+
+            try:
+                champion = get(CHAMPION, champion_version)
+                challenger = get(CHALLENGER, challenger_version)
+            except Exception as exc:  # noqa: BLE001 -- a model that will not load is not served
+                self.refresh_failures += 1
+                logger.error("could not load a model, still serving the current ones: %s", exc)
+                return False
+            self.snapshot = Snapshot(champion, challenger, split, time.time())  # the swap
+            logger.info("now serving %s", self.describe())
+            return True
+
+    def describe(self) -> dict[str, Any]:
+        snap = self.snapshot
+        return {
+            "dataset": self.dataset,
+            "champion": snap.champion.version if snap.champion else None,
+            "challenger": snap.challenger.version if snap.challenger else None,
+            **snap.split.to_dict(),
+        }
+
+    def start(self) -> None:
+        if self._thread is not None:
+            return
+
+        def loop() -> None:
+            while not self._stop.wait(self.settings.serve_poll_seconds):
+                self.refresh()
+
+        self._thread = threading.Thread(target=loop, name="mlops-follower", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=5)
+            self._thread = None

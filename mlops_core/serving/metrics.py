@@ -1,0 +1,101 @@
+"""The server's Prometheus metrics (one registry per app, so tests and replicas never collide).
+
+Names (the Grafana dashboard in ``deployments/grafana-dashboard.json`` queries exactly these):
+
+* ``mlops_requests_total{variant,version}`` -- answered requests;
+* ``mlops_request_errors_total{variant,version}`` -- failed model calls (a failing challenger's
+  request is answered by the champion and counted here);
+* ``mlops_request_latency_seconds{variant}`` -- histogram of request latency;
+* ``mlops_rollout_weight`` -- the challenger's share of traffic;
+* ``mlops_rollout_info{mode,challenger}`` -- 1 for the current rollout mode;
+* ``mlops_model_loads_total{role,version}`` -- models loaded from the registry;
+* ``mlops_shadow_disagreements_total`` -- shadow predictions that differed from the answer;
+* ``mlops_feedback_total`` -- feedback labels received;
+* ``mlops_drift_p_value{dataset}`` -- the combined drift p-value of the newest processed batch.
+"""
+
+from __future__ import annotations
+
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    generate_latest,
+)
+
+from mlops_core.routing import Mode, Split
+
+METRIC_NAMES = (
+    "mlops_requests_total",
+    "mlops_request_errors_total",
+    "mlops_request_latency_seconds",
+    "mlops_rollout_weight",
+    "mlops_rollout_info",
+    "mlops_model_loads_total",
+    "mlops_shadow_disagreements_total",
+    "mlops_feedback_total",
+    "mlops_drift_p_value",
+)
+
+
+class ServerMetrics:
+    content_type = CONTENT_TYPE_LATEST
+
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        r = self.registry
+        self.requests = Counter(
+            "mlops_requests", "Answered requests", ["variant", "version"], registry=r
+        )
+        self.errors = Counter(
+            "mlops_request_errors", "Failed model calls", ["variant", "version"], registry=r
+        )
+        self.latency = Histogram(
+            "mlops_request_latency_seconds",
+            "Request latency",
+            ["variant"],
+            buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5),
+            registry=r,
+        )
+        self.weight = Gauge("mlops_rollout_weight", "Challenger share of traffic", registry=r)
+        self.info = Gauge(
+            "mlops_rollout_info", "Current rollout mode", ["mode", "challenger"], registry=r
+        )
+        self.loads = Counter(
+            "mlops_model_loads", "Models loaded from the registry", ["role", "version"], registry=r
+        )
+        self.disagreements = Counter(
+            "mlops_shadow_disagreements", "Shadow predictions that differed", registry=r
+        )
+        self.feedbacks = Counter("mlops_feedback", "Feedback labels received", registry=r)
+        self.drift = Gauge(
+            "mlops_drift_p_value", "Drift p-value of the newest batch", ["dataset"], registry=r
+        )
+
+    def request(self, variant: str, version: str, seconds: float) -> None:
+        self.requests.labels(variant, version).inc()
+        self.latency.labels(variant).observe(seconds)
+
+    def error(self, variant: str, version: str) -> None:
+        self.errors.labels(variant, version).inc()
+
+    def loaded(self, role: str, version: str) -> None:
+        self.loads.labels(role, version).inc()
+
+    def shadow(self, disagreements: int) -> None:
+        self.disagreements.inc(disagreements)
+
+    def feedback(self) -> None:
+        self.feedbacks.inc()
+
+    def routing(self, split: Split, challenger: str) -> None:
+        self.weight.set(split.weight)
+        self.info.clear()
+        self.info.labels(
+            split.mode.value if split.mode is not Mode.idle else "idle", challenger
+        ).set(1)
+
+    def render(self) -> bytes:
+        return bytes(generate_latest(self.registry))

@@ -1,0 +1,228 @@
+"""What the server keeps of its traffic: recent requests for the rollout analysis, and the
+prediction and feedback logs that close the loop through the landing zone.
+
+* ``Traffic`` holds the last requests (time, variant, latency, error, probabilities of the variant
+  that answered and of the champion on the same rows) and the feedback joined to them, and
+  summarises a window for the rollout flow (``stats``).
+* ``LogWriter`` buffers predictions (inputs, output, version, variant, request id, time) and
+  feedback labels, and writes them as parquet micro-batches (every ``rows`` rows or ``seconds``
+  seconds) into the landing zone as batches and labels, announcing them when a Prefect server
+  listens.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import tempfile
+import threading
+import time
+from collections import deque
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from mlops_core.settings import Settings
+
+logger = logging.getLogger("mlops.serving")
+
+
+@dataclass(frozen=True)
+class Seen:
+    at: float
+    request_id: str
+    variant: str
+    version: str
+    latency: float
+    error: bool
+    probabilities: tuple[float, ...]
+    champion_probabilities: tuple[float, ...]
+
+
+class Traffic:
+    """A bounded memory of recent requests and their feedback (thread-safe)."""
+
+    def __init__(self, keep: int = 200_000) -> None:
+        self._seen: deque[Seen] = deque(maxlen=keep)
+        self._by_id: dict[str, Seen] = {}
+        self._feedback: dict[str, tuple[int, ...]] = {}
+        self._lock = threading.Lock()
+
+    def add(self, seen: Seen) -> None:
+        with self._lock:
+            if len(self._seen) == self._seen.maxlen:
+                old = self._seen[0]
+                self._by_id.pop(old.request_id, None)
+                self._feedback.pop(old.request_id, None)
+            self._seen.append(seen)
+            self._by_id[seen.request_id] = seen
+
+    def feedback(self, request_id: str, labels: tuple[int, ...]) -> bool:
+        with self._lock:
+            if request_id not in self._by_id:
+                return False
+            self._feedback[request_id] = labels
+            return True
+
+    def stats(self, since: float) -> dict[str, Any]:
+        """Per variant since ``since``: requests, errors, p99 latency, accuracy on feedback, and
+        the divergence of the challenger's predictions from the champion's on the same rows."""
+        with self._lock:
+            window = [s for s in self._seen if s.at >= since]
+            feedback = dict(self._feedback)
+        result: dict[str, Any] = {"since": since, "variants": {}}
+        for variant in ("champion", "challenger"):
+            rows = [s for s in window if s.variant == variant]
+            latencies = [s.latency for s in rows if not s.error]
+            right = total = 0
+            for s in rows:
+                labels = feedback.get(s.request_id)
+                if labels is None or s.error or len(labels) != len(s.probabilities):
+                    continue
+                predicted = [int(p >= 0.5) for p in s.probabilities]
+                right += sum(int(a == b) for a, b in zip(predicted, labels, strict=True))
+                total += len(labels)
+            # The champion's answers on the challenger's rows, for a paired (McNemar) comparison.
+            champion_right = only_challenger = only_champion = 0
+            if variant == "challenger":
+                for s in rows:
+                    labels = feedback.get(s.request_id)
+                    if labels is None or s.error or len(labels) != len(s.probabilities):
+                        continue
+                    for new, old, label in zip(
+                        s.probabilities, s.champion_probabilities, labels, strict=True
+                    ):
+                        new_right, old_right = int(new >= 0.5) == label, int(old >= 0.5) == label
+                        champion_right += old_right
+                        only_challenger += new_right and not old_right
+                        only_champion += old_right and not new_right
+            result["variants"][variant] = {
+                "requests": len(rows),
+                "errors": sum(s.error for s in rows),
+                "p99_latency_ms": float(np.percentile(latencies, 99) * 1000) if latencies else None,
+                "feedback_rows": total,
+                "feedback_correct": right,
+                "champion_feedback_correct": champion_right if variant == "challenger" else None,
+                "only_challenger_right": only_challenger if variant == "challenger" else None,
+                "only_champion_right": only_champion if variant == "challenger" else None,
+            }
+        pairs = [
+            (p, q)
+            for s in window
+            if s.variant == "challenger" and not s.error
+            for p, q in zip(s.probabilities, s.champion_probabilities, strict=False)
+        ]
+        result["paired_rows"] = len(pairs)
+        result["divergence"] = js_divergence([p for p, _ in pairs], [q for _, q in pairs])
+        result["disagreement"] = (
+            float(np.mean([(p >= 0.5) != (q >= 0.5) for p, q in pairs])) if pairs else None
+        )
+        return result
+
+
+def js_divergence(a: list[float], b: list[float], bins: int = 10) -> float | None:
+    """Jensen-Shannon divergence (base 2, in [0, 1]) of two probability samples' histograms."""
+    if not a or not b:
+        return None
+    edges = np.linspace(0, 1, bins + 1)
+    p = np.histogram(a, edges)[0].astype(float) + 0.5
+    q = np.histogram(b, edges)[0].astype(float) + 0.5
+    p, q = p / p.sum(), q / q.sum()
+    m = (p + q) / 2
+    return float(0.5 * np.sum(p * np.log2(p / m)) + 0.5 * np.sum(q * np.log2(q / m)))
+
+
+class LogWriter:
+    """Prediction and feedback micro-batches into the landing zone (N rows or T seconds)."""
+
+    def __init__(self, settings: Settings, dataset: str) -> None:
+        self.settings = settings
+        self.dataset = dataset
+        self.rows = settings.serve_log_rows
+        self.seconds = settings.serve_log_seconds
+        self._predictions: list[dict[str, Any]] = []
+        self._labels: list[dict[str, Any]] = []
+        self._lock = threading.Lock()
+        self._first = {"batch": 0.0, "labels": 0.0}
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self.written = {"batch": 0, "labels": 0}
+
+    def predictions(self, rows: list[dict[str, Any]]) -> None:
+        with self._lock:
+            if not self._predictions:
+                self._first["batch"] = time.monotonic()
+            self._predictions.extend(rows)
+            full = len(self._predictions) >= self.rows
+        if full:
+            self.flush("batch")
+
+    def labels(self, rows: list[dict[str, Any]]) -> None:
+        with self._lock:
+            if not self._labels:
+                self._first["labels"] = time.monotonic()
+            self._labels.extend(rows)
+            full = len(self._labels) >= self.rows
+        if full:
+            self.flush("labels")
+
+    def flush(self, kind: str) -> Path | None:
+        """Write what is buffered of ``kind`` as one file and land it; its landed path."""
+        import polars as pl
+
+        from mlops_core.landing import LandingZone
+
+        with self._lock:
+            rows = self._predictions if kind == "batch" else self._labels
+            if not rows:
+                return None
+            taken = list(rows)
+            rows.clear()
+        try:
+            with tempfile.TemporaryDirectory() as folder:
+                stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S%f")
+                path = Path(folder) / f"served-{kind}-{stamp}.parquet"
+                pl.DataFrame(taken, infer_schema_length=None).write_parquet(path)
+                receipt = LandingZone(self.settings, kind).submit(path, self.dataset)
+            self.written[kind] += 1
+            self._announce(receipt, kind)
+            return receipt.entry.location
+        except Exception as exc:  # noqa: BLE001 -- logging must never fail a request
+            logger.error("could not land %d %s rows: %s", len(taken), kind, exc)
+            return None
+
+    def _announce(self, receipt: Any, kind: str) -> None:
+        from mlops_core.stack import running_api_url
+
+        if receipt.duplicate or not running_api_url(self.settings):
+            return
+        from prefect.settings import PREFECT_API_URL, temporary_settings
+
+        from mlops_core.announce import announce
+
+        with (
+            contextlib.suppress(Exception),
+            temporary_settings(updates={PREFECT_API_URL: running_api_url(self.settings)}),
+        ):
+            announce(receipt.entry, kind)
+
+    def start(self) -> None:
+        def loop() -> None:
+            while not self._stop.wait(0.5):
+                now = time.monotonic()
+                for kind, buffer in (("batch", self._predictions), ("labels", self._labels)):
+                    if buffer and now - self._first[kind] >= self.seconds:
+                        self.flush(kind)
+
+        self._thread = threading.Thread(target=loop, name="mlops-log-writer", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=5)
+        self.flush("batch")
+        self.flush("labels")
