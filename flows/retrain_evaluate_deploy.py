@@ -71,8 +71,9 @@ def retrain_evaluate_deploy(
                 settings, dataset, challenger, report, batch_sha256, decision_run_id
             )
             gates_md = report.markdown() + "\n"
-            if report.passed and settings.serve_url:
-                # Progressive delivery through the model server (canary / blue-green / shadow).
+            if report.passed and settings.serve_url and before is not None:
+                # Progressive delivery through the model server (canary / blue-green / shadow);
+                # a first model has no champion to share traffic with, so it is promoted directly.
                 stage = "rolling out"
                 show_progress(progress, 90, stage)
                 result = rollout(

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -24,10 +25,11 @@ from rich.table import Table
 from mlops_core.catalog import DatasetCatalog
 from mlops_core.errors import MlopsError, UnusableInputError
 from mlops_core.landing import BatchState, LandingZone
-from mlops_core.scenarios import Stream, write_stream
+from mlops_core.scenarios import CREDIT_SPEC, Stream, write_stream
 from mlops_core.settings import Settings
 
 MARKER = ".mlops-demo"
+CREDIT_FEATURES = list(CREDIT_SPEC.features)
 
 
 def demo_settings(settings: Settings) -> Settings:
@@ -226,6 +228,127 @@ def summary_table(rows: list[Row]) -> Table:
     return table
 
 
+class ServerThread:
+    """The model server (uvicorn) inside the demo's process."""
+
+    def __init__(self, settings: Settings, dataset: str, port: int) -> None:
+        import uvicorn
+
+        from mlops_core.serving import create_app
+
+        self.url = f"http://127.0.0.1:{port}"
+        app = create_app(settings, dataset, log_traffic=False)
+        self.server = uvicorn.Server(
+            uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning")
+        )
+        self.thread = threading.Thread(target=self.server.run, name="mlops-server", daemon=True)
+
+    def start(self) -> None:
+        import httpx
+
+        self.thread.start()
+
+        def ready() -> bool:
+            try:
+                return httpx.get(f"{self.url}/ready", timeout=1).status_code == 200
+            except httpx.HTTPError:
+                return False
+
+        wait_for(ready, 60, "the model server")
+
+    def routing(self) -> dict[str, Any]:
+        import httpx
+
+        return dict(httpx.get(f"{self.url}/routing", timeout=5).json())
+
+    def stop(self) -> None:
+        self.server.should_exit = True
+        self.thread.join(timeout=10)
+
+
+class Traffic:
+    """Steady users: one application per request from the current week, then its true label."""
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self.world: Any = None
+        self.answered = self.failed = 0
+        self.stopping = threading.Event()
+        self.thread = threading.Thread(target=self.run, name="mlops-traffic", daemon=True)
+
+    def run(self) -> None:
+        import httpx
+
+        i = 0
+        with httpx.Client(base_url=self.url, timeout=10) as client:
+            while not self.stopping.is_set():
+                world = self.world
+                k = i % world.height
+                row = world.row(k, named=True)
+                label = row.pop("default")
+                record = {f: row[f] for f in CREDIT_FEATURES}
+                try:
+                    answer = client.post(
+                        "/predict", json={"record": record, "routing_key": f"user-{i}"}
+                    )
+                    if answer.status_code == 200:
+                        self.answered += 1
+                        request_id = answer.json()["request_id"]
+                        client.post("/feedback", json={"request_id": request_id, "label": label})
+                    else:
+                        self.failed += 1
+                except httpx.HTTPError:
+                    self.failed += 1
+                i += 1
+                self.stopping.wait(0.01)
+
+    def start(self) -> None:
+        self.thread.start()
+
+    def stop(self) -> None:
+        self.stopping.set()
+        self.thread.join(timeout=10)
+
+
+class RolloutWatcher:
+    """Prints each rollout step as the registry's rollout tags move."""
+
+    def __init__(self, settings: Settings, dataset: str, console: Console) -> None:
+        from mlops_core.registry import ModelRegistry
+
+        self.registry = ModelRegistry(settings, dataset)
+        self.console = console
+        self.stopping = threading.Event()
+        self.thread = threading.Thread(target=self.run, name="mlops-rollout-watch", daemon=True)
+
+    def run(self) -> None:
+        seen: tuple[str, ...] = ()
+        while not self.stopping.wait(0.3):
+            try:
+                tags = self.registry.tags()
+            except Exception:  # noqa: BLE001 -- display only
+                continue
+            now = tuple(
+                tags.get(k, "")
+                for k in ("mlops.rollout.version", "mlops.rollout.mode", "mlops.rollout.weight")
+            )
+            if now != seen and now[0] and now[1] not in ("", "idle"):
+                version, mode, weight = now
+                self.console.print(
+                    f"    [cyan]rollout v{version}: {mode} {float(weight or 0):.0%} of traffic"
+                    f"[/cyan]",
+                    highlight=False,
+                )
+            seen = now
+
+    def start(self) -> None:
+        self.thread.start()
+
+    def stop(self) -> None:
+        self.stopping.set()
+        self.thread.join(timeout=5)
+
+
 def run_demo(
     settings: Settings,
     *,
@@ -260,9 +383,23 @@ def run_demo(
 
     from prefect.settings import PREFECT_API_URL, temporary_settings
 
-    from mlops_cli.stack import Stack
+    from mlops_cli.stack import Stack, free_port
     from mlops_core.announce import announce
 
+    serve_port = free_port()
+    serve_url = f"http://127.0.0.1:{serve_port}"
+    # The stack's flows roll challengers out through the demo's model server, in short steps.
+    rollout_env = {
+        "MLOPS_SERVE_URL": serve_url,
+        "MLOPS_ROLLOUT_STEPS": "10,50,100",
+        "MLOPS_ROLLOUT_MIN_REQUESTS": "60",
+        "MLOPS_ROLLOUT_MIN_FEEDBACK": "60",
+        "MLOPS_ROLLOUT_STEP_SECONDS": "60",
+        "MLOPS_ROLLOUT_MAX_P99_MS": "1000",
+        "MLOPS_SERVE_POLL_SECONDS": "0.5",
+    }
+    os.environ.update(rollout_env)
+    demo = demo.model_copy(update={"serve_url": serve_url, "serve_poll_seconds": 0.5})
     stack = Stack(
         demo,
         mlflow_ui=mlflow_ui,
@@ -291,6 +428,18 @@ def run_demo(
                 f"first champion: v{first.version} -- {first.reason}",
                 highlight=False,
                 soft_wrap=True,
+            )
+            server = ServerThread(demo, name, serve_port)
+            server.start()
+            traffic = Traffic(serve_url)
+            traffic.world = pl.read_parquet(stream.reference_path)
+            traffic.start()
+            watcher = RolloutWatcher(demo, name, console)
+            watcher.start()
+            console.print(
+                f"model server: {serve_url} (champion v{first.version}; steady traffic with "
+                f"feedback from the current week's applicants)",
+                highlight=False,
             )
             console.print(
                 "batches arrive without labels (mlops.batch.arrived); each batch's labels arrive "
@@ -346,6 +495,7 @@ def run_demo(
                     frame = (
                         pl.read_parquet(path) if path.suffix == ".parquet" else pl.read_csv(path)
                     )
+                    traffic.world = frame  # this week's applicants are now the live traffic
                     path = unlabelled_dir / path.name
                     if path.suffix == ".parquet":
                         frame.drop("default").write_parquet(path)
@@ -393,6 +543,16 @@ def run_demo(
                 waiting = [(row, batch.path)] if row.state == "processed" else []
             for earlier, source in waiting:
                 send_labels(earlier, source)
+
+            routing = server.routing()
+            console.print(
+                f"model server now serves champion v{routing.get('champion')} "
+                f"({traffic.answered:,} requests answered, {traffic.failed} failed)",
+                highlight=False,
+            )
+            watcher.stop()
+            traffic.stop()
+            server.stop()
 
         console.print(summary_table(rows), width=max(console.width, 130))
         processed = sum(r.state == "processed" for r in rows)

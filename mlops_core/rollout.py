@@ -128,19 +128,6 @@ def analyse(stats: dict[str, Any], config: RolloutConfig, *, past_deadline: bool
         )
     )
 
-    divergence = stats.get("divergence")
-    paired = int(stats.get("paired_rows") or 0)
-    checks.append(
-        Check(
-            name="prediction_divergence",
-            threshold=f"Jensen-Shannon <= {config.max_divergence:g} (same rows as the champion)",
-            observed="-" if divergence is None else f"{divergence:.3f} on {paired:,} rows",
-            passed=None
-            if divergence is None or paired < config.min_requests
-            else divergence <= config.max_divergence,
-        )
-    )
-
     rows = int(challenger.get("feedback_rows") or 0)
     if rows >= config.min_feedback:
         right = int(challenger["feedback_correct"])
@@ -170,6 +157,36 @@ def analyse(stats: dict[str, Any], config: RolloutConfig, *, past_deadline: bool
                 passed=None,
             )
         )
+
+    # Predictions that differ from the champion's are a warning sign -- unless the labels say the
+    # challenger is right where it differs (concept drift: the new model must answer differently).
+    feedback_vouches = (
+        checks[-1].passed is True
+        and checks[-1].name == "feedback_accuracy"
+        and (
+            int(challenger.get("only_challenger_right") or 0)
+            >= int(challenger.get("only_champion_right") or 0)
+        )
+    )
+    divergence = stats.get("divergence")
+    paired = int(stats.get("paired_rows") or 0)
+    within = (
+        None
+        if divergence is None or paired < config.min_requests
+        else (divergence <= config.max_divergence)
+    )
+    checks.append(
+        Check(
+            name="prediction_divergence",
+            threshold=f"Jensen-Shannon <= {config.max_divergence:g} on the same rows as the "
+            "champion, unless feedback shows the challenger right where they differ",
+            observed="-"
+            if divergence is None
+            else f"{divergence:.3f} on {paired:,} rows"
+            + (" (explained by feedback)" if within is False and feedback_vouches else ""),
+            passed=within if within is not False else feedback_vouches,
+        )
+    )
 
     failed_checks = [c for c in checks if c.passed is False]
     if failed_checks:

@@ -27,12 +27,13 @@ def set_step(
     registry = ModelRegistry(settings, dataset)
     if registry.aliases().get(CHALLENGER) != version:
         registry.set_challenger(version)
+    # Version and weight before the mode: a reader never sees a new mode with stale values.
     registry.set_tags(
         {
-            ROLLOUT_MODE: mode,
-            ROLLOUT_WEIGHT: f"{weight:g}",
             ROLLOUT_VERSION: version,
+            ROLLOUT_WEIGHT: f"{weight:g}",
             ROLLOUT_STEP: str(step),
+            ROLLOUT_MODE: mode,
         }
     )
 
