@@ -131,8 +131,11 @@ def _frame(rows: list[dict[str, Any]], spec: DatasetSpec) -> Any:
     return frame
 
 
-def _scores(model: Any, frame: Any) -> list[float]:
-    probabilities = np.asarray(model.predict_proba(frame), dtype=np.float64)
+def _scores(loaded: Any, frame: Any) -> list[float]:
+    """Scores through the model's micro-batcher (see ``batcher``)."""
+    if loaded.batcher is not None:
+        return [float(x) for x in loaded.batcher.scores(frame)]
+    probabilities = np.asarray(loaded.model.predict_proba(frame), dtype=np.float64)
     scores = probabilities[:, 1]
     if not np.all(np.isfinite(scores)):
         raise ValueError("the model returned non-finite probabilities")
@@ -236,12 +239,12 @@ def create_app(
         split = snapshot.split
         variant = route(key, split, has_challenger=snapshot.challenger is not None)
         frame = _frame(rows, spec)
-        champion_scores = _scores(snapshot.champion.model, frame)
+        champion_scores = _scores(snapshot.champion, frame)
         answer, version, failed = champion_scores, snapshot.champion.version, False
         challenger_scores: list[float] | None = None
         if snapshot.challenger is not None and (variant == CHALLENGER or split.shadow):
             try:
-                challenger_scores = _scores(snapshot.challenger.model, frame)
+                challenger_scores = _scores(snapshot.challenger, frame)
             except Exception:  # noqa: BLE001 -- the champion answers; the failure is counted
                 failed = True
                 metrics.error(CHALLENGER, snapshot.challenger.version)

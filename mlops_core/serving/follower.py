@@ -34,6 +34,7 @@ ROLLOUT_TAGS = (ROLLOUT_MODE, ROLLOUT_WEIGHT, ROLLOUT_VERSION, ROLLOUT_STEP)
 class Loaded:
     version: str
     model: Any
+    batcher: Any = None  # mlops_core.serving.batcher.Batcher: concurrent requests scored together
 
 
 @dataclass(frozen=True)
@@ -126,7 +127,10 @@ class ModelFollower:
                     return None
                 if version in in_memory:
                     return in_memory[version]
-                loaded = Loaded(version, self.loader(version))
+                from mlops_core.serving.batcher import Batcher
+
+                model = self.loader(version)
+                loaded = Loaded(version, model, Batcher(model))
                 self.on_load(role, version)
                 return loaded
 
@@ -138,6 +142,10 @@ class ModelFollower:
                 logger.error("could not load a model, still serving the current ones: %s", exc)
                 return False
             self.snapshot = Snapshot(champion, challenger, split, time.time())  # the swap
+            kept = {x.version for x in (champion, challenger) if x is not None}
+            for old in in_memory.values():  # requests in flight hold their own futures
+                if old.version not in kept and old.batcher is not None:
+                    old.batcher.close()
             logger.info("now serving %s", self.describe())
             return True
 
