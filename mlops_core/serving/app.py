@@ -255,7 +255,9 @@ def create_app(
                 variant = CHAMPION  # served by the champion after the challenger failed
         seconds = time.perf_counter() - started
         metrics.request(variant, version, seconds)
-        if snapshot.challenger is not None and (variant == CHALLENGER or failed):
+        if snapshot.challenger is not None and (
+            variant == CHALLENGER or failed or (split.shadow and challenger_scores is not None)
+        ):
             traffic.add(
                 Seen(
                     time.time(),

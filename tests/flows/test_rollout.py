@@ -184,3 +184,33 @@ def test_a_much_worse_challenger_is_rolled_back_on_feedback(
     assert "feedback_accuracy failed" in reasons or "prediction_divergence failed" in reasons
     assert ModelRegistry(current, "credit").aliases() == {"champion": champion}
     assert set(load.status) == {200}
+
+
+@pytest.mark.parametrize(
+    ("mode", "status", "weights"),
+    [("blue-green", "promoted", [0.0, 1.0]), ("shadow", "shadow judged", [0.0])],
+)
+def test_blue_green_and_shadow(
+    settings: Settings,
+    champion: str,
+    fast_rollout: None,
+    monkeypatch: pytest.MonkeyPatch,
+    mode: str,
+    status: str,
+    weights: list[float],
+) -> None:
+    monkeypatch.setenv("MLOPS_ROLLOUT_MODE", mode)
+    good = register(Settings(), generate_applications(np.random.default_rng(2), 6_000))
+    current = Settings()
+    with Server(create_app(current, log_traffic=False)) as server, Load(server.url) as load:
+        result = rollout(dataset="credit", version=good, server_url=server.url)
+    assert result["status"] == status, result
+    assert [s["weight"] for s in result["steps"]] == weights
+    assert result["steps"][0]["mode"] == mode and result["steps"][0]["requests"] >= 60
+    expected = (
+        {"champion": good, "previous": champion} if status == "promoted" else {"champion": champion}
+    )
+    assert ModelRegistry(current, "credit").aliases() == expected
+    assert set(load.status) == {200}
+    if mode == "shadow":
+        assert load.variants["challenger"] == 0, "a shadow never answers"
