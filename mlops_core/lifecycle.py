@@ -67,21 +67,11 @@ def _loaded(registry: ModelRegistry, version: RegisteredVersion, spec: DatasetSp
 
         mlflow.set_registry_uri(registry.settings.tracking_uri)
         model = mlflow.sklearn.load_model(f"models:/{registry.name}/{version.version}")
-        with_holdout = version.run_id
-        holdout = _holdout(registry, with_holdout)
+        holdout = registry.holdout(version.run_id)
         if len(_CACHE) >= 8:
             _CACHE.pop(next(iter(_CACHE)))
         _CACHE[key] = _Loaded(model, holdout, PerformanceEstimator(spec).fit(model, holdout))
     return _CACHE[key]
-
-
-def _holdout(registry: ModelRegistry, run_id: str) -> pl.DataFrame:
-    import tempfile
-
-    from mlops_core.registry import HOLDOUT_ARTIFACT
-
-    with tempfile.TemporaryDirectory() as folder:
-        return pl.read_parquet(registry.client.download_artifacts(run_id, HOLDOUT_ARTIFACT, folder))
 
 
 # --------------------------------------------------------------------------- assess

@@ -187,15 +187,10 @@ class ModelRegistry:
     def version_tags(self, version: str) -> dict[str, str]:
         return dict(self.client.get_model_version(self.name, version).tags or {})
 
-    def holdout(self, alias: str = CHAMPION) -> pl.DataFrame:
-        """The labelled holdout the role's model was measured on when it was trained."""
-        found = self.version_of(alias)
-        if found is None:
-            raise MlopsError(
-                f"dataset {self.name!r} has no {alias} model yet", hint="run `mlops train`"
-            )
+    def holdout(self, run_id: str) -> pl.DataFrame:
+        """The labelled holdout a model was measured on, from the train run that logged it."""
         with tempfile.TemporaryDirectory() as folder:
-            path = self.client.download_artifacts(found.run_id, HOLDOUT_ARTIFACT, folder)
+            path = self.client.download_artifacts(run_id, HOLDOUT_ARTIFACT, folder)
             return pl.read_parquet(path)
 
     def run_metrics(self, run_id: str) -> dict[str, float]:
