@@ -18,25 +18,10 @@ from typing import Any
 from prefect import flow, get_run_logger
 
 from mlops_core import events
-from mlops_core.rollout import RolloutConfig, Verdict, analyse
+from mlops_core.rollout import Verdict, analyse
 from mlops_core.settings import Settings
 from tasks.events import emit
 from tasks.rollout import aliases, end_rollout, record_step, server_get, set_step
-
-
-def rollout_config(settings: Settings) -> RolloutConfig:
-    return RolloutConfig(
-        mode=settings.rollout_mode,
-        steps=tuple(float(s) / 100 for s in settings.rollout_steps.split(",") if s.strip()),
-        min_requests=settings.rollout_min_requests,
-        step_seconds=settings.rollout_step_seconds,
-        max_error_rate=settings.rollout_max_error_rate,
-        max_p99_ms=settings.rollout_max_p99_ms,
-        max_divergence=settings.rollout_max_divergence,
-        accuracy_tolerance=settings.rollout_accuracy_tolerance,
-        min_feedback=settings.rollout_min_feedback,
-        on_inconclusive=settings.rollout_on_inconclusive,
-    )
 
 
 @flow(name="rollout", flow_run_name="rollout-{dataset}-v{version}")
@@ -46,7 +31,7 @@ def rollout(
     """Roll ``version`` out through the model server at ``server_url`` (or ``MLOPS_SERVE_URL``)."""
     settings = Settings()
     logger = get_run_logger()
-    config = rollout_config(settings)
+    config = settings.rollout_config()
     url = server_url or settings.serve_url
     if not url:
         raise ValueError("no model server to roll out through: set MLOPS_SERVE_URL")

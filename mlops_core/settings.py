@@ -11,6 +11,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 if TYPE_CHECKING:
     from mlops_core.evaluation import GateConfig
     from mlops_core.policy import PolicyConfig
+    from mlops_core.rollout import RolloutConfig
     from mlops_core.training import TrainingConfig
 
 
@@ -264,6 +265,22 @@ class Settings(BaseSettings):
             slice_tolerance=self.gate_slice_tolerance,
             accuracy_floor=self.gate_accuracy_floor,
             latency_budget_ms=self.gate_latency_budget_ms,
+        )
+
+    def rollout_config(self) -> RolloutConfig:
+        from mlops_core.rollout import RolloutConfig
+
+        return RolloutConfig(
+            mode=self.rollout_mode,
+            steps=tuple(float(s) / 100 for s in self.rollout_steps.split(",") if s.strip()),
+            min_requests=self.rollout_min_requests,
+            step_seconds=self.rollout_step_seconds,
+            max_error_rate=self.rollout_max_error_rate,
+            max_p99_ms=self.rollout_max_p99_ms,
+            max_divergence=self.rollout_max_divergence,
+            accuracy_tolerance=self.rollout_accuracy_tolerance,
+            min_feedback=self.rollout_min_feedback,
+            on_inconclusive=self.rollout_on_inconclusive,
         )
 
     @property
