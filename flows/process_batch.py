@@ -6,12 +6,15 @@ with the validation failure as evidence). The flow branches only on the decision
 
 from __future__ import annotations
 
+from typing import Any
+
 from prefect import flow
 
 from flows.retrain_evaluate_deploy import retrain_evaluate_deploy
 from mlops_core import events
-from mlops_core.landing import BatchOutcome, BatchState, disposition
-from mlops_core.policy import Action
+from mlops_core.faults import failpoint
+from mlops_core.landing import BatchOutcome, BatchState, LedgerEntry, disposition
+from mlops_core.policy import Action, Decision
 from mlops_core.settings import Settings
 from tasks.decision import (
     assess_batch,
@@ -22,7 +25,7 @@ from tasks.decision import (
 )
 from tasks.drift import detect_batch_drift
 from tasks.events import emit
-from tasks.landing import claim_batch, ledger_entry, settle_batch
+from tasks.landing import claim_batch, ledger_entry, mark_failed, settle_batch
 from tasks.report import publish_report
 from tasks.validation import validate_batch
 
@@ -40,6 +43,49 @@ def process_batch(dataset: str, sha256: str, act: bool = True) -> BatchOutcome:
             dataset, sha256, known.state, known.location, known.reason, None, already_settled=True
         )
 
+    failpoint("batch-claimed")
+    try:
+        settled, rows, reason, validation, drift, decision, decision_run = _judge(
+            settings, dataset, sha256, claimed
+        )
+    except Exception as exc:
+        # MLflow unreachable, a bug: the batch stays in landing/ as failed, for reconcile.
+        mark_failed(settings, dataset, sha256, exc)
+        raise
+    emit(
+        events.BATCH_VALIDATED
+        if settled.state is BatchState.processed
+        else events.BATCH_QUARANTINED,
+        dataset,
+        {"sha256": sha256, "path": str(settled.location), "rows": rows, "reason": reason},
+    )
+
+    retrain = None
+    if act and decision.action is Action.retrain:
+        retrain = retrain_evaluate_deploy(
+            dataset=dataset, batch_sha256=sha256, decision_run_id=decision_run
+        ).to_dict()
+    elif act and decision.action is Action.rollback:
+        aliases = roll_back(settings, dataset, decision_run)
+        emit(events.MODEL_ROLLED_BACK, dataset, {"sha256": sha256, "aliases": aliases})
+    return BatchOutcome(
+        dataset,
+        sha256,
+        settled.state,
+        settled.location,
+        reason,
+        validation,
+        drift=drift,
+        decision=decision.to_dict(),
+        decision_run_id=decision_run,
+        retrain=retrain,
+    )
+
+
+def _judge(
+    settings: Settings, dataset: str, sha256: str, claimed: LedgerEntry
+) -> tuple[LedgerEntry, int, str | None, dict[str, Any], dict[str, Any] | None, Decision, str]:
+    """Validate, test for drift, assess, decide, record, report and settle one claimed batch."""
     report = validate_batch(settings, dataset, claimed.location, claimed.original_name)
     state = disposition(report.success)
     reason = None if report.success else "; ".join(report.reasons())
@@ -61,6 +107,7 @@ def process_batch(dataset: str, sha256: str, act: bool = True) -> BatchOutcome:
     decision_run = record_batch_decision(
         settings, dataset, sha256, decision, assessment, validation, drift, plots
     )
+    failpoint("batch-decided")
     emit(
         events.DECISION_MADE,
         dataset,
@@ -89,29 +136,4 @@ def process_batch(dataset: str, sha256: str, act: bool = True) -> BatchOutcome:
         plots,
     )
     settled = settle_batch(settings, dataset, sha256, state, detail, reason)
-    emit(
-        events.BATCH_VALIDATED if state is BatchState.processed else events.BATCH_QUARANTINED,
-        dataset,
-        {"sha256": sha256, "path": str(settled.location), "rows": report.rows, "reason": reason},
-    )
-
-    retrain = None
-    if act and decision.action is Action.retrain:
-        retrain = retrain_evaluate_deploy(
-            dataset=dataset, batch_sha256=sha256, decision_run_id=decision_run
-        ).to_dict()
-    elif act and decision.action is Action.rollback:
-        aliases = roll_back(settings, dataset, decision_run)
-        emit(events.MODEL_ROLLED_BACK, dataset, {"sha256": sha256, "aliases": aliases})
-    return BatchOutcome(
-        dataset,
-        sha256,
-        settled.state,
-        settled.location,
-        reason,
-        validation,
-        drift=drift,
-        decision=decision.to_dict(),
-        decision_run_id=decision_run,
-        retrain=retrain,
-    )
+    return settled, report.rows, reason, validation, drift, decision, decision_run

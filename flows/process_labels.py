@@ -12,13 +12,13 @@ from prefect import flow
 from flows.retrain_evaluate_deploy import retrain_evaluate_deploy
 from mlops_core import events
 from mlops_core.errors import MlopsError
-from mlops_core.landing import BatchOutcome, BatchState
-from mlops_core.policy import Action
+from mlops_core.landing import BatchOutcome, BatchState, LedgerEntry
+from mlops_core.policy import Action, Decision
 from mlops_core.settings import Settings
 from tasks.decision import assess_frame, decide_batch, record_batch_decision, roll_back
 from tasks.events import emit
 from tasks.labels import labelled_rows, read_label_file
-from tasks.landing import claim_batch, ledger_entry, settle_batch
+from tasks.landing import claim_batch, ledger_entry, mark_failed, settle_batch
 from tasks.report import publish_report
 
 
@@ -34,6 +34,41 @@ def process_labels(dataset: str, sha256: str, act: bool = True) -> BatchOutcome:
         return BatchOutcome(
             dataset, sha256, known.state, known.location, known.reason, None, already_settled=True
         )
+    try:
+        judged = _judge_labels(settings, dataset, sha256, claimed)
+    except Exception as exc:
+        # MLflow unreachable, a bug: the file stays in landing/ as failed, for reconcile.
+        mark_failed(settings, dataset, sha256, exc, kind="labels")
+        raise
+    if isinstance(judged, BatchOutcome):
+        return judged
+    settled, reason, decision, decision_run = judged
+
+    retrain = None
+    if act and decision is not None and decision.action is Action.retrain:
+        retrain = retrain_evaluate_deploy(
+            dataset=dataset, batch_sha256=sha256, decision_run_id=decision_run
+        ).to_dict()
+    elif act and decision is not None and decision.action is Action.rollback:
+        aliases = roll_back(settings, dataset, decision_run)
+        emit(events.MODEL_ROLLED_BACK, dataset, {"sha256": sha256, "aliases": aliases})
+    return BatchOutcome(
+        dataset,
+        sha256,
+        settled.state,
+        settled.location,
+        reason,
+        None,
+        decision=decision.to_dict() if decision else None,
+        decision_run_id=decision_run,
+        retrain=retrain,
+    )
+
+
+def _judge_labels(
+    settings: Settings, dataset: str, sha256: str, claimed: LedgerEntry
+) -> BatchOutcome | tuple[LedgerEntry, str | None, Decision | None, str | None]:
+    """Read, join, assess, decide, record and settle one claimed labels file (or quarantine it)."""
     try:
         labels = read_label_file(settings, dataset, claimed.location)
     except MlopsError as exc:
@@ -67,6 +102,7 @@ def process_labels(dataset: str, sha256: str, act: bool = True) -> BatchOutcome:
             None,
             [],
             extra_tags={"mlops.labels_for": ",".join(b[:12] for b in batches)},
+            kind="labels",
         )
         emit(
             events.DECISION_MADE,
@@ -101,22 +137,4 @@ def process_labels(dataset: str, sha256: str, act: bool = True) -> BatchOutcome:
     settled = settle_batch(
         settings, dataset, sha256, BatchState.processed, detail, reason, kind="labels"
     )
-    retrain = None
-    if act and decision is not None and decision.action is Action.retrain:
-        retrain = retrain_evaluate_deploy(
-            dataset=dataset, batch_sha256=sha256, decision_run_id=decision_run
-        ).to_dict()
-    elif act and decision is not None and decision.action is Action.rollback:
-        aliases = roll_back(settings, dataset, decision_run)
-        emit(events.MODEL_ROLLED_BACK, dataset, {"sha256": sha256, "aliases": aliases})
-    return BatchOutcome(
-        dataset,
-        sha256,
-        settled.state,
-        settled.location,
-        reason,
-        None,
-        decision=decision.to_dict() if decision else None,
-        decision_run_id=decision_run,
-        retrain=retrain,
-    )
+    return settled, reason, decision, decision_run

@@ -5,6 +5,10 @@ whose run crashed is still ``processing`` long after its claim. Reconcile finds 
 must be older than ``MLOPS_RECONCILE_STALE_SECONDS``), frees the stale claims, and runs the batch
 or labels flow on each, in landing order. The ledger's claim makes it safe to run beside the
 event-triggered flows: whoever claims first processes, the other sees "already settled".
+
+``failed`` batches (a run could not finish them: MLflow was unreachable, say) are claimed again.
+One batch failing again does not stop the sweep: it stays ``failed`` with its reason, is listed
+with ``state: failed``, and the rest are still processed.
 """
 
 from __future__ import annotations
@@ -16,6 +20,7 @@ from prefect import flow
 from flows.process_batch import process_batch
 from flows.process_labels import process_labels
 from mlops_core.settings import Settings
+from tasks.landing import ledger_entry
 from tasks.reconcile import dataset_names, release_stale, unfinished
 
 
@@ -30,15 +35,22 @@ def reconcile(dataset: str = "all") -> list[dict[str, Any]]:
             for entry in unfinished(settings, name, kind):
                 if not release_stale(settings, entry, kind):
                     continue
-                outcome = run(dataset=name, sha256=entry.sha256)
-                done.append(
-                    {
-                        "dataset": name,
-                        "kind": kind,
-                        "sha256": entry.sha256,
+                state = run(dataset=name, sha256=entry.sha256, return_state=True)
+                item: dict[str, Any] = {"dataset": name, "kind": kind, "sha256": entry.sha256}
+                if state.is_completed():
+                    outcome = state.result()
+                    item |= {
                         "state": outcome.state.value,
                         "already_settled": outcome.already_settled,
                         "decision": (outcome.decision or {}).get("action"),
                     }
-                )
+                else:
+                    known = ledger_entry(settings, name, entry.sha256, kind)
+                    item |= {
+                        "state": known.state.value if known else "failed",
+                        "already_settled": False,
+                        "decision": None,
+                        "error": (known.reason if known else None) or state.message,
+                    }
+                done.append(item)
     return done

@@ -234,18 +234,24 @@ def reconcile(
     from flows.reconcile import reconcile as reconcile_flow
 
     done = reconcile_flow(dataset=dataset or "all")
+    failed = [item for item in done if item.get("error")]
     if as_json:
         emit_json(done)
-        return
-    if not done:
-        out.print("nothing to reconcile: every landed file is settled or being processed")
-    for item in done:
-        note = " (already settled by another run)" if item["already_settled"] else ""
-        out.print(
-            f"{item['dataset']} {item['kind']} {item['sha256'][:12]}: {item['state']}"
-            f"{', decision ' + item['decision'] if item['decision'] else ''}{note}",
-            highlight=False,
-        )
+    else:
+        if not done:
+            out.print("nothing to reconcile: every landed file is settled or being processed")
+        for item in done:
+            note = " (already settled by another run)" if item["already_settled"] else ""
+            if item.get("error"):
+                note = f" ({item['error']})"
+            out.print(
+                f"{item['dataset']} {item['kind']} {item['sha256'][:12]}: {item['state']}"
+                f"{', decision ' + item['decision'] if item['decision'] else ''}{note}",
+                highlight=False,
+                soft_wrap=True,
+            )
+    if failed:
+        raise typer.Exit(1)
 
 
 @app.command()
@@ -604,6 +610,7 @@ def status(
     """Champion, challenger and previous model versions, rollout tags, and the latest decisions."""
     from mlops_core.audit import recent_decisions
     from mlops_core.catalog import DatasetCatalog
+    from mlops_core.landing import FINAL_STATES, LandingZone
     from mlops_core.registry import ModelRegistry
     from mlops_core.spec import check_dataset_name
 
@@ -632,6 +639,12 @@ def status(
                 "metrics": metrics,
                 "rollout": {k: v for k, v in tags.items() if k.startswith("mlops.rollout")},
                 "decisions": [d.__dict__ for d in decisions],
+                "unfinished": [
+                    {"kind": kind, **_entry_dict(entry)}
+                    for kind in ("batch", "labels")
+                    for entry in LandingZone(current, kind).entries(name)
+                    if entry.state not in FINAL_STATES
+                ],
             }
         )
     if as_json:
@@ -661,6 +674,13 @@ def status(
             batch = decision["batch_sha256"][:12] or "-"
             out.print(
                 f"  {decision['action']:<8} batch {batch}  {decision['reasons']}",
+                highlight=False,
+                soft_wrap=True,
+            )
+        for item in entry["unfinished"]:
+            out.print(
+                f"  {item['state']:<8} {item['kind']} {item['sha256'][:12]} ({item['original_name']})"
+                + (f": {item['reason']}" if item["reason"] else ""),
                 highlight=False,
                 soft_wrap=True,
             )

@@ -3,6 +3,10 @@
 Each run carries ``mlops.run_type`` and ``mlops.batch_sha256``; a decision run also carries
 ``mlops.decision`` (none, watch, retrain, rollback) and ``mlops.reasons``, its evidence as
 params and metrics, and a markdown artifact a person reads in the MLflow UI.
+
+A batch's decision is recorded once: its run carries ``mlops.decision_key`` (kind and sha256),
+and a run that processes the batch again after a crash finds the finished run and reuses it. A
+run the crash left half-written (still ``RUNNING``) is closed as ``KILLED`` and marked superseded.
 """
 
 from __future__ import annotations
@@ -16,11 +20,12 @@ from mlops_core.policy import Decision
 from mlops_core.registry import ModelRegistry
 from mlops_core.settings import Settings
 
-RUN_TYPE, BATCH, DECISION, REASONS = (
+RUN_TYPE, BATCH, DECISION, REASONS, KEY = (
     "mlops.run_type",
     "mlops.batch_sha256",
     "mlops.decision",
     "mlops.reasons",
+    "mlops.decision_key",
 )
 
 
@@ -65,16 +70,27 @@ def record_decision(
     parent_run_id: str | None = None,
     extra_tags: dict[str, str] | None = None,
     run_name: str | None = None,
+    key: str | None = None,
 ) -> str:
-    """Log ``decision`` as a ``decision`` run in the dataset's experiment; return the run id."""
+    """Log ``decision`` as a ``decision`` run in the dataset's experiment; return the run id.
+
+    With ``key``, a finished decision run already recorded under that key is returned instead of
+    recording a second one (a batch processed again after its first run crashed).
+    """
     registry = ModelRegistry(settings, dataset)
     client = registry.client
+    if key:
+        recorded = _recorded_under(client, registry.experiment_id(), key)
+        if recorded is not None:
+            return recorded
     tags = {
         RUN_TYPE: "decision",
         BATCH: batch_sha256,
         DECISION: decision.action.value,
         REASONS: "; ".join(decision.reasons)[:5000],
     }
+    if key:
+        tags[KEY] = key
     if parent_run_id:
         tags["mlflow.parentRunId"] = parent_run_id
     tags.update(extra_tags or {})
@@ -111,6 +127,22 @@ def record_decision(
     return run_id
 
 
+def _recorded_under(client: Any, experiment_id: str, key: str) -> str | None:
+    """The finished decision run recorded under ``key`` (oldest first); half-written ones that a
+    crash left ``RUNNING`` are closed as ``KILLED`` and tagged superseded."""
+    runs = client.search_runs(
+        [experiment_id],
+        filter_string=f"tags.`{KEY}` = '{key}'",
+        order_by=["attributes.start_time ASC"],
+    )
+    finished = [run.info.run_id for run in runs if run.info.status == "FINISHED"]
+    for run in runs:
+        if run.info.status == "RUNNING":
+            client.set_tag(run.info.run_id, "mlops.superseded", "true")
+            client.set_terminated(run.info.run_id, status="KILLED")
+    return finished[0] if finished else None
+
+
 def recent_decisions(settings: Settings, dataset: str, limit: int = 10) -> list[DecisionRecord]:
     """The newest decision runs of ``dataset``, newest first."""
     registry = ModelRegistry(settings, dataset)
@@ -119,7 +151,7 @@ def recent_decisions(settings: Settings, dataset: str, limit: int = 10) -> list[
         return []
     runs = registry.client.search_runs(
         [experiment.experiment_id],
-        filter_string=f"tags.`{RUN_TYPE}` = 'decision'",
+        filter_string=f"tags.`{RUN_TYPE}` = 'decision' and attributes.status = 'FINISHED'",
         order_by=["attributes.start_time DESC"],
         max_results=limit,
     )

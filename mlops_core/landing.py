@@ -4,6 +4,9 @@ Every file that enters is accounted for in a SQLite ledger (``<home>/ledger.db``
 exactly one of ``processed/<dataset>/`` or ``quarantine/<dataset>/``, with a JSON report beside it.
 The file's location is the truth; the ledger row follows it within one transaction, so a crash
 between the two leaves a file that ``reconcile`` can still find by its name.
+
+A run that could not finish (MLflow unreachable, a bug) leaves its batch in the landing zone as
+``failed``, with the reason in the ledger; ``reconcile`` claims it again and finishes it.
 """
 
 from __future__ import annotations
@@ -30,11 +33,13 @@ from mlops_core.spec import check_dataset_name
 class BatchState(StrEnum):
     landed = "landed"
     processing = "processing"
+    failed = "failed"  # a run could not finish it; still in landing/, reconcile retries it
     processed = "processed"
     quarantined = "quarantined"
 
 
 FINAL_STATES = (BatchState.processed, BatchState.quarantined)
+CLAIMABLE = (BatchState.landed, BatchState.failed)
 
 
 @dataclass(frozen=True)
@@ -267,10 +272,11 @@ class LandingZone:
         return staged, digest.hexdigest(), size
 
     def claim(self, dataset: str, sha256: str) -> LedgerEntry | None:
-        """Mark a landed batch as being processed; ``None`` when someone else has it or it is done."""
+        """Mark a landed (or failed) batch as being processed; ``None`` when someone else has it
+        or it is done."""
         with self._transaction() as connection:
             entry = self._select(connection, dataset, sha256)
-            if entry is None or entry.state is not BatchState.landed:
+            if entry is None or entry.state not in CLAIMABLE:
                 return None
             now = _now()
             connection.execute(
@@ -281,12 +287,13 @@ class LandingZone:
             return self._select(connection, dataset, sha256)
 
     def pending(self, dataset: str, *, stale_after_seconds: float) -> list[LedgerEntry]:
-        """What nothing finished: ``landed`` files, and ``processing`` ones whose claim is older
-        than ``stale_after_seconds`` (the run that claimed them crashed). Oldest first."""
+        """What nothing finished: ``landed`` and ``failed`` files, and ``processing`` ones whose
+        claim is older than ``stale_after_seconds`` (the run that claimed them crashed). Oldest
+        first."""
         now = datetime.now(UTC)
         found = []
         for entry in self.entries(dataset):
-            if entry.state is BatchState.landed:
+            if entry.state in CLAIMABLE:
                 found.append(entry)
             elif entry.state is BatchState.processing:
                 age = (now - datetime.fromisoformat(entry.updated_at)).total_seconds()
@@ -313,6 +320,20 @@ class LandingZone:
                 (BatchState.landed.value, _now(), dataset, sha256),
             )
             return True
+
+    def fail(self, dataset: str, sha256: str, reason: str) -> LedgerEntry | None:
+        """Give a claimed batch back as ``failed``, with ``reason``: its file stays where it landed
+        and ``reconcile`` will claim it again. None when this run no longer holds the claim."""
+        with self._transaction() as connection:
+            entry = self._select(connection, dataset, sha256)
+            if entry is None or entry.state is not BatchState.processing:
+                return None
+            connection.execute(
+                f"UPDATE {self._table} SET state = ?, reason = ?, updated_at = ? "
+                "WHERE dataset = ? AND sha256 = ?",
+                (BatchState.failed.value, reason[:2000], _now(), dataset, sha256),
+            )
+            return self._select(connection, dataset, sha256)
 
     def settle(
         self,
@@ -390,6 +411,16 @@ class BatchOutcome:
 def disposition(success: bool) -> BatchState:
     """Where a validated batch goes: processed when it passed, quarantine when it did not."""
     return BatchState.processed if success else BatchState.quarantined
+
+
+def failure_reason(error: BaseException) -> str:
+    """Why a run could not finish a batch, in one line a person can act on."""
+    lines = str(error).strip().splitlines()
+    first = lines[0] if lines else ""
+    return (
+        f"processing stopped before the batch was settled: {type(error).__name__}: {first[:600]}; "
+        "the file stays in the landing zone and `mlops reconcile` retries it"
+    )
 
 
 def _discard(path: Path) -> None:

@@ -22,7 +22,7 @@ from mlops_core.registry import ModelRegistry
 from mlops_core.settings import Settings
 
 
-@task(cache_policy=NO_CACHE)
+@task(retries=2, retry_delay_seconds=[1, 5], cache_policy=NO_CACHE)
 def assess_batch(
     settings: Settings,
     dataset: str,
@@ -40,7 +40,7 @@ def assess_batch(
     return assess(settings, dataset, frame, validation_passed=validation_passed, drift=drift)
 
 
-@task(cache_policy=NO_CACHE)
+@task(retries=2, retry_delay_seconds=[1, 5], cache_policy=NO_CACHE)
 def assess_frame(
     settings: Settings, dataset: str, frame: pl.DataFrame, batches: tuple[str, ...]
 ) -> Assessment:
@@ -84,8 +84,10 @@ def record_batch_decision(
     drift: dict[str, Any] | None,
     plots: list[Path],
     extra_tags: dict[str, str] | None = None,
+    kind: str = "batch",
 ) -> str:
-    """The decision as an MLflow run with the batch's validation, drift and performance evidence."""
+    """The decision as an MLflow run with the batch's validation, drift and performance evidence;
+    recorded once per batch (a rerun after a crash reuses the finished run)."""
     artifacts = {
         "validation.json": json.dumps(validation, indent=2, default=str),
         "assessment.json": json.dumps(assessment.to_dict(), indent=2, default=str),
@@ -101,6 +103,7 @@ def record_batch_decision(
         artifacts=artifacts,
         files=plots,
         extra_tags=extra,
+        key=f"{kind}:{sha256}",
     )
 
 

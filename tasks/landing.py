@@ -7,7 +7,7 @@ from typing import Any
 from prefect import task
 from prefect.cache_policies import NO_CACHE
 
-from mlops_core.landing import BatchState, LandingZone, LedgerEntry
+from mlops_core.landing import BatchState, LandingZone, LedgerEntry, failure_reason
 from mlops_core.settings import Settings
 
 
@@ -25,6 +25,14 @@ def ledger_entry(
 ) -> LedgerEntry | None:
     """What the ledger says of a batch (or labels file)."""
     return LandingZone(settings, kind).get(dataset, sha256)
+
+
+@task(retries=2, retry_delay_seconds=[1, 5], cache_policy=NO_CACHE)
+def mark_failed(
+    settings: Settings, dataset: str, sha256: str, error: BaseException, kind: str = "batch"
+) -> LedgerEntry | None:
+    """Give the claim back as ``failed`` with the error as reason; the file stays in landing/."""
+    return LandingZone(settings, kind).fail(dataset, sha256, failure_reason(error))
 
 
 @task(retries=2, retry_delay_seconds=[1, 5], cache_policy=NO_CACHE)

@@ -7,6 +7,7 @@ from typer.testing import CliRunner
 from mlops_cli.main import app
 from mlops_core.audit import record_decision
 from mlops_core.catalog import RegisteredDataset
+from mlops_core.landing import LandingZone, failure_reason
 from mlops_core.policy import Evidence, decide
 from mlops_core.settings import Settings
 
@@ -19,7 +20,14 @@ def test_status_lists_datasets_models_and_decisions(
     empty = runner.invoke(app, ["status", "--json"])
     assert empty.exit_code == 0, empty.output
     assert json.loads(empty.stdout) == [
-        {"dataset": "credit", "models": {}, "metrics": {}, "rollout": {}, "decisions": []}
+        {
+            "dataset": "credit",
+            "models": {},
+            "metrics": {},
+            "rollout": {},
+            "decisions": [],
+            "unfinished": [],
+        }
     ]
     record_decision(
         settings,
@@ -41,3 +49,17 @@ def test_status_of_an_unknown_dataset_is_an_error(
 ) -> None:
     result = runner.invoke(app, ["status", "--dataset", "fraud"])
     assert result.exit_code == 2 and "not registered" in result.output
+
+
+def test_status_lists_unfinished_batches_with_the_failure_reason(
+    settings: Settings, registered: RegisteredDataset, stream
+) -> None:
+    zone = LandingZone(settings)
+    sha = zone.submit(stream.batches[0].path, "credit").entry.sha256
+    zone.claim("credit", sha)
+    zone.fail("credit", sha, failure_reason(ConnectionError("MLflow at 127.0.0.1:5000 refused")))
+    text = runner.invoke(app, ["status", "--dataset", "credit"])
+    assert text.exit_code == 0, text.output
+    assert f"failed   batch {sha[:12]}" in text.output
+    assert "MLflow at 127.0.0.1:5000 refused" in text.output
+    assert "mlops reconcile" in text.output

@@ -49,3 +49,32 @@ def test_markdown_reads_like_a_record() -> None:
 
 def test_no_experiment_means_no_decisions(settings: Settings) -> None:
     assert recent_decisions(settings, "credit") == []
+
+
+def test_a_keyed_decision_is_recorded_once_and_half_written_runs_are_closed(
+    settings: Settings,
+) -> None:
+    from mlflow.tracking import MlflowClient
+
+    from mlops_core.registry import ModelRegistry
+
+    decision = decide(Evidence(validation_passed=True, drift=True))
+    registry = ModelRegistry(settings, "credit")
+    # What a crash leaves: a decision run created under the key, never terminated.
+    orphan = registry.client.create_run(
+        registry.experiment_id(), tags={"mlops.decision_key": "batch:" + "f" * 64}
+    ).info.run_id
+    first = record_decision(
+        settings, "credit", decision, batch_sha256="f" * 64, key="batch:" + "f" * 64
+    )
+    again = record_decision(
+        settings, "credit", decision, batch_sha256="f" * 64, key="batch:" + "f" * 64
+    )
+    other = record_decision(
+        settings, "credit", decision, batch_sha256="e" * 64, key="batch:" + "e" * 64
+    )
+    assert again == first and other != first
+    client = MlflowClient(tracking_uri=settings.tracking_uri)
+    assert client.get_run(orphan).info.status == "KILLED"
+    assert client.get_run(orphan).data.tags["mlops.superseded"] == "true"
+    assert [d.run_id for d in recent_decisions(settings, "credit")] == [other, first]

@@ -141,3 +141,22 @@ def test_failed_copy_leaves_no_partial_file(settings: Settings, tmp_path: Path) 
     with pytest.raises(LandingError, match="nothing was landed"):
         LandingZone(settings).submit(path, "credit")
     assert LandingZone(settings).entries() == []
+
+
+def test_a_failed_run_leaves_the_batch_in_landing_for_a_second_claim(
+    settings: Settings, batch: Path
+) -> None:
+    zone = LandingZone(settings)
+    entry = zone.submit(batch, "credit").entry
+    assert zone.fail("credit", entry.sha256, "not claimed yet") is None  # only a claim fails
+    zone.claim("credit", entry.sha256)
+    failed = zone.fail("credit", entry.sha256, "MLflow unreachable")
+    assert failed is not None and failed.state is BatchState.failed
+    assert failed.reason == "MLflow unreachable" and failed.location == entry.location
+    assert entry.location.exists()
+    assert [e.sha256 for e in zone.pending("credit", stale_after_seconds=3600)] == [entry.sha256]
+    again = zone.claim("credit", entry.sha256)
+    assert again is not None and again.state is BatchState.processing
+    settled = zone.settle("credit", entry.sha256, BatchState.processed, {})
+    assert settled.reason is None and not entry.location.exists()
+    assert zone.pending("credit", stale_after_seconds=0) == []
