@@ -6,8 +6,11 @@ tags, wait until the model server follows it, then analyse the step's window fro
 moves to the next step and, after the last, makes the challenger champion (the old one becomes
 ``previous``); ``rollback`` drops the challenger and returns all traffic to the champion. Every
 step is an MLflow run and a ``mlops.rollout.step`` event. If a person moves the registry during
-the rollout (``mlops rollback``, ``mlops promote``), the flow notices, stops, and leaves the
-human's move alone.
+the rollout (``mlops rollback``, ``mlops promote``), the flow notices -- it looks before every
+write it makes to the registry and every second while it waits -- and stands down: it takes its
+own challenger out of traffic and leaves the champion and previous aliases as the person set
+them. (MLflow has no compare-and-set on aliases, so a move in the instant between the look and
+the write can still be overwritten; the window is one registry round trip.)
 """
 
 from __future__ import annotations
@@ -21,7 +24,7 @@ from mlops_core import events
 from mlops_core.rollout import Verdict, analyse
 from mlops_core.settings import Settings
 from tasks.events import emit
-from tasks.rollout import aliases, end_rollout, record_step, server_get, set_step
+from tasks.rollout import aliases, end_rollout, record_step, server_get, set_step, stand_down
 
 
 @flow(name="rollout", flow_run_name="rollout-{dataset}-v{version}")
@@ -38,13 +41,37 @@ def rollout(
     before = aliases(settings, dataset)
     champion = before.get("champion")
     steps: list[dict[str, Any]] = []
+    placed = False  # once the first step is set, the challenger alias must stay this version
+
+    def moved() -> dict[str, str] | None:
+        """The aliases, when a person moved them since the rollout began; None otherwise."""
+        now = aliases(settings, dataset)
+        if now.get("champion") != champion or (placed and now.get("challenger") != version):
+            return now
+        return None
+
+    def interrupted(step: int, now: dict[str, str]) -> dict[str, Any]:
+        logger.warning("the registry was moved by hand (%s); the rollout stands down", now)
+        after = stand_down(settings, dataset, version)
+        emit(
+            events.ROLLOUT_STEP,
+            dataset,
+            {"version": version, "step": step, "state": "interrupted", "aliases": after},
+        )
+        return {"status": "interrupted", "version": version, "aliases": after, "steps": steps}
+
     for step, (mode, weight) in enumerate(config.plan()):
+        if (now := moved()) is not None:
+            return interrupted(step, now)
         set_step(settings, dataset, version, mode, weight, step)
+        placed = True
         deadline = time.monotonic() + config.step_seconds
         while True:  # wait until the server follows the registry (it polls; also refresh)
             routing = server_get(url, "/routing")
             if routing.get("challenger") == version and routing.get("weight") == weight:
                 break
+            if (now := moved()) is not None:
+                return interrupted(step, now)
             if time.monotonic() > deadline:
                 raise TimeoutError(f"the model server at {url} did not follow step {step}")
             time.sleep(0.5)
@@ -56,15 +83,8 @@ def rollout(
         )
         while True:
             time.sleep(1.0)
-            now = aliases(settings, dataset)
-            if now.get("champion") != champion or now.get("challenger") != version:
-                logger.warning("the registry was moved by hand (%s); the rollout stops", now)
-                emit(
-                    events.ROLLOUT_STEP,
-                    dataset,
-                    {"version": version, "step": step, "state": "interrupted", "aliases": now},
-                )
-                return {"status": "interrupted", "version": version, "aliases": now, "steps": steps}
+            if (now := moved()) is not None:
+                return interrupted(step, now)
             stats = server_get(url, "/rollout/stats", {"since": started})
             verdict = analyse(stats, config, past_deadline=time.monotonic() > deadline)
             if verdict.verdict is not Verdict.hold:
@@ -111,6 +131,8 @@ def rollout(
             verdict.verdict.value,
             "; ".join(verdict.reasons),
         )
+        if (now := moved()) is not None:
+            return interrupted(step, now)
         if verdict.verdict is Verdict.rollback:
             after = end_rollout(settings, dataset, version, promote=False)
             emit(

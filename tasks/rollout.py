@@ -52,6 +52,18 @@ def end_rollout(settings: Settings, dataset: str, version: str, promote: bool) -
     return after
 
 
+@task(retries=2, retry_delay_seconds=[1, 5], cache_policy=NO_CACHE)
+def stand_down(settings: Settings, dataset: str, version: str) -> dict[str, str]:
+    """After a person moved the registry: stop this rollout's traffic (its challenger alias and
+    its rollout tags, if they are still this rollout's) and touch nothing else."""
+    registry = ModelRegistry(settings, dataset)
+    if registry.aliases().get(CHALLENGER) == version:
+        registry.client.delete_registered_model_alias(dataset, CHALLENGER)
+    if registry.tags().get(ROLLOUT_VERSION) == version:
+        registry.set_tags({ROLLOUT_MODE: "idle", ROLLOUT_WEIGHT: "0", ROLLOUT_STEP: "interrupted"})
+    return registry.aliases()
+
+
 @task(retries=3, retry_delay_seconds=[1, 2, 4], cache_policy=NO_CACHE)
 def server_get(url: str, path: str, params: dict[str, Any] | None = None) -> dict[str, Any]:
     """GET a JSON route of the model server (the rollout's only view of live traffic)."""

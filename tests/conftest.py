@@ -1,4 +1,5 @@
-"""Shared fixtures: a temporary MLOPS_HOME, a small seeded stream, a registered dataset, Prefect."""
+"""Shared fixtures: a temporary MLOPS_HOME, a small seeded stream, a registered dataset, Prefect,
+rollout settings fast enough for tests."""
 
 from __future__ import annotations
 
@@ -52,3 +53,16 @@ def prefect_api() -> Iterator[None]:
 
     with prefect_test_harness(server_startup_timeout=120):
         yield
+
+
+@pytest.fixture
+def fast_rollout(monkeypatch: pytest.MonkeyPatch) -> None:
+    for key, value in {
+        "MLOPS_ROLLOUT_STEPS": "50,100",
+        "MLOPS_ROLLOUT_MIN_REQUESTS": "60",
+        "MLOPS_ROLLOUT_MIN_FEEDBACK": "60",
+        "MLOPS_ROLLOUT_STEP_SECONDS": "40",
+        "MLOPS_ROLLOUT_MAX_P99_MS": "1000",
+        "MLOPS_SERVE_POLL_SECONDS": "0.3",
+    }.items():
+        monkeypatch.setenv(key, value)

@@ -1,0 +1,90 @@
+"""Live helpers shared by the rollout and fault tests: a real uvicorn model server in a thread,
+users sending applications with their true labels as feedback, models registered by version."""
+
+from __future__ import annotations
+
+import socket
+import threading
+import time
+from collections import Counter
+
+import httpx
+import numpy as np
+import uvicorn
+
+from mlops_core.registry import ModelRegistry
+from mlops_core.scenarios import CREDIT_SPEC, generate_applications
+from mlops_core.settings import Settings
+from mlops_core.training import TrainingConfig, train_model
+
+
+def register(settings: Settings, frame, *, max_iter: int = 100) -> str:
+    trained = train_model(frame, CREDIT_SPEC, TrainingConfig(max_iter=max_iter))
+    return ModelRegistry(settings, "credit").log_model(trained.pipeline, CREDIT_SPEC, frame).version
+
+
+class Server:
+    def __init__(self, app) -> None:
+        with socket.socket() as probe:
+            probe.bind(("127.0.0.1", 0))
+            port = probe.getsockname()[1]
+        self.url = f"http://127.0.0.1:{port}"
+        self.server = uvicorn.Server(
+            uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning")
+        )
+        self.thread = threading.Thread(target=self.server.run, daemon=True)
+
+    def __enter__(self) -> Server:
+        self.thread.start()
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            try:
+                if httpx.get(f"{self.url}/ready", timeout=1).status_code == 200:
+                    return self
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.1)
+        raise AssertionError("the model server did not become ready")
+
+    def __exit__(self, *_) -> None:
+        self.server.should_exit = True
+        self.thread.join(timeout=10)
+
+
+class Load:
+    """Users sending one application each, then its true label as feedback."""
+
+    def __init__(self, url: str, seed: int = 0) -> None:
+        self.url, self.stop = url, threading.Event()
+        frame = generate_applications(np.random.default_rng(seed), 4_000)
+        self.labels = frame["default"].to_list()
+        self.rows = frame.drop("default", "application_id", "applied_at").to_dicts()
+        self.status = Counter()
+        self.variants = Counter()
+        self.thread = threading.Thread(target=self.run, daemon=True)
+
+    def run(self) -> None:
+        with httpx.Client(base_url=self.url, timeout=10) as client:
+            i = 0
+            while not self.stop.is_set():
+                k = i % len(self.rows)
+                answer = client.post(
+                    "/predict", json={"record": self.rows[k], "routing_key": f"user-{i}"}
+                )
+                self.status[answer.status_code] += 1
+                if answer.status_code == 200:
+                    body = answer.json()
+                    self.variants[body["variant"]] += 1
+                    client.post(
+                        "/feedback",
+                        json={"request_id": body["request_id"], "label": self.labels[k]},
+                    )
+                i += 1
+
+    def __enter__(self) -> Load:
+        self.thread.start()
+        return self
+
+    def __exit__(self, *_) -> None:
+        self.stop.set()
+        self.thread.join(timeout=10)
