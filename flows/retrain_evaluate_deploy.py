@@ -14,6 +14,7 @@ from prefect.concurrency.sync import concurrency
 
 from flows.rollout import rollout
 from mlops_core import events
+from mlops_core.faults import failpoint
 from mlops_core.lifecycle import RetrainOutcome, gate_summary, retrain_limit_name
 from mlops_core.settings import Settings
 from tasks.events import emit
@@ -52,6 +53,7 @@ def retrain_evaluate_deploy(
             data = gather_data(settings, dataset, first_model=before is None)
             stage = "training"
             show_progress(progress, 25, stage)
+            failpoint("retrain-training")
             challenger = train(settings, dataset, data, batch_sha256, decision_run_id)
             emit(
                 events.MODEL_REGISTERED,
@@ -64,6 +66,7 @@ def retrain_evaluate_deploy(
             )
             stage = "evaluating"
             show_progress(progress, 60, stage)
+            failpoint("retrain-evaluating")
             report = gate(settings, dataset, challenger, data)
             stage = "recording the gate report"
             show_progress(progress, 85, stage)

@@ -75,6 +75,7 @@ class DatasetCatalog:
         """Register ``spec`` with its reference: store both and build the expectation suite."""
         from mlops_core.validation import build_suite, check_reference, save_suite
 
+        check_dataset_name(spec.name)  # before reading anything: a spec built in code is unchecked
         reference = self.read_reference(Path(reference_file))
         check_reference(spec, reference, source=f"reference {reference_file}")
         suite = build_suite(spec, reference, self.settings)

@@ -2,11 +2,11 @@
 
 The fault suite (``tests/faults/``) proves that a crash at the worst moment loses nothing. To
 crash *at* that moment, not near it, the flows call ``failpoint(name)`` at the few places where
-a crash is most dangerous (after a claim, after a decision is recorded, after a challenger is
-trained). They do nothing unless ``MLOPS_FAILPOINTS`` names them, e.g.::
+a crash is most dangerous (after a claim, after a decision is recorded, as training starts,
+as a trained challenger is judged). They do nothing unless ``MLOPS_FAILPOINTS`` names them, e.g.::
 
     MLOPS_FAILPOINTS="batch-decided=kill"            # SIGKILL this process there
-    MLOPS_FAILPOINTS="batch-claimed=raise,retrain-trained=sleep:5"
+    MLOPS_FAILPOINTS="batch-claimed=raise,retrain-evaluating=sleep:5"
 
 Actions: ``kill`` (SIGKILL: no cleanup, no finally blocks, like the OOM killer or a pulled
 plug), ``raise`` (a ``FaultInjected`` exception), ``sleep:<seconds>``. Never set it in production.
@@ -19,7 +19,7 @@ import signal
 import time
 
 ENV = "MLOPS_FAILPOINTS"
-POINTS = ("batch-claimed", "batch-decided", "retrain-trained")
+POINTS = ("batch-claimed", "batch-decided", "retrain-training", "retrain-evaluating")
 
 
 class FaultInjected(RuntimeError):

@@ -42,7 +42,9 @@ class Split:
 
 def bucket(key: str) -> float:
     """The key's fixed position in [0, 1): the first 8 bytes of its SHA-256."""
-    digest = hashlib.sha256(key.encode("utf-8")).digest()
+    # surrogatepass: JSON may carry a lone surrogate ("\ud800") in a routing key; it still gets
+    # a bucket (UTF-8 is unchanged for every other string) instead of failing the request.
+    digest = hashlib.sha256(key.encode("utf-8", "surrogatepass")).digest()
     return int.from_bytes(digest[:8], "big") / 2**64
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import reprlib
 from enum import StrEnum
 from pathlib import Path
 from typing import Any
@@ -111,6 +112,11 @@ class DatasetSpec(BaseModel):
             raw = yaml.load(text, Loader=_UniqueKeyLoader)  # noqa: S506 - a SafeLoader subclass
         except yaml.YAMLError as exc:
             raise SpecError(f"spec {path}: not valid YAML ({_one_line(exc)})") from None
+        except RecursionError:
+            raise SpecError(
+                f"spec {path}: nested too deeply to be a dataset spec",
+                hint="a spec is a flat mapping of name, target, id, timestamp and features",
+            ) from None
         return cls.from_mapping(raw, source=str(path))
 
     @classmethod
@@ -139,6 +145,13 @@ def _construct_unique_mapping(loader: yaml.SafeLoader, node: yaml.MappingNode) -
     seen: set[Any] = set()
     for key_node, _ in node.value:
         key = loader.construct_object(key_node)
+        try:
+            hash(key)
+        except TypeError:
+            # A list or mapping as a key ("? [a, b]"): YAML allows it, a spec never has it.
+            raise yaml.constructor.ConstructorError(
+                None, None, f"a {type(key).__name__} cannot be a key", key_node.start_mark
+            ) from None
         if key in seen:
             raise yaml.constructor.ConstructorError(
                 None, None, f"duplicate key {key!r}", key_node.start_mark
@@ -152,6 +165,16 @@ _UniqueKeyLoader.add_constructor(
 )
 
 
+# What a message quotes of a user's value: short, and never the whole of a huge or deep one.
+_quote = reprlib.Repr()
+_quote.maxstring = _quote.maxother = 60
+_quote.maxlevel = 2
+
+
+def _short(text: str) -> str:
+    return text if len(text) <= 60 else f"{text[:57]}..."
+
+
 def _one_line(exc: Exception) -> str:
     return " ".join(str(exc).split())
 
@@ -160,11 +183,13 @@ def _describe(exc: ValidationError) -> str:
     """Turn pydantic's errors into 'field: problem' phrases a person can act on."""
     parts = []
     for error in exc.errors():
-        where = ".".join(str(p) for p in error["loc"])
+        where = ".".join(
+            _quote.repr(p) if not isinstance(p, str) else _short(p) for p in error["loc"]
+        )
         message = error["msg"].removeprefix("Value error, ")
         if error["type"] == "enum":
-            given = error.get("input")
-            message = f"unknown feature type {given!r} (use 'numeric' or 'categorical')"
+            given = _quote.repr(error.get("input"))
+            message = f"unknown feature type {given} (use 'numeric' or 'categorical')"
         elif error["type"] == "extra_forbidden":
             message = "unknown field (allowed: name, target, id, timestamp, features)"
         elif error["type"] == "missing":

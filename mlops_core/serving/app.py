@@ -25,10 +25,12 @@ import time
 import uuid
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
-from typing import Any
+from typing import Annotated, Any
 
 import numpy as np
-from fastapi import FastAPI, Header, HTTPException, Request, Response
+from fastapi import FastAPI, Header, HTTPException, Query, Response
+from fastapi.encoders import jsonable_encoder
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 
@@ -100,8 +102,11 @@ def check_records(
                     row[feature] = None
                 elif isinstance(value, bool) or not isinstance(value, int | float):
                     errors.append({"loc": loc, "msg": f"expected a number, got {value!r}"[:200]})
-                elif not math.isfinite(value):
-                    errors.append({"loc": loc, "msg": f"expected a finite number, got {value}"})
+                elif not _finite(value):
+                    shown = (
+                        f"{value}" if isinstance(value, float) else "an integer beyond float range"
+                    )
+                    errors.append({"loc": loc, "msg": f"expected a finite number, got {shown}"})
                 else:
                     row[feature] = float(value)
             else:
@@ -118,6 +123,26 @@ def check_records(
     if errors:
         raise _problem(422, errors)
     return clean
+
+
+def _printable(value: Any) -> Any:
+    """``value`` made JSON-ready, every string encodable as UTF-8 (lone surrogates escaped)."""
+    value = jsonable_encoder(value)
+    if isinstance(value, str):
+        return value.encode("utf-8", "backslashreplace").decode("utf-8")
+    if isinstance(value, list):
+        return [_printable(v) for v in value]
+    if isinstance(value, dict):
+        return {_printable(k): _printable(v) for k, v in value.items()}
+    return value
+
+
+def _finite(value: int | float) -> bool:
+    """Whether ``value`` is a finite float; JSON integers may be too large for one (10**400)."""
+    try:
+        return math.isfinite(value)
+    except OverflowError:
+        return False
 
 
 def _frame(rows: list[dict[str, Any]], spec: DatasetSpec) -> Any:
@@ -140,6 +165,62 @@ def _scores(loaded: Any, frame: Any) -> list[float]:
     if not np.all(np.isfinite(scores)):
         raise ValueError("the model returned non-finite probabilities")
     return [float(x) for x in scores]
+
+
+class BodyTooLarge(HTTPException):
+    """A body over the limit, found while it streams in; FastAPI passes it on as a 413."""
+
+    def __init__(self, limit: int, size: int | None = None) -> None:
+        given = f"{size:,} bytes" if size is not None else "more bytes than allowed"
+        super().__init__(413, detail=f"request body of {given}; at most {limit:,}")
+
+
+class BodyLimit:
+    """ASGI middleware: a 413 for a request body over ``limit`` bytes, declared or not.
+
+    A declared ``Content-Length`` over the limit is refused before anything is read; a body sent
+    without one (chunked) is counted as it arrives, so leaving the header out lifts no limit.
+    """
+
+    def __init__(self, app: Any, limit: int) -> None:
+        self.app, self.limit = app, limit
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        declared = dict(scope.get("headers") or []).get(b"content-length", b"")
+        if declared.isdigit() and int(declared) > self.limit:
+            await self._refuse(BodyTooLarge(self.limit, int(declared)), scope, receive, send)
+            return
+        received = 0
+        started = False
+
+        async def counted() -> Any:
+            nonlocal received
+            message = await receive()
+            if message["type"] == "http.request":
+                received += len(message.get("body", b""))
+                if received > self.limit:
+                    raise BodyTooLarge(self.limit)
+            return message
+
+        async def watched(message: Any) -> None:
+            nonlocal started
+            started = started or message["type"] == "http.response.start"
+            await send(message)
+
+        try:
+            await self.app(scope, counted, watched)
+        except BodyTooLarge as exc:  # raised where FastAPI's own handlers do not see it
+            if started:
+                raise
+            await self._refuse(exc, scope, receive, send)
+
+    @staticmethod
+    async def _refuse(exc: BodyTooLarge, scope: Any, receive: Any, send: Any) -> None:
+        response = JSONResponse(status_code=exc.status_code, content={"detail": exc.detail})
+        await response(scope, receive, send)
 
 
 def latest_drift_p_value(settings: Settings, dataset: str) -> float | None:
@@ -206,18 +287,13 @@ def create_app(
     app.state.writer = writer
     app.state.metrics = metrics
 
-    @app.middleware("http")
-    async def limit_body(request: Request, call_next: Any) -> Response:
-        length = request.headers.get("content-length")
-        if length is not None and length.isdigit() and int(length) > settings.serve_max_body_bytes:
-            return JSONResponse(
-                status_code=413,
-                content={
-                    "detail": f"request body of {int(length):,} bytes; at most "
-                    f"{settings.serve_max_body_bytes:,}"
-                },
-            )
-        return await call_next(request)  # type: ignore[no-any-return]
+    app.add_middleware(BodyLimit, limit=settings.serve_max_body_bytes)
+
+    @app.exception_handler(RequestValidationError)
+    async def invalid_request(_: Any, exc: RequestValidationError) -> JSONResponse:
+        # FastAPI's own handler echoes the input; a lone surrogate in it ("\ud800", valid JSON)
+        # cannot be encoded as UTF-8 and turned the 422 into a 500.
+        return JSONResponse(status_code=422, content={"detail": _printable(exc.errors())})
 
     @app.post("/predict", response_model=PredictResponse)
     def predict(body: PredictRequest) -> PredictResponse:
@@ -353,7 +429,7 @@ def create_app(
         return follower.describe()
 
     @app.get("/rollout/stats")
-    def rollout_stats(since: float = 0.0) -> dict[str, Any]:
+    def rollout_stats(since: Annotated[float, Query(allow_inf_nan=False)] = 0.0) -> dict[str, Any]:
         return {**traffic.stats(since), "routing": follower.describe(), "now": time.time()}
 
     @app.get("/metrics")

@@ -1,0 +1,83 @@
+"""Fault 3: training or evaluation raises in the middle of a retrain.
+
+A labelled concept-drift batch leads to ``retrain``; a fail point makes training (or the gates)
+raise. The champion must be the one it was, the batch's decision run must say the retrain
+failed and why, and an ``mlops.alert`` event must reach the Prefect server.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import httpx
+import numpy as np
+import pytest
+from mlflow.tracking import MlflowClient
+from prefect.settings import PREFECT_API_URL
+
+from flows.process_batch import process_batch
+from flows.retrain_evaluate_deploy import retrain_evaluate_deploy
+from mlops_core.catalog import RegisteredDataset
+from mlops_core.landing import BatchState, LandingZone
+from mlops_core.registry import ModelRegistry
+from mlops_core.scenarios import PhaseKind, generate_applications
+from mlops_core.settings import Settings
+
+pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("prefect_api")]
+
+
+def alerts_about(sha256: str, timeout: float = 30) -> list[dict]:
+    """``mlops.alert`` events the Prefect server stored for this batch."""
+    url = f"{PREFECT_API_URL.value()}/events/filter"
+    deadline = time.monotonic() + timeout
+    while True:
+        answer = httpx.post(
+            url, json={"filter": {"event": {"name": ["mlops.alert"]}}, "limit": 50}, timeout=10
+        )
+        answer.raise_for_status()
+        found = [e for e in answer.json()["events"] if e["payload"].get("sha256") == sha256]
+        if found or time.monotonic() > deadline:
+            return found
+        time.sleep(0.5)
+
+
+@pytest.mark.parametrize(
+    ("point", "stage"), [("retrain-training", "training"), ("retrain-evaluating", "evaluating")]
+)
+def test_a_retrain_that_raises_leaves_the_champion_and_says_so(
+    settings: Settings,
+    registered: RegisteredDataset,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    point: str,
+    stage: str,
+) -> None:
+    champion = retrain_evaluate_deploy(dataset="credit").version
+    registry = ModelRegistry(settings, "credit")
+    versions_before = len(registry.client.search_model_versions("name='credit'"))
+    frame = generate_applications(
+        np.random.default_rng(21), 3_000, week=20, kind=PhaseKind.concept_drift
+    )
+    path = tmp_path / "concept.parquet"
+    frame.write_parquet(path)
+    sha = LandingZone(settings).submit(path, "credit").entry.sha256
+
+    monkeypatch.setenv("MLOPS_FAILPOINTS", f"{point}=raise")
+    outcome = process_batch(dataset="credit", sha256=sha)
+
+    assert outcome.decision["action"] == "retrain", outcome.decision
+    assert outcome.retrain["status"] == "failed"
+    assert outcome.retrain["reason"].startswith(f"{stage} failed: FaultInjected")
+    assert registry.aliases() == {"champion": champion}
+    new_versions = len(registry.client.search_model_versions("name='credit'")) - versions_before
+    assert new_versions == (0 if stage == "training" else 1)  # registered, never promoted
+    assert outcome.state is BatchState.processed  # the batch itself is done, once
+    run = MlflowClient(tracking_uri=settings.tracking_uri).get_run(outcome.decision_run_id)
+    assert run.data.tags["mlops.retrain"] == "failed"
+    assert f"{stage} failed" in run.data.tags["mlops.retrain_reason"]
+    alerts = alerts_about(sha)
+    assert alerts, "no mlops.alert event reached the Prefect server"
+    assert alerts[0]["payload"]["what"] == "retrain failed"
+    assert f"{stage} failed" in alerts[0]["payload"]["reason"]
+    assert alerts[0]["resource"]["prefect.resource.id"] == "mlops.dataset.credit"

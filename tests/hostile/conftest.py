@@ -1,0 +1,47 @@
+"""A model server with a real champion and challenger, shared by the hostile-input tests."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+from fastapi import FastAPI
+from schemathesis.python import asgi
+
+from mlops_core.catalog import DatasetCatalog
+from mlops_core.lifecycle import gather_training_data, train_challenger
+from mlops_core.registry import ModelRegistry
+from mlops_core.scenarios import Stream
+from mlops_core.serving import create_app
+from mlops_core.serving.follower import ROLLOUT_MODE, ROLLOUT_VERSION, ROLLOUT_WEIGHT
+from mlops_core.settings import Settings
+
+ADMIN_TOKEN = "hostile-admin-token-7f3a9c"  # test_limits searches every log and answer for it
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory, stream: Stream) -> Iterator[FastAPI]:
+    """A server with a champion and a challenger in a 50% canary (so both variants answer),
+    built with ``MLOPS_ADMIN_TOKEN`` set: everything it trains and logs is done knowing it.
+
+    One per module (training and registering is the slow part); its settings are
+    ``app.state.settings``, its home a temporary folder of its own.
+    """
+    root = tmp_path_factory.mktemp("hostile-server")
+    with pytest.MonkeyPatch.context() as env:
+        env.setenv("MLOPS_HOME", str(root / "home"))
+        env.setenv("MLOPS_GX_DIR", str(root / "great_expectations"))
+        env.setenv("MLOPS_TRAIN_MAX_ITER", "20")  # a quick model is enough to be called
+        env.setenv("MLOPS_ADMIN_TOKEN", ADMIN_TOKEN)
+        current = Settings()
+        DatasetCatalog(current).add(stream.spec, stream.reference_path)
+        data = gather_training_data(current, "credit", first_model=True)
+        registry = ModelRegistry(current, "credit")
+        registry.promote(train_challenger(current, "credit", data).version)
+        second = train_challenger(current, "credit", data).version
+        registry.set_challenger(second)
+        registry.set_tags({ROLLOUT_MODE: "canary", ROLLOUT_WEIGHT: "0.5", ROLLOUT_VERSION: second})
+        app = create_app(current, follow=False, log_traffic=False)
+        app.state.settings = current
+        yield app
+        asgi.shutdown_lifespans()  # when schemathesis started the app's lifespan, stop it here
