@@ -51,5 +51,13 @@ def announce(entry: LedgerEntry, kind: str = "batch") -> dict[str, Any]:
         async with get_events_client() as client:
             await client.emit(event)
 
-    asyncio.run(send())
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        asyncio.run(send())
+    else:  # called from async code (the model server's shutdown flush): send from a thread
+        from concurrent.futures import ThreadPoolExecutor
+
+        with ThreadPoolExecutor(1, thread_name_prefix="mlops-announce") as pool:
+            pool.submit(lambda: asyncio.run(send())).result(timeout=60)
     return payload

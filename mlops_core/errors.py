@@ -39,3 +39,7 @@ class UnusableInputError(MlopsError):
 
 class LandingError(MlopsError):
     """The landing zone could not take or move a file."""
+
+
+class SettingsError(MlopsError, ValueError):
+    """An ``MLOPS_*`` setting is invalid; the message names it but never quotes secret inputs."""

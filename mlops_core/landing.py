@@ -190,8 +190,8 @@ class LandingZone:
             file_format = sniff_format(source, max_bytes=self.settings.max_batch_bytes).value
             problem = None
         except UnusableInputError as exc:
-            if not source.is_file():
-                raise
+            if not source.is_file() or source.stat().st_size > self.settings.max_batch_bytes:
+                raise  # nothing to keep: a missing file, or one too big to copy in at all
             file_format, problem = "unknown", exc
         incoming = self.folder(self.settings.landing_dir, dataset)
         staged, sha256, size = self._stage(source, incoming)

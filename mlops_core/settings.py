@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
-from pydantic import Field, SecretStr, model_validator
+from pydantic import Field, SecretStr, ValidationError, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from mlops_core.errors import SettingsError
 
 if TYPE_CHECKING:
     from mlops_core.evaluation import GateConfig
@@ -221,6 +223,21 @@ class Settings(BaseSettings):
     rollout_on_inconclusive: str = Field(
         default="rollback", description="rollback, or approve: wait for a person in the Prefect UI."
     )
+
+    def __init__(self, **values: Any) -> None:
+        # pydantic's own error text quotes every input (the admin token too): say what is wrong
+        # from the structured errors, without their inputs.
+        try:
+            super().__init__(**values)
+        except ValidationError as exc:
+            problems = []
+            for error in exc.errors(include_input=False, include_url=False):
+                where = ".".join(str(part) for part in error["loc"])
+                variable = f"MLOPS_{where.upper()}: " if where else ""
+                problems.append(f"{variable}{error['msg']}")
+            raise SettingsError(
+                "; ".join(problems), hint="fix the MLOPS_* environment variable or .env entry"
+            ) from None
 
     @model_validator(mode="after")
     def _rows_ordered(self) -> Settings:

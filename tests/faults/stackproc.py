@@ -96,6 +96,21 @@ class StackProcess:
             [MLOPS, *args], env=self.env, capture_output=True, text=True, timeout=180
         )
 
+    def flow_runs(self, like: str) -> list[Any]:
+        from prefect.client.orchestration import get_client
+        from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterName
+        from prefect.settings import PREFECT_API_URL, temporary_settings
+
+        with (
+            temporary_settings(updates={PREFECT_API_URL: self.api}),
+            get_client(sync_client=True) as client,
+        ):
+            return list(
+                client.read_flow_runs(
+                    flow_run_filter=FlowRunFilter(name=FlowRunFilterName(like_=like)), limit=200
+                )
+            )
+
     def wait_exit(self, timeout: float) -> str:
         """Wait for the stack to end by itself (a part died); return the rest of its output."""
         rest = self.process.communicate(timeout=timeout)[0]
@@ -117,7 +132,8 @@ class StackProcess:
 
 
 def decision_runs(settings: Settings, sha256: str, *, finished_only: bool = True) -> list[Any]:
-    """The decision runs recorded for one batch (finished ones: the decisions a person sees)."""
+    """The decision runs recorded for one batch (finished ones: the decisions a person sees);
+    drift reviews, which name the newest of the batches they review, are not counted."""
     client = MlflowClient(tracking_uri=settings.tracking_uri)
     experiment = client.get_experiment_by_name(DATASET)
     if experiment is None:
@@ -127,7 +143,11 @@ def decision_runs(settings: Settings, sha256: str, *, finished_only: bool = True
         filter_string=f"tags.`mlops.batch_sha256` = '{sha256}' and tags.`mlops.run_type` = "
         "'decision'",
     )
-    return [r for r in runs if r.info.status == "FINISHED" or not finished_only]
+    return [
+        r
+        for r in runs
+        if (r.info.status == "FINISHED" or not finished_only) and "mlops.context" not in r.data.tags
+    ]
 
 
 def settled(settings: Settings, sha256: str, kind: str = "batch") -> Any:
