@@ -1,27 +1,25 @@
 """Fault 3: training or evaluation raises in the middle of a retrain.
 
-A labelled concept-drift batch leads to ``retrain``; a fail point makes training (or the gates)
-raise. The champion must be the one it was, the batch's decision run must say the retrain
-failed and why, and an ``mlops.alert`` event must reach the Prefect server.
+A retrain decision starts the gated subflow; a fail point makes training (or the gates) raise.
+The champion must be the one it was, the decision run must say the retrain failed and why, and
+an ``mlops.alert`` event must reach the Prefect server.
 """
 
 from __future__ import annotations
 
+import hashlib
 import time
 from pathlib import Path
 
 import httpx
-import numpy as np
 import pytest
 from mlflow.tracking import MlflowClient
 from prefect.settings import PREFECT_API_URL
 
-from flows.process_batch import process_batch
 from flows.retrain_evaluate_deploy import retrain_evaluate_deploy
+from mlops_core.audit import record_manual
 from mlops_core.catalog import RegisteredDataset
-from mlops_core.landing import BatchState, LandingZone
 from mlops_core.registry import ModelRegistry
-from mlops_core.scenarios import PhaseKind, generate_applications
 from mlops_core.settings import Settings
 
 pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("prefect_api")]
@@ -56,24 +54,18 @@ def test_a_retrain_that_raises_leaves_the_champion_and_says_so(
     champion = retrain_evaluate_deploy(dataset="credit").version
     registry = ModelRegistry(settings, "credit")
     versions_before = len(registry.client.search_model_versions("name='credit'"))
-    frame = generate_applications(
-        np.random.default_rng(21), 3_000, week=20, kind=PhaseKind.concept_drift
-    )
-    path = tmp_path / "concept.parquet"
-    frame.write_parquet(path)
-    sha = LandingZone(settings).submit(path, "credit").entry.sha256
+    sha = hashlib.sha256(f"{tmp_path}/{point}".encode()).hexdigest()
+    decision = record_manual(settings, "credit", "retrain", reason="fault drill", before={})
 
     monkeypatch.setenv("MLOPS_FAILPOINTS", f"{point}=raise")
-    outcome = process_batch(dataset="credit", sha256=sha)
+    outcome = retrain_evaluate_deploy(dataset="credit", batch_sha256=sha, decision_run_id=decision)
 
-    assert outcome.decision["action"] == "retrain", outcome.decision
-    assert outcome.retrain["status"] == "failed"
-    assert outcome.retrain["reason"].startswith(f"{stage} failed: FaultInjected")
+    assert outcome.status == "failed"
+    assert outcome.reason.startswith(f"{stage} failed: FaultInjected"), outcome.reason
     assert registry.aliases() == {"champion": champion}
     new_versions = len(registry.client.search_model_versions("name='credit'")) - versions_before
     assert new_versions == (0 if stage == "training" else 1)  # registered, never promoted
-    assert outcome.state is BatchState.processed  # the batch itself is done, once
-    run = MlflowClient(tracking_uri=settings.tracking_uri).get_run(outcome.decision_run_id)
+    run = MlflowClient(tracking_uri=settings.tracking_uri).get_run(decision)
     assert run.data.tags["mlops.retrain"] == "failed"
     assert f"{stage} failed" in run.data.tags["mlops.retrain_reason"]
     alerts = alerts_about(sha)
