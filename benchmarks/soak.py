@@ -917,6 +917,7 @@ def main() -> int:
         results["stack_stop"] = stack_stop
         results["home"] = str(HOME)
         print(f"wrote {write_results('soak', results)}")
+        print(f"wrote {plot_memory(results)}")
         for name, target in results["targets"].items():
             print(
                 f"{'PASS' if target['passed'] else 'FAIL'}  {name}: {target['value']} "
@@ -925,5 +926,47 @@ def main() -> int:
     return return_code
 
 
+def plot_memory(results: dict[str, Any]) -> Path:
+    """The server's RSS over the soak, with the rollouts marked: ``results/soak_memory.png``."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    memory = results["server_rss_mib"]
+    seconds, mib = zip(*memory["samples"], strict=True)
+    figure, axis = plt.subplots(figsize=(9, 3.6))
+    axis.plot(seconds, mib, color="#1f77b4", lw=1.4, label="mlops serve RSS")
+    axis.axvline(memory["warmup_seconds"], color="grey", ls=":", lw=1)
+    axis.axhline(memory["after_warmup"] * 1.1, color="#d62728", ls="--", lw=1, label="+10% target")
+    for rollout in results["rollouts"]:
+        colour = "#2ca02c" if rollout["outcome"] == "promoted" else "#d62728"
+        start = rollout["at_second"]
+        axis.axvspan(start, start + rollout["seconds"], color=colour, alpha=0.2)
+        axis.annotate(
+            f"v{rollout['version']} {rollout['outcome']}",
+            (start, min(mib)),
+            fontsize=8,
+            rotation=90,
+            va="bottom",
+        )
+    axis.set_xlabel("seconds into the soak window")
+    axis.set_ylabel("MiB")
+    axis.set_title(
+        f"Soak: {results['requests']['served']:,} requests, "
+        f"{results['requests']['failed']} failed; RSS {memory['after_warmup']:.0f} -> "
+        f"{memory['end']:.0f} MiB ({memory['growth']:+.1%})"
+    )
+    axis.legend(loc="lower right", fontsize=8)
+    figure.tight_layout()
+    path = ROOT / "benchmarks" / "results" / "soak_memory.png"
+    figure.savefig(path, dpi=110)
+    plt.close(figure)
+    return path
+
+
 if __name__ == "__main__":
+    if sys.argv[1:2] == ["--plot"]:  # redraw the plot from the last results
+        print(plot_memory(json.loads((ROOT / "benchmarks/results/soak.json").read_text())))
+        sys.exit(0)
     sys.exit(main())

@@ -3,6 +3,7 @@ users sending applications with their true labels as feedback, models registered
 
 from __future__ import annotations
 
+import contextlib
 import socket
 import threading
 import time
@@ -68,18 +69,23 @@ class Load:
             i = 0
             while not self.stop.is_set():
                 k = i % len(self.rows)
-                answer = client.post(
-                    "/predict", json={"record": self.rows[k], "routing_key": f"user-{i}"}
-                )
+                i += 1
+                try:  # a transport error (a timeout) is a failed request, counted by its name
+                    answer = client.post(
+                        "/predict", json={"record": self.rows[k], "routing_key": f"user-{i}"}
+                    )
+                except httpx.HTTPError as exc:
+                    self.status[type(exc).__name__] += 1
+                    continue
                 self.status[answer.status_code] += 1
                 if answer.status_code == 200:
                     body = answer.json()
                     self.variants[body["variant"]] += 1
-                    client.post(
-                        "/feedback",
-                        json={"request_id": body["request_id"], "label": self.labels[k]},
-                    )
-                i += 1
+                    with contextlib.suppress(httpx.HTTPError):  # feedback is best effort
+                        client.post(
+                            "/feedback",
+                            json={"request_id": body["request_id"], "label": self.labels[k]},
+                        )
 
     def __enter__(self) -> Load:
         self.thread.start()
