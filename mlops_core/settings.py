@@ -176,6 +176,11 @@ class Settings(BaseSettings):
         default=2.0, gt=0, description="How often the server follows the registry."
     )
     serve_max_records: int = Field(default=1_000, ge=1, description="Records per /predict call.")
+    serve_traffic_keep: int = Field(
+        default=100_000,
+        ge=1_000,
+        description="Recent requests the server keeps for rollout analysis (~370 bytes each).",
+    )
     serve_max_body_bytes: int = Field(
         default=1_048_576, ge=1024, description="Largest request body accepted."
     )

@@ -262,7 +262,7 @@ def create_app(
     follower = ModelFollower(
         settings, dataset, loader=loader, on_load=lambda role, v: metrics.loaded(role, v)
     )
-    traffic = Traffic()
+    traffic = Traffic(keep=settings.serve_traffic_keep)
     writer = LogWriter(settings, dataset) if log_traffic else None
 
     @asynccontextmanager
