@@ -60,14 +60,7 @@ def process_batch(dataset: str, sha256: str, act: bool = True) -> BatchOutcome:
         {"sha256": sha256, "path": str(settled.location), "rows": rows, "reason": reason},
     )
 
-    retrain = None
-    if act and decision.action is Action.retrain:
-        retrain = retrain_evaluate_deploy(
-            dataset=dataset, batch_sha256=sha256, decision_run_id=decision_run
-        ).to_dict()
-    elif act and decision.action is Action.rollback:
-        aliases = roll_back(settings, dataset, decision_run)
-        emit(events.MODEL_ROLLED_BACK, dataset, {"sha256": sha256, "aliases": aliases})
+    retrain = carry_out(settings, dataset, sha256, decision, decision_run) if act else None
     return BatchOutcome(
         dataset,
         sha256,
@@ -80,6 +73,20 @@ def process_batch(dataset: str, sha256: str, act: bool = True) -> BatchOutcome:
         decision_run_id=decision_run,
         retrain=retrain,
     )
+
+
+def carry_out(
+    settings: Settings, dataset: str, sha256: str, decision: Decision, decision_run: str | None
+) -> dict[str, Any] | None:
+    """Act on a decision: the gated retrain subflow (its outcome), or the policy's rollback."""
+    if decision.action is Action.retrain:
+        return retrain_evaluate_deploy(
+            dataset=dataset, batch_sha256=sha256, decision_run_id=decision_run
+        ).to_dict()
+    if decision.action is Action.rollback:
+        aliases = roll_back(settings, dataset, decision_run)
+        emit(events.MODEL_ROLLED_BACK, dataset, {"sha256": sha256, "aliases": aliases})
+    return None
 
 
 def _judge(

@@ -9,13 +9,13 @@ from __future__ import annotations
 
 from prefect import flow
 
-from flows.retrain_evaluate_deploy import retrain_evaluate_deploy
+from flows.process_batch import carry_out
 from mlops_core import events
 from mlops_core.errors import MlopsError
 from mlops_core.landing import BatchOutcome, BatchState, LedgerEntry
-from mlops_core.policy import Action, Decision
+from mlops_core.policy import Decision
 from mlops_core.settings import Settings
-from tasks.decision import assess_frame, decide_batch, record_batch_decision, roll_back
+from tasks.decision import assess_frame, decide_batch, record_batch_decision
 from tasks.events import emit
 from tasks.labels import labelled_rows, read_label_file
 from tasks.landing import claim_batch, ledger_entry, mark_failed, settle_batch
@@ -45,13 +45,8 @@ def process_labels(dataset: str, sha256: str, act: bool = True) -> BatchOutcome:
     settled, reason, decision, decision_run = judged
 
     retrain = None
-    if act and decision is not None and decision.action is Action.retrain:
-        retrain = retrain_evaluate_deploy(
-            dataset=dataset, batch_sha256=sha256, decision_run_id=decision_run
-        ).to_dict()
-    elif act and decision is not None and decision.action is Action.rollback:
-        aliases = roll_back(settings, dataset, decision_run)
-        emit(events.MODEL_ROLLED_BACK, dataset, {"sha256": sha256, "aliases": aliases})
+    if act and decision is not None:
+        retrain = carry_out(settings, dataset, sha256, decision, decision_run)
     return BatchOutcome(
         dataset,
         sha256,

@@ -5,10 +5,6 @@ from __future__ import annotations
 
 import json
 import os
-import signal
-import subprocess
-import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -16,6 +12,7 @@ from typing import Any
 import numpy as np
 import pytest
 from mlflow.tracking import MlflowClient
+from stackproc import StackProcess, wait
 
 from mlops_core.catalog import DatasetCatalog
 from mlops_core.landing import BatchState, LandingZone
@@ -24,73 +21,9 @@ from mlops_core.registry import ModelRegistry
 from mlops_core.scenarios import CREDIT_SPEC, PhaseKind, generate_applications
 from mlops_core.settings import Settings
 
-MLOPS = str(Path(sys.executable).parent / "mlops")
-
-
-def wait(condition: Any, timeout: float, what: str) -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = condition()
-        if value:
-            return value
-        time.sleep(0.25)
-    raise AssertionError(f"waited {timeout} s for {what}")
-
-
-def pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    return True
-
-
-class Running:
-    def __init__(self, env: dict[str, str], settings: Settings, process: subprocess.Popen) -> None:
-        self.env, self.settings, self.process = env, settings, process
-        self.state = json.loads(settings.stack_file.read_text())
-        self.api = self.state["prefect_api_url"]
-
-    def mlops(self, *args: str) -> subprocess.CompletedProcess:
-        return subprocess.run(
-            [MLOPS, *args], env=self.env, capture_output=True, text=True, timeout=120
-        )
-
-    def settled(self, sha: str, kind: str = "batch") -> Any:
-        entry = LandingZone(self.settings, kind).get("credit", sha)
-        if entry is None or entry.state not in (BatchState.processed, BatchState.quarantined):
-            return None
-        return entry
-
-    def report(self, entry: Any) -> dict:
-        return json.loads(entry.report_path.read_text())["detail"]
-
-    def flow_runs(self, name: str) -> list[Any]:
-        from prefect.client.orchestration import get_client
-        from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterName
-        from prefect.settings import PREFECT_API_URL, temporary_settings
-
-        with (
-            temporary_settings(updates={PREFECT_API_URL: self.api}),
-            get_client(sync_client=True) as client,
-        ):
-            return list(
-                client.read_flow_runs(
-                    flow_run_filter=FlowRunFilter(name=FlowRunFilterName(like_=name))
-                )
-            )
-
-    def announce(self, entry: Any, kind: str = "batch") -> None:
-        from prefect.settings import PREFECT_API_URL, temporary_settings
-
-        from mlops_core.announce import announce
-
-        with temporary_settings(updates={PREFECT_API_URL: self.api}):
-            announce(entry, kind)
-
 
 @pytest.fixture(scope="module")
-def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Running]:
+def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[StackProcess]:
     root = tmp_path_factory.mktemp("stack")
     reference = root / "reference.parquet"
     generate_applications(np.random.default_rng(0), 10_000).write_parquet(reference)
@@ -108,25 +41,11 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Running]:
     DatasetCatalog(settings).add(CREDIT_SPEC, reference)
     data = gather_training_data(settings, "credit", first_model=True)
     ModelRegistry(settings, "credit").promote(train_challenger(settings, "credit", data).version)
-    process = subprocess.Popen(
-        [MLOPS, "up"], env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
-    )
-    lines: list[str] = []
-    assert process.stdout is not None
-    for line in process.stdout:
-        lines.append(line)
-        if line.startswith("ready"):
-            break
-    else:
-        pytest.fail("mlops up ended before it was ready:\n" + "".join(lines))
-    running = Running(env, settings, process)
+    running = StackProcess(env, settings)
     yield running
-    process.send_signal(signal.SIGINT)
-    rest = process.communicate(timeout=60)[0]
-    assert process.returncode == 0, rest
-    assert "stopped: no process left behind" in rest
-    for name, pid in running.state["pids"].items():
-        assert not pid_alive(pid), f"{name} (pid {pid}) outlived `mlops up`"
+    output = running.stop()  # every process the stack started is gone
+    assert running.process.returncode == 0, output
+    assert "stopped: no process left behind" in output
     assert not settings.stack_file.exists()
 
 
@@ -138,7 +57,7 @@ def write_batch(tmp_path: Path, name: str, seed: int, **kind: Any) -> Path:
     return path
 
 
-def test_up_reports_its_parts_and_refuses_a_second_stack(stack: Running) -> None:
+def test_up_reports_its_parts_and_refuses_a_second_stack(stack: StackProcess) -> None:
     assert stack.api.startswith("http://127.0.0.1:")
     assert set(stack.state["pids"]) == {"prefect-server", "deployments"}
     second = stack.mlops("up")
@@ -146,7 +65,7 @@ def test_up_reports_its_parts_and_refuses_a_second_stack(stack: Running) -> None
 
 
 def test_submit_triggers_process_batch_and_the_decision_is_in_mlflow(
-    stack: Running, tmp_path: Path
+    stack: StackProcess, tmp_path: Path
 ) -> None:
     path = write_batch(tmp_path, "arrived.parquet", 1)
     done = stack.mlops("submit", str(path), "--dataset", "credit", "--json")
@@ -173,7 +92,7 @@ def test_submit_triggers_process_batch_and_the_decision_is_in_mlflow(
     assert triggered[0].parameters == {"dataset": "credit", "sha256": answer["sha256"]}
 
 
-def test_the_same_event_twice_processes_the_batch_once(stack: Running, tmp_path: Path) -> None:
+def test_the_same_event_twice_processes_the_batch_once(stack: StackProcess, tmp_path: Path) -> None:
     path = write_batch(tmp_path, "twice.parquet", 2)
     entry = LandingZone(stack.settings).submit(path, "credit").entry
     stack.announce(entry)
@@ -192,7 +111,9 @@ def test_the_same_event_twice_processes_the_batch_once(stack: Running, tmp_path:
     assert stack.settled(entry.sha256).state is BatchState.processed
 
 
-def test_a_file_landed_while_nothing_listened_is_reconciled(stack: Running, tmp_path: Path) -> None:
+def test_a_file_landed_while_nothing_listened_is_reconciled(
+    stack: StackProcess, tmp_path: Path
+) -> None:
     path = write_batch(tmp_path, "missed.parquet", 3)
     entry = LandingZone(stack.settings).submit(path, "credit").entry  # no event at all
     settled = wait(lambda: stack.settled(entry.sha256), 60, "the scheduled reconcile")
@@ -201,7 +122,7 @@ def test_a_file_landed_while_nothing_listened_is_reconciled(stack: Running, tmp_
 
 
 def test_files_dropped_in_the_inbox_are_landed_and_processed(
-    stack: Running, tmp_path: Path
+    stack: StackProcess, tmp_path: Path
 ) -> None:
     inbox = stack.settings.inbox / "credit"
     source = write_batch(tmp_path, "dropped.parquet", 4)
@@ -223,7 +144,7 @@ def test_files_dropped_in_the_inbox_are_landed_and_processed(
     assert (inbox / ".submitted" / "dropped.parquet").exists()
 
 
-def test_delayed_labels_are_joined_and_judged(stack: Running, tmp_path: Path) -> None:
+def test_delayed_labels_are_joined_and_judged(stack: StackProcess, tmp_path: Path) -> None:
     frame = generate_applications(
         np.random.default_rng(5), 500, week=3, kind=PhaseKind.concept_drift
     )
@@ -244,7 +165,7 @@ def test_delayed_labels_are_joined_and_judged(stack: Running, tmp_path: Path) ->
     assert detail["decision"]["action"] in ("retrain", "watch")
 
 
-def test_automations_exist_and_a_failed_run_raises_an_alert(stack: Running) -> None:
+def test_automations_exist_and_a_failed_run_raises_an_alert(stack: StackProcess) -> None:
     from prefect.automations import Automation
     from prefect.settings import PREFECT_API_URL, temporary_settings
 

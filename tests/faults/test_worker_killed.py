@@ -48,7 +48,7 @@ def test_a_batch_whose_worker_was_killed_is_processed_once_after_restart(
         sha = LandingZone(settings).entries(DATASET)[0].sha256
         output = stack.wait_exit(timeout=180)
     finally:
-        stack.kill_all()
+        stack.stop()
     assert stack.process.returncode != 0
     assert "deployments stopped unexpectedly (exit code -9)" in output, output
     for name, pid in stack.state["pids"].items():

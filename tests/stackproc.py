@@ -1,4 +1,4 @@
-"""Helpers of the fault suite: a home with a registered dataset and a champion, `mlops up` as a
+"""Helpers of the stack and fault tests: a home with a registered dataset and a champion, `mlops up` as a
 real process (started, waited on, stopped by its pid), and what the ledger, the folders and
 MLflow say about each batch."""
 
@@ -111,6 +111,21 @@ class StackProcess:
                 )
             )
 
+    def settled(self, sha256: str, kind: str = "batch") -> Any:
+        return settled(self.settings, sha256, kind)
+
+    @staticmethod
+    def report(entry: Any) -> dict[str, Any]:
+        return dict(json.loads(entry.report_path.read_text())["detail"])
+
+    def announce(self, entry: Any, kind: str = "batch") -> None:
+        from prefect.settings import PREFECT_API_URL, temporary_settings
+
+        from mlops_core.announce import announce
+
+        with temporary_settings(updates={PREFECT_API_URL: self.api}):
+            announce(entry, kind)
+
     def wait_exit(self, timeout: float) -> str:
         """Wait for the stack to end by itself (a part died); return the rest of its output."""
         rest = self.process.communicate(timeout=timeout)[0]
@@ -124,11 +139,6 @@ class StackProcess:
         for name, pid in self.state["pids"].items():
             assert not pid_alive(pid), f"{name} (pid {pid}) outlived `mlops up`"
         return "".join(self.lines) + rest
-
-    def kill_all(self) -> None:
-        """Last resort when a test fails half-way: the stack's own process group, by id."""
-        if self.process.poll() is None:
-            self.stop()
 
 
 def decision_runs(settings: Settings, sha256: str, *, finished_only: bool = True) -> list[Any]:
