@@ -1,11 +1,12 @@
 """Fault 5: 50 batches submitted at once, a third of them duplicates, every event delivered.
 
 `mlops up` runs for real (its runner executes two flow runs at a time). 50 threads submit at
-the same instant: 34 unique files (28 unlabelled stable weeks, 6 labelled concept-drift weeks
-that each call for a retrain) and 16 copies of them under other names; every submit is
-announced, duplicates too (an at-least-once event bus delivers twice). Each unique batch must be
-processed exactly once, the retrains must run one at a time (the dataset's concurrency limit),
-and the ledger and the folders must agree file for file.
+the same instant: 34 unique files (28 unlabelled stable weeks, and 6 labelled concept-drift
+weeks that each call for a retrain, whose challengers an unreachable accuracy floor refuses)
+and 16 copies of them under other names; every submit is announced, duplicates too (an
+at-least-once event bus delivers twice). Each unique batch must be processed exactly once, the
+retrains must run one at a time (the dataset's concurrency limit), and the ledger and the
+folders must agree file for file.
 """
 
 from __future__ import annotations
@@ -42,6 +43,9 @@ def test_fifty_batches_at_once_each_unique_one_processed_once(tmp_path: Path) ->
         tmp_path,
         MLOPS_RETRAIN_COOLDOWN_HOURS="0",
         MLOPS_MIN_LABELLED_ROWS="500",
+        # Every challenger is refused, so the champion stays and each concept-drift batch asks
+        # for its own retrain (a promoted one would fit the new regime and end the requests).
+        MLOPS_GATE_ACCURACY_FLOOR="0.99",
     )
     files = []
     for i in range(28):
