@@ -58,9 +58,9 @@ def main() -> None:
     import uvicorn
 
     from flows.rollout import rollout
-    from mlops_core.catalog import DatasetCatalog
-    from mlops_core.registry import ModelRegistry
-    from mlops_core.scenarios import CREDIT_SPEC, generate_applications
+    from mlops_cli.scenarios import CREDIT_SPEC, generate_applications
+    from mlops_core.adapters.catalog import DatasetCatalog
+    from mlops_core.adapters.registry import ModelRegistry
     from mlops_core.serving import create_app
     from mlops_core.settings import Settings
     from mlops_core.training import train_model

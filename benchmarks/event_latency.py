@@ -47,8 +47,9 @@ def run_mode(default_runner: bool, batches: list[Path]) -> list[float]:
     from prefect.settings import PREFECT_API_URL, temporary_settings
 
     from mlops_cli.stack import Stack
-    from mlops_core.announce import announce
-    from mlops_core.landing import BatchState, LandingZone
+    from mlops_core.adapters.announce import announce
+    from mlops_core.adapters.landing import LandingZone
+    from mlops_core.batches import BatchState
     from mlops_core.settings import Settings
 
     settings = Settings()
@@ -87,10 +88,10 @@ def main() -> None:
 
     import numpy as np
 
-    from mlops_core.catalog import DatasetCatalog
+    from mlops_cli.scenarios import CREDIT_SPEC, generate_applications
+    from mlops_core.adapters.catalog import DatasetCatalog
+    from mlops_core.adapters.registry import ModelRegistry
     from mlops_core.lifecycle import gather_training_data, train_challenger
-    from mlops_core.registry import ModelRegistry
-    from mlops_core.scenarios import CREDIT_SPEC, generate_applications
     from mlops_core.settings import Settings
 
     settings = Settings()

@@ -40,11 +40,12 @@ def main() -> None:
 
     import numpy as np
 
-    from mlops_core.catalog import DatasetCatalog
-    from mlops_core.landing import BatchState, LandingZone
+    from mlops_cli.scenarios import CREDIT_SPEC, generate_applications
+    from mlops_core.adapters.catalog import DatasetCatalog
+    from mlops_core.adapters.landing import LandingZone
+    from mlops_core.adapters.registry import ModelRegistry
+    from mlops_core.batches import BatchState
     from mlops_core.lifecycle import gate_challenger, gather_training_data, train_challenger
-    from mlops_core.registry import ModelRegistry
-    from mlops_core.scenarios import CREDIT_SPEC, generate_applications
     from mlops_core.settings import Settings
 
     rng = np.random.default_rng(0)

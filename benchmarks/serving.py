@@ -125,10 +125,10 @@ def main() -> None:
     import httpx
     import numpy as np
 
+    from mlops_cli.scenarios import CREDIT_SPEC, generate_applications
     from mlops_cli.stack import free_port
-    from mlops_core.catalog import DatasetCatalog
-    from mlops_core.registry import ModelRegistry
-    from mlops_core.scenarios import CREDIT_SPEC, generate_applications
+    from mlops_core.adapters.catalog import DatasetCatalog
+    from mlops_core.adapters.registry import ModelRegistry
     from mlops_core.serving.follower import ROLLOUT_MODE, ROLLOUT_VERSION, ROLLOUT_WEIGHT
     from mlops_core.settings import Settings
     from mlops_core.training import train_model

@@ -265,9 +265,9 @@ class Batches:
 
     def submit(self, path: Path) -> tuple[str, bool, str]:
         """As ``mlops submit``: land, then announce unless a duplicate; (sha, duplicate, state)."""
-        from mlops_core.announce import announce
+        from mlops_core.adapters.announce import announce
+        from mlops_core.adapters.landing import LandingZone
         from mlops_core.errors import UnusableInputError
-        from mlops_core.landing import LandingZone
 
         zone = LandingZone(self.settings)
         try:
@@ -366,7 +366,7 @@ class Streams:
     def next(self) -> list[Path]:
         import polars as pl
 
-        from mlops_core.scenarios import write_stream
+        from mlops_cli.scenarios import write_stream
 
         seed, self.seed = self.seed, self.seed + 1
         stream = write_stream(
@@ -394,8 +394,8 @@ def register_challenger(settings: Any, kind: str, seed: int) -> str:
     import numpy as np
     import polars as pl
 
+    from mlops_cli.scenarios import generate_applications
     from mlops_core.lifecycle import TrainingData, train_challenger
-    from mlops_core.scenarios import generate_applications
 
     rng = np.random.default_rng(seed)
     window = generate_applications(rng, 10_000, week=1, id_prefix=f"C{seed}")
@@ -409,7 +409,7 @@ def register_challenger(settings: Any, kind: str, seed: int) -> str:
 def decision_runs(settings: Any) -> list[Any]:
     from mlflow.tracking import MlflowClient
 
-    from mlops_core.registry import ModelRegistry
+    from mlops_core.adapters.registry import ModelRegistry
 
     client = MlflowClient(tracking_uri=settings.tracking_uri)
     experiment = ModelRegistry(settings, DATASET).experiment_id()
@@ -476,11 +476,12 @@ def main() -> int:
     import httpx
     import numpy as np
 
+    from mlops_cli.scenarios import CREDIT_SPEC, generate_applications
     from mlops_cli.stack import free_port, stop_group
-    from mlops_core.catalog import DatasetCatalog
-    from mlops_core.landing import FINAL_STATES, BatchState, LandingZone
-    from mlops_core.registry import ModelRegistry
-    from mlops_core.scenarios import CREDIT_SPEC, generate_applications
+    from mlops_core.adapters.catalog import DatasetCatalog
+    from mlops_core.adapters.landing import LandingZone
+    from mlops_core.adapters.registry import ModelRegistry
+    from mlops_core.batches import FINAL_STATES, BatchState
     from mlops_core.settings import Settings
 
     window = args.minutes * 60

@@ -63,7 +63,7 @@ def main(argv: list[str] | None = None) -> int:
     from deployments import automations
     from deployments.definitions import ALERT, FLOWS, REVIEW_DRIFT, build
     from deployments.runner import WarmRunner
-    from mlops_core.catalog import DatasetCatalog
+    from mlops_core.adapters.catalog import DatasetCatalog
     from mlops_core.settings import Settings
 
     settings = Settings()

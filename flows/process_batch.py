@@ -12,8 +12,8 @@ from prefect import flow
 
 from flows.retrain_evaluate_deploy import retrain_evaluate_deploy
 from mlops_core import events
+from mlops_core.batches import BatchOutcome, BatchState, LedgerEntry, disposition
 from mlops_core.faults import failpoint
-from mlops_core.landing import BatchOutcome, BatchState, LedgerEntry, disposition
 from mlops_core.policy import Action, Decision
 from mlops_core.settings import Settings
 from tasks.decision import (

@@ -11,8 +11,8 @@ from prefect import flow
 
 from flows.process_batch import carry_out
 from mlops_core import events
+from mlops_core.batches import BatchOutcome, BatchState, LedgerEntry
 from mlops_core.errors import MlopsError
-from mlops_core.landing import BatchOutcome, BatchState, LedgerEntry
 from mlops_core.policy import Decision
 from mlops_core.settings import Settings
 from tasks.decision import assess_frame, decide_batch, record_batch_decision

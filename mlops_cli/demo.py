@@ -22,10 +22,11 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
-from mlops_core.catalog import DatasetCatalog
+from mlops_cli.scenarios import CREDIT_SPEC, Stream, write_stream
+from mlops_core.adapters.catalog import DatasetCatalog
+from mlops_core.adapters.landing import LandingZone
+from mlops_core.batches import BatchState
 from mlops_core.errors import MlopsError, UnusableInputError
-from mlops_core.landing import BatchState, LandingZone
-from mlops_core.scenarios import CREDIT_SPEC, Stream, write_stream
 from mlops_core.settings import Settings
 
 MARKER = ".mlops-demo"
@@ -144,7 +145,7 @@ class Outcomes:
     """Reads what the event-driven flows did: the ledger, the reports, the decision runs."""
 
     def __init__(self, settings: Settings, dataset: str) -> None:
-        from mlops_core.registry import ModelRegistry
+        from mlops_core.adapters.registry import ModelRegistry
 
         self.settings = settings
         self.dataset = dataset
@@ -314,7 +315,7 @@ class RolloutWatcher:
     """Prints each rollout step as the registry's rollout tags move."""
 
     def __init__(self, settings: Settings, dataset: str, console: Console) -> None:
-        from mlops_core.registry import ModelRegistry
+        from mlops_core.adapters.registry import ModelRegistry
 
         self.registry = ModelRegistry(settings, dataset)
         self.console = console
@@ -384,7 +385,7 @@ def run_demo(
     from prefect.settings import PREFECT_API_URL, temporary_settings
 
     from mlops_cli.stack import Stack, free_port
-    from mlops_core.announce import announce
+    from mlops_core.adapters.announce import announce
 
     serve_port = free_port()
     serve_url = f"http://127.0.0.1:{serve_port}"
@@ -416,7 +417,7 @@ def run_demo(
     try:
         with temporary_settings(updates={PREFECT_API_URL: state.prefect_api_url}):
             from flows.retrain_evaluate_deploy import retrain_evaluate_deploy
-            from mlops_core.audit import record_manual
+            from mlops_core.adapters.audit import record_manual
 
             run_id = record_manual(
                 demo, name, "retrain", reason="demo: first champion from the reference", before={}

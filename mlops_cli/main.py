@@ -54,7 +54,7 @@ def settings() -> Settings:
     for key, value in prefect_environment(current).items():
         os.environ.setdefault(key, value)
     if "PREFECT_API_URL" not in os.environ:
-        from mlops_core.stack import running_api_url
+        from mlops_core.adapters.stack_state import running_api_url
 
         url = running_api_url(current)  # a running `mlops up`: flows and events go to it
         if url:
@@ -91,7 +91,7 @@ def dataset_add(
     as_json: JsonOpt = False,
 ) -> None:
     """Register a dataset: store its spec and reference, and build its expectation suite."""
-    from mlops_core.catalog import DatasetCatalog
+    from mlops_core.adapters.catalog import DatasetCatalog
     from mlops_core.spec import DatasetSpec
 
     current = settings()
@@ -118,7 +118,7 @@ def dataset_add(
 @reports_errors
 def dataset_list(as_json: JsonOpt = False) -> None:
     """List the registered datasets."""
-    from mlops_core.catalog import DatasetCatalog
+    from mlops_core.adapters.catalog import DatasetCatalog
 
     names = DatasetCatalog(settings()).names()
     if as_json:
@@ -142,8 +142,8 @@ def submit(
     as_json: JsonOpt = False,
 ) -> None:
     """Land a batch in the landing zone under its sha256 (a duplicate is recognised, not landed twice)."""
-    from mlops_core.catalog import DatasetCatalog
-    from mlops_core.landing import LandingZone
+    from mlops_core.adapters.catalog import DatasetCatalog
+    from mlops_core.adapters.landing import LandingZone
     from mlops_core.spec import check_dataset_name
 
     current = settings()
@@ -168,7 +168,7 @@ def _announce(current: Settings, receipt: Any, kind: str) -> str | None:
     url = os.environ.get("PREFECT_API_URL")
     if not url:
         return None
-    from mlops_core.announce import announce
+    from mlops_core.adapters.announce import announce
 
     announce(receipt.entry, kind)
     return url
@@ -197,9 +197,9 @@ def labels(
     as_json: JsonOpt = False,
 ) -> None:
     """Land delayed labels (id + label per row) and emit mlops.labels.arrived."""
-    from mlops_core.catalog import DatasetCatalog
+    from mlops_core.adapters.catalog import DatasetCatalog
+    from mlops_core.adapters.landing import LandingZone
     from mlops_core.labels import label_columns
-    from mlops_core.landing import LandingZone
 
     current = settings()
     name = _dataset_name(dataset)
@@ -224,7 +224,7 @@ def reconcile(
     as_json: JsonOpt = False,
 ) -> None:
     """Process, exactly once, landed batches and labels that nothing processed (or that crashed)."""
-    from mlops_core.catalog import DatasetCatalog
+    from mlops_core.adapters.catalog import DatasetCatalog
 
     current = settings()
     if dataset is not None:
@@ -270,7 +270,7 @@ def up(
     import threading
 
     from mlops_cli.stack import Stack
-    from mlops_core.stack import healthy, read_state
+    from mlops_core.adapters.stack_state import healthy, read_state
 
     current = settings()
     running = read_state(current)
@@ -322,7 +322,7 @@ def validate(
     docs: Annotated[bool, typer.Option("--docs/--no-docs", help="Build Data Docs.")] = True,
 ) -> None:
     """Validate a file with the dataset's expectation suite. Exit 0 passed, 1 failed, 2 unusable."""
-    from mlops_core.catalog import DatasetCatalog
+    from mlops_core.adapters.catalog import DatasetCatalog
     from mlops_core.errors import SpecError
     from mlops_core.spec import DatasetSpec, check_dataset_name
     from mlops_core.validation import build_suite, load_suite, validate_file
@@ -378,8 +378,8 @@ def process(
     as_json: JsonOpt = False,
 ) -> None:
     """Land a batch and run the batch flow on it right here (a plain Prefect flow call, no server)."""
-    from mlops_core.catalog import DatasetCatalog
-    from mlops_core.landing import LandingZone
+    from mlops_core.adapters.catalog import DatasetCatalog
+    from mlops_core.adapters.landing import LandingZone
     from mlops_core.spec import check_dataset_name
 
     current = settings()
@@ -464,9 +464,9 @@ def train(dataset: DatasetOpt = None, as_json: JsonOpt = False) -> None:
     Runs the gated subflow ``retrain_evaluate_deploy`` right here (a plain Prefect flow call).
     Exit 0 when the new model became champion, 1 when a gate refused it or training failed.
     """
-    from mlops_core.audit import record_manual
-    from mlops_core.catalog import DatasetCatalog
-    from mlops_core.registry import ModelRegistry
+    from mlops_core.adapters.audit import record_manual
+    from mlops_core.adapters.catalog import DatasetCatalog
+    from mlops_core.adapters.registry import ModelRegistry
 
     current = settings()
     name = _dataset_name(dataset)
@@ -501,8 +501,8 @@ def promote(
     as_json: JsonOpt = False,
 ) -> None:
     """Make a version champion by hand (the old champion becomes previous); recorded as a decision."""
-    from mlops_core.audit import record_manual
-    from mlops_core.registry import CHALLENGER, ModelRegistry
+    from mlops_core.adapters.audit import record_manual
+    from mlops_core.adapters.registry import CHALLENGER, ModelRegistry
 
     current = settings()
     name = _dataset_name(dataset)
@@ -527,8 +527,8 @@ def promote(
 @reports_errors
 def rollback(dataset: DatasetOpt = None, as_json: JsonOpt = False) -> None:
     """Swap champion and previous by hand (one alias move); recorded as a decision."""
-    from mlops_core.audit import record_manual
-    from mlops_core.registry import ModelRegistry
+    from mlops_core.adapters.audit import record_manual
+    from mlops_core.adapters.registry import ModelRegistry
 
     current = settings()
     name = _dataset_name(dataset)
@@ -608,10 +608,11 @@ def status(
     as_json: JsonOpt = False,
 ) -> None:
     """Champion, challenger and previous model versions, rollout tags, and the latest decisions."""
-    from mlops_core.audit import recent_decisions
-    from mlops_core.catalog import DatasetCatalog
-    from mlops_core.landing import FINAL_STATES, LandingZone
-    from mlops_core.registry import ModelRegistry
+    from mlops_core.adapters.audit import recent_decisions
+    from mlops_core.adapters.catalog import DatasetCatalog
+    from mlops_core.adapters.landing import LandingZone
+    from mlops_core.adapters.registry import ModelRegistry
+    from mlops_core.batches import FINAL_STATES
     from mlops_core.spec import check_dataset_name
 
     current = settings()
@@ -712,7 +713,7 @@ def drift(
 
     Exit 0 whether or not drift is found (1 with --fail-on-drift and drift), 2 for unusable input.
     """
-    from mlops_core.catalog import DatasetCatalog
+    from mlops_core.adapters.catalog import DatasetCatalog
     from mlops_core.data import read_table
     from mlops_core.errors import SpecError
     from mlops_core.spec import DatasetSpec, check_dataset_name

@@ -30,9 +30,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from mlops_core.adapters.stack_state import StackState, clear_state, healthy, write_state
 from mlops_core.errors import MlopsError
 from mlops_core.settings import Settings, prefect_environment
-from mlops_core.stack import StackState, clear_state, healthy, write_state
 
 
 def free_port() -> int:
@@ -267,7 +267,7 @@ class InboxWatcher:
         self.landed = 0
 
     def start(self) -> None:
-        from mlops_core.catalog import DatasetCatalog
+        from mlops_core.adapters.catalog import DatasetCatalog
 
         for name in DatasetCatalog(self.settings).names():
             (self.settings.inbox / name / "labels").mkdir(parents=True, exist_ok=True)
@@ -289,8 +289,8 @@ class InboxWatcher:
 
     def handle(self, path: Path) -> None:
         """Land one dropped file and announce it; leave it (with a log line) when it cannot be."""
-        from mlops_core.announce import announce
-        from mlops_core.landing import LandingZone
+        from mlops_core.adapters.announce import announce
+        from mlops_core.adapters.landing import LandingZone
 
         if not path.is_file() or path.name.startswith(".") or path.suffix == ".tmp":
             return

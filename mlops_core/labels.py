@@ -13,9 +13,10 @@ from pathlib import Path
 
 import polars as pl
 
+from mlops_core.adapters.landing import LandingZone
+from mlops_core.batches import BatchState
 from mlops_core.data import read_table
 from mlops_core.errors import MlopsError, UnusableInputError
-from mlops_core.landing import BatchState, LandingZone
 from mlops_core.settings import Settings
 from mlops_core.spec import DatasetSpec
 

@@ -23,12 +23,20 @@ from typing import Any
 import numpy as np
 import polars as pl
 
-from mlops_core.catalog import DatasetCatalog
+from mlops_core.adapters.catalog import DatasetCatalog
+from mlops_core.adapters.landing import LandingZone
+from mlops_core.adapters.registry import (
+    CHAMPION,
+    PREVIOUS,
+    ModelRegistry,
+    RegisteredVersion,
+    TrainingInput,
+)
+from mlops_core.batches import BatchState, LedgerEntry
 from mlops_core.data import read_table, sha256_file
 from mlops_core.errors import MlopsError
 from mlops_core.evaluation import GateReport, evaluate_challenger
 from mlops_core.labels import attach_labels, known_labels
-from mlops_core.landing import BatchState, LandingZone, LedgerEntry
 from mlops_core.performance import (
     PerformanceEstimate,
     PerformanceEstimator,
@@ -37,7 +45,6 @@ from mlops_core.performance import (
     predictions,
 )
 from mlops_core.policy import Evidence
-from mlops_core.registry import CHAMPION, PREVIOUS, ModelRegistry, RegisteredVersion, TrainingInput
 from mlops_core.settings import Settings
 from mlops_core.spec import DatasetSpec
 from mlops_core.training import TrainedModel, train_model, training_window

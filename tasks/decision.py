@@ -11,14 +11,14 @@ import polars as pl
 from prefect import task
 from prefect.cache_policies import NO_CACHE
 
-from mlops_core.audit import attach, record_decision
-from mlops_core.catalog import DatasetCatalog
+from mlops_core.adapters.audit import attach, record_decision
+from mlops_core.adapters.catalog import DatasetCatalog
+from mlops_core.adapters.registry import ModelRegistry
 from mlops_core.data import read_table
 from mlops_core.drift import DriftConfig, DriftReport
 from mlops_core.errors import MlopsError
 from mlops_core.lifecycle import Assessment, assess
 from mlops_core.policy import Decision, decide
-from mlops_core.registry import ModelRegistry
 from mlops_core.settings import Settings
 
 

@@ -7,7 +7,7 @@ from pathlib import Path
 from prefect import task
 from prefect.cache_policies import NO_CACHE
 
-from mlops_core.catalog import DatasetCatalog
+from mlops_core.adapters.catalog import DatasetCatalog
 from mlops_core.data import read_table
 from mlops_core.drift import DriftConfig, DriftDetector, DriftReport
 from mlops_core.settings import Settings

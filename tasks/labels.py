@@ -8,7 +8,7 @@ import polars as pl
 from prefect import task
 from prefect.cache_policies import NO_CACHE
 
-from mlops_core.catalog import DatasetCatalog
+from mlops_core.adapters.catalog import DatasetCatalog
 from mlops_core.labels import read_labels
 from mlops_core.lifecycle import rows_for_labels
 from mlops_core.settings import Settings

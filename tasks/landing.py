@@ -7,7 +7,8 @@ from typing import Any
 from prefect import task
 from prefect.cache_policies import NO_CACHE
 
-from mlops_core.landing import BatchState, LandingZone, LedgerEntry, failure_reason
+from mlops_core.adapters.landing import LandingZone
+from mlops_core.batches import BatchState, LedgerEntry, failure_reason
 from mlops_core.settings import Settings
 
 

@@ -5,8 +5,9 @@ from __future__ import annotations
 from prefect import task
 from prefect.cache_policies import NO_CACHE
 
-from mlops_core.catalog import DatasetCatalog
-from mlops_core.landing import BatchState, LandingZone, LedgerEntry
+from mlops_core.adapters.catalog import DatasetCatalog
+from mlops_core.adapters.landing import LandingZone
+from mlops_core.batches import BatchState, LedgerEntry
 from mlops_core.settings import Settings
 
 

@@ -11,10 +11,10 @@ from prefect import task
 from prefect.artifacts import create_link_artifact, create_markdown_artifact
 from prefect.cache_policies import NO_CACHE
 
-from mlops_core.registry import ModelRegistry
+from mlops_core.adapters.registry import ModelRegistry
+from mlops_core.adapters.stack_state import read_state
 from mlops_core.reporting import batch_markdown, mlflow_run_url
 from mlops_core.settings import Settings
-from mlops_core.stack import read_state
 
 
 def _key(*parts: str) -> str:

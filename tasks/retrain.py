@@ -8,7 +8,8 @@ from typing import Any
 from prefect import task
 from prefect.cache_policies import NO_CACHE
 
-from mlops_core.audit import attach, record_evaluation
+from mlops_core.adapters.audit import attach, record_evaluation
+from mlops_core.adapters.registry import CHAMPION, ModelRegistry
 from mlops_core.evaluation import GateReport
 from mlops_core.lifecycle import (
     Challenger,
@@ -17,7 +18,6 @@ from mlops_core.lifecycle import (
     gather_training_data,
     train_challenger,
 )
-from mlops_core.registry import CHAMPION, ModelRegistry
 from mlops_core.settings import Settings
 
 

@@ -8,7 +8,7 @@ from typing import Any
 from prefect import task
 from prefect.cache_policies import NO_CACHE
 
-from mlops_core.registry import CHALLENGER, ModelRegistry
+from mlops_core.adapters.registry import CHALLENGER, ModelRegistry
 from mlops_core.rollout import RolloutVerdict
 from mlops_core.serving.follower import ROLLOUT_MODE, ROLLOUT_STEP, ROLLOUT_VERSION, ROLLOUT_WEIGHT
 from mlops_core.settings import Settings

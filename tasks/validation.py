@@ -7,7 +7,7 @@ from pathlib import Path
 from prefect import task
 from prefect.cache_policies import NO_CACHE
 
-from mlops_core.catalog import DatasetCatalog
+from mlops_core.adapters.catalog import DatasetCatalog
 from mlops_core.settings import Settings
 from mlops_core.validation import ValidationReport, load_suite, validate_file
 

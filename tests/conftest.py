@@ -17,8 +17,8 @@ os.environ["PREFECT_SERVER_ANALYTICS_ENABLED"] = "false"
 os.environ["PREFECT_LOGGING_HANDLERS_CONSOLE_LEVEL"] = "WARNING"
 os.environ["GX_ANALYTICS_ENABLED"] = "false"
 
-from mlops_core.catalog import DatasetCatalog, RegisteredDataset  # noqa: E402
-from mlops_core.scenarios import Stream, write_stream  # noqa: E402
+from mlops_cli.scenarios import Stream, write_stream  # noqa: E402
+from mlops_core.adapters.catalog import DatasetCatalog, RegisteredDataset  # noqa: E402
 from mlops_core.settings import Settings  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]

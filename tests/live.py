@@ -13,8 +13,8 @@ import httpx
 import numpy as np
 import uvicorn
 
-from mlops_core.registry import ModelRegistry
-from mlops_core.scenarios import CREDIT_SPEC, generate_applications
+from mlops_cli.scenarios import CREDIT_SPEC, generate_applications
+from mlops_core.adapters.registry import ModelRegistry
 from mlops_core.settings import Settings
 from mlops_core.training import TrainingConfig, train_model
 

@@ -16,11 +16,12 @@ from typing import Any
 import numpy as np
 from mlflow.tracking import MlflowClient
 
-from mlops_core.catalog import DatasetCatalog
-from mlops_core.landing import FINAL_STATES, LandingZone
+from mlops_cli.scenarios import CREDIT_SPEC, generate_applications
+from mlops_core.adapters.catalog import DatasetCatalog
+from mlops_core.adapters.landing import LandingZone
+from mlops_core.adapters.registry import ModelRegistry
+from mlops_core.batches import FINAL_STATES
 from mlops_core.lifecycle import gather_training_data, train_challenger
-from mlops_core.registry import ModelRegistry
-from mlops_core.scenarios import CREDIT_SPEC, generate_applications
 from mlops_core.settings import Settings
 
 MLOPS = str(Path(sys.executable).parent / "mlops")
@@ -121,7 +122,7 @@ class StackProcess:
     def announce(self, entry: Any, kind: str = "batch") -> None:
         from prefect.settings import PREFECT_API_URL, temporary_settings
 
-        from mlops_core.announce import announce
+        from mlops_core.adapters.announce import announce
 
         with temporary_settings(updates={PREFECT_API_URL: self.api}):
             announce(entry, kind)

@@ -34,7 +34,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 
-from mlops_core.catalog import DatasetCatalog
+from mlops_core.adapters.catalog import DatasetCatalog
 from mlops_core.errors import MlopsError
 from mlops_core.routing import CHALLENGER, CHAMPION, bucket, route
 from mlops_core.serving.follower import ModelFollower
@@ -227,7 +227,8 @@ def latest_drift_p_value(settings: Settings, dataset: str) -> float | None:
     """The combined drift p-value in the newest processed batch's report, if any."""
     import json
 
-    from mlops_core.landing import BatchState, LandingZone
+    from mlops_core.adapters.landing import LandingZone
+    from mlops_core.batches import BatchState
 
     try:
         for entry in reversed(LandingZone(settings).entries(dataset)):

@@ -17,7 +17,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from mlops_core.registry import CHALLENGER, CHAMPION, ModelRegistry
+from mlops_core.adapters.registry import CHALLENGER, CHAMPION, ModelRegistry
 from mlops_core.routing import Mode, Split
 from mlops_core.settings import Settings
 

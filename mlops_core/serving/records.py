@@ -173,7 +173,7 @@ class LogWriter:
         """Write what is buffered of ``kind`` as one file and land it; its landed path."""
         import polars as pl
 
-        from mlops_core.landing import LandingZone
+        from mlops_core.adapters.landing import LandingZone
 
         with self._lock:
             rows = self._predictions if kind == "batch" else self._labels
@@ -195,13 +195,13 @@ class LogWriter:
             return None
 
     def _announce(self, receipt: Any, kind: str) -> None:
-        from mlops_core.stack import running_api_url
+        from mlops_core.adapters.stack_state import running_api_url
 
         if receipt.duplicate or not running_api_url(self.settings):
             return
         from prefect.settings import PREFECT_API_URL, temporary_settings
 
-        from mlops_core.announce import announce
+        from mlops_core.adapters.announce import announce
 
         with (
             contextlib.suppress(Exception),

@@ -14,11 +14,12 @@ import pytest
 from mlflow.tracking import MlflowClient
 from stackproc import StackProcess, wait
 
-from mlops_core.catalog import DatasetCatalog
-from mlops_core.landing import BatchState, LandingZone
+from mlops_cli.scenarios import CREDIT_SPEC, PhaseKind, generate_applications
+from mlops_core.adapters.catalog import DatasetCatalog
+from mlops_core.adapters.landing import LandingZone
+from mlops_core.adapters.registry import ModelRegistry
+from mlops_core.batches import BatchState
 from mlops_core.lifecycle import gather_training_data, train_challenger
-from mlops_core.registry import ModelRegistry
-from mlops_core.scenarios import CREDIT_SPEC, PhaseKind, generate_applications
 from mlops_core.settings import Settings
 
 
@@ -175,7 +176,7 @@ def test_automations_exist_and_a_failed_run_raises_an_alert(stack: StackProcess)
         assert Automation.read(name=REPEATED_DRIFT).enabled
         assert Automation.read(name=FLOW_RUN_FAILED).enabled
     # An arrival for a batch that never landed: process_batch fails, the automation alerts.
-    from mlops_core.landing import LedgerEntry
+    from mlops_core.batches import LedgerEntry
 
     ghost = LedgerEntry(
         "credit",

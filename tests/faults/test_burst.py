@@ -31,9 +31,10 @@ from stackproc import (
     wait,
 )
 
-from mlops_core.announce import announce
-from mlops_core.landing import LandingZone, Receipt
-from mlops_core.scenarios import PhaseKind, generate_applications
+from mlops_cli.scenarios import PhaseKind, generate_applications
+from mlops_core.adapters.announce import announce
+from mlops_core.adapters.landing import LandingZone
+from mlops_core.batches import Receipt
 
 pytestmark = pytest.mark.slow
 

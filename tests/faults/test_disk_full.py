@@ -20,9 +20,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from mlops_core.catalog import RegisteredDataset
-from mlops_core.landing import LandingZone
-from mlops_core.scenarios import generate_applications
+from mlops_cli.scenarios import generate_applications
+from mlops_core.adapters.catalog import RegisteredDataset
+from mlops_core.adapters.landing import LandingZone
 from mlops_core.settings import Settings
 
 MLOPS = str(Path(sys.executable).parent / "mlops")

@@ -22,12 +22,13 @@ from stackproc import DATASET, decision_runs, files_under, ledger_agrees_with_fo
 
 from flows.process_batch import process_batch
 from flows.reconcile import reconcile
+from mlops_cli.scenarios import CREDIT_SPEC, generate_applications
 from mlops_cli.stack import free_port, stop_group
-from mlops_core.catalog import DatasetCatalog
-from mlops_core.landing import BatchState, LandingZone
+from mlops_core.adapters.catalog import DatasetCatalog
+from mlops_core.adapters.landing import LandingZone
+from mlops_core.adapters.registry import ModelRegistry
+from mlops_core.batches import BatchState
 from mlops_core.lifecycle import gather_training_data, train_challenger
-from mlops_core.registry import ModelRegistry
-from mlops_core.scenarios import CREDIT_SPEC, generate_applications
 from mlops_core.settings import Settings
 
 pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("prefect_api")]

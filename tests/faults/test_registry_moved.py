@@ -21,10 +21,10 @@ import pytest
 from live import Load, Server, register
 
 from flows.rollout import rollout
-from mlops_core.audit import recent_decisions
-from mlops_core.catalog import RegisteredDataset
-from mlops_core.registry import ModelRegistry
-from mlops_core.scenarios import generate_applications
+from mlops_cli.scenarios import generate_applications
+from mlops_core.adapters.audit import recent_decisions
+from mlops_core.adapters.catalog import RegisteredDataset
+from mlops_core.adapters.registry import ModelRegistry
 from mlops_core.serving import create_app
 from mlops_core.settings import Settings
 

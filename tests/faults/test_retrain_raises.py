@@ -17,9 +17,9 @@ from mlflow.tracking import MlflowClient
 from prefect.settings import PREFECT_API_URL
 
 from flows.retrain_evaluate_deploy import retrain_evaluate_deploy
-from mlops_core.audit import record_manual
-from mlops_core.catalog import RegisteredDataset
-from mlops_core.registry import ModelRegistry
+from mlops_core.adapters.audit import record_manual
+from mlops_core.adapters.catalog import RegisteredDataset
+from mlops_core.adapters.registry import ModelRegistry
 from mlops_core.settings import Settings
 
 pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("prefect_api")]

@@ -19,10 +19,10 @@ import numpy as np
 import pytest
 from stackproc import wait
 
+from mlops_cli.scenarios import generate_applications
 from mlops_cli.stack import free_port
-from mlops_core.catalog import RegisteredDataset
-from mlops_core.registry import ModelRegistry
-from mlops_core.scenarios import generate_applications
+from mlops_core.adapters.catalog import RegisteredDataset
+from mlops_core.adapters.registry import ModelRegistry
 from mlops_core.serving.follower import (
     ROLLOUT_MODE,
     ROLLOUT_STEP,

@@ -25,8 +25,9 @@ from stackproc import (
     wait,
 )
 
-from mlops_core.landing import BatchState, LandingZone
-from mlops_core.scenarios import generate_applications
+from mlops_cli.scenarios import generate_applications
+from mlops_core.adapters.landing import LandingZone
+from mlops_core.batches import BatchState
 
 pytestmark = pytest.mark.slow
 

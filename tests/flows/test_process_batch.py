@@ -6,9 +6,10 @@ import numpy as np
 import pytest
 
 from flows.process_batch import process_batch
-from mlops_core.catalog import RegisteredDataset
-from mlops_core.landing import BatchState, LandingZone
-from mlops_core.scenarios import Corruption, PhaseKind, corrupt, generate_applications
+from mlops_cli.scenarios import Corruption, PhaseKind, corrupt, generate_applications
+from mlops_core.adapters.catalog import RegisteredDataset
+from mlops_core.adapters.landing import LandingZone
+from mlops_core.batches import BatchState
 from mlops_core.settings import Settings
 
 pytestmark = pytest.mark.usefixtures("prefect_api")

@@ -10,9 +10,10 @@ import pytest
 
 from flows.process_labels import process_labels
 from flows.reconcile import reconcile
-from mlops_core.catalog import RegisteredDataset
-from mlops_core.landing import BatchState, LandingZone
-from mlops_core.scenarios import generate_applications
+from mlops_cli.scenarios import generate_applications
+from mlops_core.adapters.catalog import RegisteredDataset
+from mlops_core.adapters.landing import LandingZone
+from mlops_core.batches import BatchState
 from mlops_core.settings import Settings
 
 pytestmark = pytest.mark.usefixtures("prefect_api")

@@ -9,12 +9,13 @@ from mlflow.tracking import MlflowClient
 
 from flows.process_batch import process_batch
 from flows.retrain_evaluate_deploy import retrain_evaluate_deploy
-from mlops_core.audit import record_manual
-from mlops_core.catalog import RegisteredDataset
+from mlops_cli.scenarios import PhaseKind, generate_applications
+from mlops_core.adapters.audit import record_manual
+from mlops_core.adapters.catalog import RegisteredDataset
+from mlops_core.adapters.landing import LandingZone
+from mlops_core.adapters.registry import ModelRegistry
+from mlops_core.batches import BatchState
 from mlops_core.data import sha256_file
-from mlops_core.landing import BatchState, LandingZone
-from mlops_core.registry import ModelRegistry
-from mlops_core.scenarios import PhaseKind, generate_applications
 from mlops_core.settings import Settings
 
 pytestmark = pytest.mark.usefixtures("prefect_api")

@@ -8,10 +8,10 @@ import pytest
 from fastapi import FastAPI
 from schemathesis.python import asgi
 
-from mlops_core.catalog import DatasetCatalog
+from mlops_cli.scenarios import Stream
+from mlops_core.adapters.catalog import DatasetCatalog
+from mlops_core.adapters.registry import ModelRegistry
 from mlops_core.lifecycle import gather_training_data, train_challenger
-from mlops_core.registry import ModelRegistry
-from mlops_core.scenarios import Stream
 from mlops_core.serving import create_app
 from mlops_core.serving.follower import ROLLOUT_MODE, ROLLOUT_VERSION, ROLLOUT_WEIGHT
 from mlops_core.settings import Settings

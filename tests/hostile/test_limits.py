@@ -22,10 +22,10 @@ from typer.testing import CliRunner
 
 from mlops_cli import stack as stack_module
 from mlops_cli.main import app as cli
-from mlops_core.catalog import DatasetCatalog, RegisteredDataset
+from mlops_cli.scenarios import Stream
+from mlops_core.adapters.catalog import DatasetCatalog, RegisteredDataset
+from mlops_core.adapters.landing import LandingZone
 from mlops_core.errors import BadNameError, MlopsError, UnusableInputError
-from mlops_core.landing import LandingZone
-from mlops_core.scenarios import Stream
 from mlops_core.settings import Settings
 from mlops_core.spec import DatasetSpec, check_dataset_name
 
@@ -485,7 +485,7 @@ def test_an_invalid_field_setting_does_not_print_the_token(
 
 
 def test_the_stack_state_file_holds_no_secret(secret_settings: Settings) -> None:
-    from mlops_core.stack import StackState, write_state
+    from mlops_core.adapters.stack_state import StackState, write_state
 
     write_state(
         secret_settings,

@@ -11,8 +11,9 @@ import pytest
 from typer.testing import CliRunner
 
 from mlops_cli.main import app
-from mlops_core.landing import BatchState, LandingZone
-from mlops_core.scenarios import Corruption, Stream, corrupt, generate_applications
+from mlops_cli.scenarios import Corruption, Stream, corrupt, generate_applications
+from mlops_core.adapters.landing import LandingZone
+from mlops_core.batches import BatchState
 from mlops_core.settings import Settings
 
 runner = CliRunner()

@@ -8,7 +8,7 @@ import pytest
 from typer.testing import CliRunner
 
 from mlops_cli.main import app
-from mlops_core.scenarios import CREDIT_SPEC, PhaseKind, generate_applications
+from mlops_cli.scenarios import CREDIT_SPEC, PhaseKind, generate_applications
 
 runner = CliRunner()
 

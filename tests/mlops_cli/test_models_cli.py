@@ -9,8 +9,8 @@ from mlflow.tracking import MlflowClient
 from typer.testing import CliRunner
 
 from mlops_cli.main import app
-from mlops_core.catalog import RegisteredDataset
-from mlops_core.registry import ModelRegistry
+from mlops_core.adapters.catalog import RegisteredDataset
+from mlops_core.adapters.registry import ModelRegistry
 from mlops_core.settings import Settings
 
 runner = CliRunner()

@@ -12,11 +12,11 @@ from pathlib import Path
 import httpx
 import numpy as np
 
+from mlops_cli.scenarios import generate_applications
 from mlops_cli.stack import free_port
-from mlops_core.catalog import RegisteredDataset
+from mlops_core.adapters.catalog import RegisteredDataset
+from mlops_core.adapters.registry import ModelRegistry
 from mlops_core.lifecycle import gather_training_data, train_challenger
-from mlops_core.registry import ModelRegistry
-from mlops_core.scenarios import generate_applications
 from mlops_core.settings import Settings
 
 

@@ -5,9 +5,10 @@ import json
 from typer.testing import CliRunner
 
 from mlops_cli.main import app
-from mlops_core.audit import record_decision
-from mlops_core.catalog import RegisteredDataset
-from mlops_core.landing import LandingZone, failure_reason
+from mlops_core.adapters.audit import record_decision
+from mlops_core.adapters.catalog import RegisteredDataset
+from mlops_core.adapters.landing import LandingZone
+from mlops_core.batches import failure_reason
 from mlops_core.policy import Evidence, decide
 from mlops_core.settings import Settings
 

@@ -7,6 +7,7 @@ import polars as pl
 import pytest
 import torch
 
+from mlops_cli.scenarios import CREDIT_SPEC, PhaseKind, generate_applications
 from mlops_core.drift import (
     DriftConfig,
     DriftDetector,
@@ -16,7 +17,6 @@ from mlops_core.drift import (
     permutation_mmd2,
 )
 from mlops_core.errors import UnusableInputError
-from mlops_core.scenarios import CREDIT_SPEC, PhaseKind, generate_applications
 from mlops_core.spec import DatasetSpec, FeatureType
 
 GAUSS = DatasetSpec(name="gauss", features={f"x{i}": FeatureType.numeric for i in range(5)})

@@ -3,9 +3,9 @@
 import numpy as np
 import pytest
 
+from mlops_cli.scenarios import CREDIT_SPEC as SPEC
+from mlops_cli.scenarios import PhaseKind, generate_applications
 from mlops_core.evaluation import GateConfig, evaluate_challenger, mcnemar_better
-from mlops_core.scenarios import CREDIT_SPEC as SPEC
-from mlops_core.scenarios import PhaseKind, generate_applications
 from mlops_core.training import TrainingConfig, train_model
 
 

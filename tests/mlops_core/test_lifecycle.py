@@ -8,8 +8,11 @@ import numpy as np
 import polars as pl
 import pytest
 
-from mlops_core.catalog import RegisteredDataset
-from mlops_core.landing import BatchState, LandingZone
+from mlops_cli.scenarios import CREDIT_SPEC, PhaseKind, generate_applications
+from mlops_core.adapters.catalog import RegisteredDataset
+from mlops_core.adapters.landing import LandingZone
+from mlops_core.adapters.registry import ModelRegistry
+from mlops_core.batches import BatchState
 from mlops_core.lifecycle import (
     assess,
     data_time,
@@ -18,8 +21,6 @@ from mlops_core.lifecycle import (
     paired_difference,
     train_challenger,
 )
-from mlops_core.registry import ModelRegistry
-from mlops_core.scenarios import CREDIT_SPEC, PhaseKind, generate_applications
 from mlops_core.settings import Settings
 from mlops_core.training import TrainingConfig, train_model
 

@@ -8,10 +8,10 @@ from sklearn.ensemble import HistGradientBoostingClassifier
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import OrdinalEncoder
 
+from mlops_cli.scenarios import CREDIT_SPEC as SPEC
+from mlops_cli.scenarios import PhaseKind, generate_applications
 from mlops_core.errors import UnusableInputError
 from mlops_core.performance import PerformanceEstimator, evaluate_performance, model_input
-from mlops_core.scenarios import CREDIT_SPEC as SPEC
-from mlops_core.scenarios import PhaseKind, generate_applications
 
 
 @pytest.fixture(scope="module")

@@ -10,11 +10,11 @@ import numpy as np
 import pytest
 from fastapi.testclient import TestClient
 
-from mlops_core.catalog import RegisteredDataset
-from mlops_core.landing import LandingZone
+from mlops_cli.scenarios import generate_applications
+from mlops_core.adapters.catalog import RegisteredDataset
+from mlops_core.adapters.landing import LandingZone
+from mlops_core.adapters.registry import ModelRegistry
 from mlops_core.lifecycle import gather_training_data, train_challenger
-from mlops_core.registry import ModelRegistry
-from mlops_core.scenarios import generate_applications
 from mlops_core.serving import create_app
 from mlops_core.serving.follower import ROLLOUT_MODE, ROLLOUT_VERSION, ROLLOUT_WEIGHT
 from mlops_core.serving.metrics import METRIC_NAMES

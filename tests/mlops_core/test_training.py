@@ -4,10 +4,10 @@ import numpy as np
 import polars as pl
 import pytest
 
+from mlops_cli.scenarios import CREDIT_SPEC as SPEC
+from mlops_cli.scenarios import PhaseKind, generate_applications
 from mlops_core.errors import MlopsError
 from mlops_core.performance import model_input
-from mlops_core.scenarios import CREDIT_SPEC as SPEC
-from mlops_core.scenarios import PhaseKind, generate_applications
 from mlops_core.training import TrainingConfig, train_model, training_window
 
 

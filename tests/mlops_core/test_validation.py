@@ -7,8 +7,8 @@ import numpy as np
 import polars as pl
 import pytest
 
-from mlops_core.catalog import RegisteredDataset
-from mlops_core.scenarios import Corruption, corrupt, generate_applications
+from mlops_cli.scenarios import Corruption, corrupt, generate_applications
+from mlops_core.adapters.catalog import RegisteredDataset
 from mlops_core.settings import Settings
 from mlops_core.validation import (
     build_suite,

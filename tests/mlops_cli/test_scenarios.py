@@ -5,7 +5,7 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 
-from mlops_core.scenarios import (
+from mlops_cli.scenarios import (
     CREDIT_SPEC,
     DEFAULT_SCHEDULE,
     Corruption,

@@ -11,8 +11,8 @@ from typing import Any
 import polars as pl
 
 from mlops_core import events
+from mlops_core.batches import LedgerEntry
 from mlops_core.data import scan_table
-from mlops_core.landing import LedgerEntry
 
 
 def arrival_payload(entry: LedgerEntry) -> dict[str, Any]:

@@ -3,11 +3,11 @@
 import numpy as np
 import pytest
 
+from mlops_cli.scenarios import CREDIT_SPEC as SPEC
+from mlops_cli.scenarios import generate_applications
+from mlops_core.adapters.registry import ModelRegistry
 from mlops_core.errors import MlopsError
 from mlops_core.performance import model_input
-from mlops_core.registry import ModelRegistry
-from mlops_core.scenarios import CREDIT_SPEC as SPEC
-from mlops_core.scenarios import generate_applications
 from mlops_core.settings import Settings
 from mlops_core.training import TrainingConfig, train_model
 

@@ -16,8 +16,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from mlops_core.adapters.registry import ModelRegistry
 from mlops_core.policy import Decision
-from mlops_core.registry import ModelRegistry
 from mlops_core.settings import Settings
 
 RUN_TYPE, BATCH, DECISION, REASONS, KEY = (

@@ -2,7 +2,7 @@
 
 from datetime import timedelta
 
-from mlops_core.audit import decision_markdown, recent_decisions, record_decision
+from mlops_core.adapters.audit import decision_markdown, recent_decisions, record_decision
 from mlops_core.policy import Evidence, decide
 from mlops_core.settings import Settings
 
@@ -56,7 +56,7 @@ def test_a_keyed_decision_is_recorded_once_and_half_written_runs_are_closed(
 ) -> None:
     from mlflow.tracking import MlflowClient
 
-    from mlops_core.registry import ModelRegistry
+    from mlops_core.adapters.registry import ModelRegistry
 
     decision = decide(Evidence(validation_passed=True, drift=True))
     registry = ModelRegistry(settings, "credit")

@@ -7,9 +7,10 @@ from pathlib import Path
 import polars as pl
 import pytest
 
+from mlops_core.adapters.landing import LandingZone
+from mlops_core.batches import BatchState
 from mlops_core.data import sha256_file
 from mlops_core.errors import BadNameError, LandingError, UnusableInputError
-from mlops_core.landing import BatchState, LandingZone
 from mlops_core.settings import Settings
 
 

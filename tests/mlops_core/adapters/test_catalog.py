@@ -3,9 +3,9 @@ from pathlib import Path
 import polars as pl
 import pytest
 
-from mlops_core.catalog import DatasetCatalog
+from mlops_cli.scenarios import Stream
+from mlops_core.adapters.catalog import DatasetCatalog
 from mlops_core.errors import BadNameError, SpecError, UnknownDatasetError
-from mlops_core.scenarios import Stream
 from mlops_core.settings import Settings
 
 

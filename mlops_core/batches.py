@@ -1,0 +1,92 @@
+"""A batch's life in the ledger, as values: its states, what the ledger knows, where it ended.
+
+The landing zone (``mlops_core.adapters.landing``) stores these; flows and reports read them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import StrEnum
+from pathlib import Path
+from typing import Any
+
+
+class BatchState(StrEnum):
+    landed = "landed"
+    processing = "processing"
+    failed = "failed"  # a run could not finish it; still in landing/, reconcile retries it
+    processed = "processed"
+    quarantined = "quarantined"
+
+
+FINAL_STATES = (BatchState.processed, BatchState.quarantined)
+CLAIMABLE = (BatchState.landed, BatchState.failed)
+
+
+@dataclass(frozen=True)
+class LedgerEntry:
+    """What the ledger knows of one batch."""
+
+    dataset: str
+    sha256: str
+    state: BatchState
+    location: Path
+    original_name: str
+    file_format: str
+    size_bytes: int
+    reason: str | None
+    submitted_at: str
+    updated_at: str
+
+    @property
+    def report_path(self) -> Path:
+        return self.location.with_name(f"{self.sha256}.report.json")
+
+
+@dataclass(frozen=True)
+class Receipt:
+    """What a submit did: landed a new batch, or recognised a duplicate."""
+
+    entry: LedgerEntry
+    duplicate: bool
+
+    def describe(self) -> str:
+        entry = self.entry
+        if self.duplicate:
+            return (
+                f"{entry.original_name}: duplicate of batch {entry.sha256[:12]} "
+                f"({entry.state.value}, at {entry.location}); not processed again"
+            )
+        return f"{entry.original_name}: landed as batch {entry.sha256[:12]} at {entry.location}"
+
+
+@dataclass(frozen=True)
+class BatchOutcome:
+    """Where a batch ended and why; ``validation`` and ``drift`` are the reports' JSON forms."""
+
+    dataset: str
+    sha256: str
+    state: BatchState
+    location: Path
+    reason: str | None
+    validation: dict[str, Any] | None
+    already_settled: bool = False
+    drift: dict[str, Any] | None = None
+    decision: dict[str, Any] | None = None
+    decision_run_id: str | None = None
+    retrain: dict[str, Any] | None = None
+
+
+def disposition(success: bool) -> BatchState:
+    """Where a validated batch goes: processed when it passed, quarantine when it did not."""
+    return BatchState.processed if success else BatchState.quarantined
+
+
+def failure_reason(error: BaseException) -> str:
+    """Why a run could not finish a batch, in one line a person can act on."""
+    lines = str(error).strip().splitlines()
+    first = lines[0] if lines else ""
+    return (
+        f"processing stopped before the batch was settled: {type(error).__name__}: {first[:600]}; "
+        "the file stays in the landing zone and `mlops reconcile` retries it"
+    )
