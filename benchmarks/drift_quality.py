@@ -77,6 +77,7 @@ def baseline_share_drifted(reference: pl.DataFrame, current: pl.DataFrame) -> bo
 
 
 def run(sizes: list[int], null_trials: int, trials: int, permutations: int) -> list[dict[str, Any]]:
+    """One row per size and scenario: each test's alarm rate, the combined verdict's, the baseline's."""
     from mlops_core.drift import DriftConfig, detect_drift
 
     rows = []
@@ -111,6 +112,7 @@ def run(sizes: list[int], null_trials: int, trials: int, permutations: int) -> l
 
 
 def main() -> None:
+    """Run every scenario at every size; print the alarm rates, write the JSON."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sizes", type=int, nargs="+", default=[200, 1_000, 5_000])
     parser.add_argument("--null-trials", type=int, default=300)

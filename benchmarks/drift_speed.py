@@ -27,6 +27,7 @@ from common import SPEC20, in_fresh_process, peak_rss_mib, print_table, table20,
 
 
 def child_stage(reference_path: str, batch_path: str) -> dict[str, float]:
+    """In a fresh process: the drift stage's fit, read and detect seconds and peak RSS on one batch."""
     import polars as pl
 
     from mlops_core.drift import DriftDetector
@@ -50,6 +51,7 @@ def child_stage(reference_path: str, batch_path: str) -> dict[str, float]:
 
 
 def child_mmd(total: str, permutations: str) -> dict[str, float]:
+    """In a fresh process: our MMD permutation test and alibi-detect's on the same data, timed."""
     import logging
     import warnings
 
@@ -87,6 +89,7 @@ def child_mmd(total: str, permutations: str) -> dict[str, float]:
 
 
 def main() -> None:
+    """Measure the drift stage per batch size and the MMD test per N; print tables, write the JSON."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sizes", type=int, nargs="+", default=[10_000, 100_000, 1_000_000])
     parser.add_argument("--mmd-sizes", type=int, nargs="+", default=[1_000, 2_000, 4_000])

@@ -14,29 +14,23 @@ Prints a table and writes ``benchmarks/results/event_latency.json``.
 from __future__ import annotations
 
 import argparse
-import os
 import statistics
-import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
-from common import print_table, write_results
-
-HOME = Path(tempfile.mkdtemp(prefix="mlops-bench-latency-"))
-os.environ.update(
-    MLOPS_HOME=str(HOME),
-    MLOPS_GX_DIR=str(HOME / "great_expectations"),
-    MLOPS_PREFECT_PORT="0",
-    PREFECT_HOME=str(HOME / "prefect"),
-    PREFECT_SERVER_ANALYTICS_ENABLED="false",
-    PREFECT_LOGGING_HANDLERS_CONSOLE_LEVEL="WARNING",
-    GX_ANALYTICS_ENABLED="false",
-    MLFLOW_LOGGING_LEVEL="WARNING",
-    MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR="false",
+from common import (
+    CREDIT,
+    add_credit_dataset,
+    bench_home,
+    print_table,
+    promote_first_champion,
+    write_results,
 )
 
 
 def percentile(values: list[float], q: float) -> float:
+    """The ``q`` quantile of ``values``, interpolated between the two nearest ranks."""
     ordered = sorted(values)
     k = (len(ordered) - 1) * q
     low, high = int(k), min(int(k) + 1, len(ordered) - 1)
@@ -44,6 +38,7 @@ def percentile(values: list[float], q: float) -> float:
 
 
 def run_mode(default_runner: bool, batches: list[Path]) -> list[float]:
+    """Seconds from submit to settled for each of ``batches``, through a freshly started stack."""
     from prefect.settings import PREFECT_API_URL, temporary_settings
 
     from mlops_cli.stack import Stack
@@ -61,11 +56,11 @@ def run_mode(default_runner: bool, batches: list[Path]) -> list[float]:
         with temporary_settings(updates={PREFECT_API_URL: state.prefect_api_url}):
             for path in batches:
                 started = time.perf_counter()
-                receipt = zone.submit(path, "credit")
+                receipt = zone.submit(path, CREDIT)
                 announce(receipt.entry, "batch")
                 deadline = started + 300
                 while time.perf_counter() < deadline:
-                    entry = zone.get("credit", receipt.entry.sha256)
+                    entry = zone.get(CREDIT, receipt.entry.sha256)
                     if entry is not None and entry.state in (
                         BatchState.processed,
                         BatchState.quarantined,
@@ -81,40 +76,40 @@ def run_mode(default_runner: bool, batches: list[Path]) -> list[float]:
     return latencies
 
 
+def unlabelled_batches(home: Path, tag: str, count: int) -> list[Path]:
+    """``count`` files of 2,000 fresh, stable-week applications without labels, under ``home``."""
+    import numpy as np
+
+    from mlops_cli.scenarios import generate_applications
+
+    paths = []
+    for i in range(count):
+        rng = np.random.default_rng(hash((tag, i)) % 2**32)
+        path = home / f"{tag}-{i:02d}.parquet"
+        generate_applications(rng, 2_000, week=1).drop("default").write_parquet(path)
+        paths.append(path)
+    return paths
+
+
 def main() -> None:
+    """Measure both paths on the same kind of batches; print the table, write the JSON."""
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--batches", type=int, default=20)
     args = parser.parse_args()
+    home = bench_home("latency", {"MLOPS_PREFECT_PORT": "0"})
 
-    import numpy as np
-
-    from mlops_cli.scenarios import CREDIT_SPEC, generate_applications
-    from mlops_core.adapters.catalog import DatasetCatalog
-    from mlops_core.adapters.registry import ModelRegistry
-    from mlops_core.lifecycle import gather_training_data, train_challenger
     from mlops_core.settings import Settings
 
     settings = Settings()
-    reference = HOME / "reference.parquet"
-    generate_applications(np.random.default_rng(0), 10_000).write_parquet(reference)
-    DatasetCatalog(settings).add(CREDIT_SPEC, reference)
-    first = gather_training_data(settings, "credit", first_model=True)
-    champion = train_challenger(settings, "credit", first)
-    ModelRegistry(settings, "credit").promote(champion.version)
+    add_credit_dataset(settings)
+    promote_first_champion(settings)
 
-    def make(tag: str) -> list[Path]:
-        paths = []
-        for i in range(args.batches):
-            rng = np.random.default_rng(hash((tag, i)) % 2**32)
-            path = HOME / f"{tag}-{i:02d}.parquet"
-            generate_applications(rng, 2_000, week=1).drop("default").write_parquet(path)
-            paths.append(path)
-        return paths
-
-    results = {}
+    results: dict[str, dict[str, Any]] = {}
     for mode, default_runner in (("tuned (warm runner)", False), ("Prefect defaults", True)):
         print(f"{mode}:")
-        latencies = run_mode(default_runner, make(mode.split()[0]))
+        latencies = run_mode(
+            default_runner, unlabelled_batches(home, mode.split()[0], args.batches)
+        )
         results[mode] = {
             "p50_seconds": round(statistics.median(latencies), 2),
             "p95_seconds": round(percentile(latencies, 0.95), 2),

@@ -23,27 +23,26 @@ import os
 import signal
 import subprocess
 import sys
-import tempfile
 import threading
 import time
 from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
-from common import ROOT, print_table, write_results
+from common import CREDIT, ROOT, add_credit_dataset, bench_home, print_table, write_results
 
-HOME = Path(tempfile.mkdtemp(prefix="mlops-bench-serving-"))
-os.environ.update(
-    MLOPS_HOME=str(HOME),
-    MLOPS_GX_DIR=str(HOME / "great_expectations"),
-    MLOPS_ADMIN_TOKEN="bench-token",
-    MLOPS_SERVE_POLL_SECONDS="0.5",
-    MLFLOW_LOGGING_LEVEL="WARNING",
-    MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR="false",
-    GX_ANALYTICS_ENABLED="false",
-)
+if TYPE_CHECKING:
+    from mlops_core.adapters.registry import ModelRegistry
+    from mlops_core.settings import Settings
+
+ADMIN = {"Authorization": "Bearer bench-token"}
+Body = Callable[[int, int], dict[str, Any]]
 
 
 def start(command: list[str], url: str, env: dict[str, str]) -> subprocess.Popen[bytes]:
+    """The started server process (its own group), once ``url`` answers 200 (at most 120 s)."""
     import httpx
 
     process = subprocess.Popen(
@@ -66,6 +65,7 @@ def start(command: list[str], url: str, env: dict[str, str]) -> subprocess.Popen
 
 
 def stop(process: subprocess.Popen[bytes]) -> None:
+    """Stop the server's process group: SIGTERM, then SIGKILL after 15 s."""
     os.killpg(process.pid, signal.SIGTERM)
     try:
         process.wait(timeout=15)
@@ -73,7 +73,10 @@ def stop(process: subprocess.Popen[bytes]) -> None:
         os.killpg(process.pid, signal.SIGKILL)
 
 
-def load(url: str, body_for, seconds: float, clients: int, during=None) -> dict:  # type: ignore[no-untyped-def]
+def load(
+    url: str, body_for: Body, seconds: float, clients: int, during: Callable[[], None] | None = None
+) -> dict[str, Any]:
+    """Requests, failures, throughput and latency of ``clients`` threads posting for ``seconds``."""
     import httpx
 
     latencies: list[float] = []
@@ -116,29 +119,25 @@ def load(url: str, body_for, seconds: float, clients: int, during=None) -> dict:
     }
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--seconds", type=float, default=15)
-    parser.add_argument("--clients", type=int, default=8)
-    args = parser.parse_args()
+@dataclass(frozen=True)
+class Models:
+    """The registry, v1 (champion) and v2 (challenger at 25%), and the records the clients send."""
 
-    import httpx
-    import numpy as np
+    registry: ModelRegistry
+    v1: str
+    v2: str
+    records: list[dict[str, Any]]
 
-    from mlops_cli.scenarios import CREDIT_SPEC, generate_applications
-    from mlops_cli.stack import free_port
-    from mlops_core.adapters.catalog import DatasetCatalog
+
+def register_models(settings: Settings) -> Models:
+    """Both versions trained on the credit reference and registered, v2 in a 25% canary."""
+    from mlops_cli.scenarios import CREDIT_SPEC
     from mlops_core.adapters.registry import ModelRegistry
     from mlops_core.serving.follower import ROLLOUT_MODE, ROLLOUT_VERSION, ROLLOUT_WEIGHT
-    from mlops_core.settings import Settings
     from mlops_core.training import train_model
 
-    settings = Settings()
-    reference = HOME / "reference.parquet"
-    frame = generate_applications(np.random.default_rng(0), 10_000)
-    frame.write_parquet(reference)
-    DatasetCatalog(settings).add(CREDIT_SPEC, reference)
-    registry = ModelRegistry(settings, "credit")
+    frame = add_credit_dataset(settings)
+    registry = ModelRegistry(settings, CREDIT)
     v1 = registry.log_model(train_model(frame, CREDIT_SPEC).pipeline, CREDIT_SPEC, frame).version
     v2 = registry.log_model(
         train_model(frame.sample(8_000, seed=1), CREDIT_SPEC).pipeline, CREDIT_SPEC, frame
@@ -147,99 +146,129 @@ def main() -> None:
     registry.set_challenger(v2)
     registry.set_tags({ROLLOUT_VERSION: v2, ROLLOUT_WEIGHT: "0.25", ROLLOUT_MODE: "canary"})
     records = frame.drop("default", "application_id", "applied_at").head(1_000).to_dicts()
+    return Models(registry, v1, v2, records)
+
+
+def measure_split(models: Models, url: str) -> dict[str, Any]:
+    """The challenger's share over 10,000 routing keys, and how many of 200 keys changed variant."""
+    import httpx
+
+    models.registry.promote(models.v1)
+    models.registry.set_challenger(models.v2)
+    httpx.post(f"{url}/admin/refresh", headers=ADMIN)
+    variants: Counter[str] = Counter()
+    with httpx.Client(base_url=url, timeout=10) as client:
+        for i in range(10_000):
+            body = {"record": models.records[i % 1000], "routing_key": f"split-{i}"}
+            variants[client.post("/predict", json=body).json()["variant"]] += 1
+        moved = 0
+        for k in range(200):
+            seen = {
+                client.post(
+                    "/predict", json={"record": models.records[k], "routing_key": f"sticky-{k}"}
+                ).json()["variant"]
+                for _ in range(5)
+            }
+            moved += len(seen) > 1
+    return {
+        "requests": 10_000,
+        "weight": 0.25,
+        "challenger_share": variants["challenger"] / 10_000,
+        "keys_checked": 200,
+        "keys_that_changed_variant": moved,
+    }
+
+
+def measure_ours(
+    models: Models, env: dict[str, str], seconds: float, clients: int
+) -> tuple[dict[str, dict[str, Any]], dict[str, Any]]:
+    """``mlops serve`` under load, then under promote/rollback cycles; then the split's accuracy."""
+    import httpx
+
+    from mlops_cli.stack import free_port
+
+    records, registry = models.records, models.registry
+    port = free_port()
+    ours = f"http://127.0.0.1:{port}"
+
+    def body(n: int, i: int) -> dict[str, Any]:
+        return {"record": records[(n * 997 + i) % 1000], "routing_key": f"u{n}-{i}"}
+
+    def cycles() -> None:
+        for _ in range(10):
+            registry.promote(models.v2)
+            httpx.post(f"{ours}/admin/refresh", headers=ADMIN, timeout=30)
+            time.sleep(seconds / 25)
+            registry.rollback()
+            registry.set_challenger(models.v2)
+            httpx.post(f"{ours}/admin/refresh", headers=ADMIN, timeout=30)
+            time.sleep(seconds / 25)
+
+    results: dict[str, dict[str, Any]] = {}
+    bin_dir = Path(sys.executable).parent
+    server = start([str(bin_dir / "mlops"), "serve", "--port", str(port)], f"{ours}/ready", env)
+    try:
+        results["mlops serve (canary 25% active)"] = load(f"{ours}/predict", body, seconds, clients)
+        results["mlops serve, 10 promote/rollback cycles"] = load(
+            f"{ours}/predict", body, seconds, clients, during=cycles
+        )
+        # Split accuracy over real HTTP.
+        split = measure_split(models, ours)
+    finally:
+        stop(server)
+    return results, split
+
+
+def measure_theirs(
+    models: Models, env: dict[str, str], seconds: float, clients: int
+) -> dict[str, Any]:
+    """``mlflow models serve`` of v1 under the same load."""
+    from mlops_cli.stack import free_port
+
+    records = models.records
+    mport = free_port()
+    theirs = f"http://127.0.0.1:{mport}"
+    bin_dir = Path(sys.executable).parent
+    mlflow_server = start(
+        [str(bin_dir / "mlflow"), "models", "serve", "-m", f"models:/{CREDIT}/{models.v1}", "--env-manager", "local", "-p", str(mport), "-h", "127.0.0.1"],
+        f"{theirs}/ping",
+        env,
+    )  # fmt: skip
+    try:
+        return load(
+            f"{theirs}/invocations",
+            lambda n, i: {"dataframe_records": [records[(n * 997 + i) % 1000]]},
+            seconds,
+            clients,
+        )
+    finally:
+        stop(mlflow_server)
+
+
+def main() -> None:
+    """Measure both servers, the swaps and the split; print the tables, write the JSON."""
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--seconds", type=float, default=15)
+    parser.add_argument("--clients", type=int, default=8)
+    args = parser.parse_args()
+    bench_home(
+        "serving",
+        {"MLOPS_ADMIN_TOKEN": "bench-token", "MLOPS_SERVE_POLL_SECONDS": "0.5"},
+        prefect=False,
+    )
+
+    from mlops_core.settings import Settings
+
+    settings = Settings()
+    models = register_models(settings)
     bin_dir = Path(sys.executable).parent
     env = {
         **os.environ,
         "MLFLOW_TRACKING_URI": settings.tracking_uri,
         "PATH": f"{bin_dir}{os.pathsep}{os.environ.get('PATH', '')}",  # mlflow execs uvicorn
     }
-
-    results: dict[str, dict] = {}
-    port = free_port()
-    ours = f"http://127.0.0.1:{port}"
-    server = start([str(bin_dir / "mlops"), "serve", "--port", str(port)], f"{ours}/ready", env)
-    try:
-        results["mlops serve (canary 25% active)"] = load(
-            f"{ours}/predict",
-            lambda n, i: {"record": records[(n * 997 + i) % 1000], "routing_key": f"u{n}-{i}"},
-            args.seconds,
-            args.clients,
-        )
-
-        def cycles() -> None:
-            headers = {"Authorization": "Bearer bench-token"}
-            for _ in range(10):
-                registry.promote(v2)
-                httpx.post(f"{ours}/admin/refresh", headers=headers, timeout=30)
-                time.sleep(args.seconds / 25)
-                registry.rollback()
-                registry.set_challenger(v2)
-                httpx.post(f"{ours}/admin/refresh", headers=headers, timeout=30)
-                time.sleep(args.seconds / 25)
-
-        results["mlops serve, 10 promote/rollback cycles"] = load(
-            f"{ours}/predict",
-            lambda n, i: {"record": records[(n * 997 + i) % 1000], "routing_key": f"u{n}-{i}"},
-            args.seconds,
-            args.clients,
-            during=cycles,
-        )
-        # Split accuracy over real HTTP.
-        registry.promote(v1)
-        registry.set_challenger(v2)
-        httpx.post(f"{ours}/admin/refresh", headers={"Authorization": "Bearer bench-token"})
-        variants: Counter[str] = Counter()
-        with httpx.Client(base_url=ours, timeout=10) as client:
-            for i in range(10_000):
-                body = {"record": records[i % 1000], "routing_key": f"split-{i}"}
-                variants[client.post("/predict", json=body).json()["variant"]] += 1
-            moved = 0
-            for k in range(200):
-                seen = {
-                    client.post(
-                        "/predict", json={"record": records[k], "routing_key": f"sticky-{k}"}
-                    ).json()["variant"]
-                    for _ in range(5)
-                }
-                moved += len(seen) > 1
-        split = {
-            "requests": 10_000,
-            "weight": 0.25,
-            "challenger_share": variants["challenger"] / 10_000,
-            "keys_checked": 200,
-            "keys_that_changed_variant": moved,
-        }
-    finally:
-        stop(server)
-
-    mport = free_port()
-    theirs = f"http://127.0.0.1:{mport}"
-    mlflow_server = start(
-        [
-            str(bin_dir / "mlflow"),
-            "models",
-            "serve",
-            "-m",
-            f"models:/credit/{v1}",
-            "--env-manager",
-            "local",
-            "-p",
-            str(mport),
-            "-h",
-            "127.0.0.1",
-        ],
-        f"{theirs}/ping",
-        env,
-    )
-    try:
-        results["mlflow models serve (v1)"] = load(
-            f"{theirs}/invocations",
-            lambda n, i: {"dataframe_records": [records[(n * 997 + i) % 1000]]},
-            args.seconds,
-            args.clients,
-        )
-    finally:
-        stop(mlflow_server)
+    results, split = measure_ours(models, env, args.seconds, args.clients)
+    results["mlflow models serve (v1)"] = measure_theirs(models, env, args.seconds, args.clients)
 
     rows = [
         [name, r["requests"], r["failed"], r["throughput_rps"], r["p50_ms"], r["p99_ms"]]

@@ -43,6 +43,7 @@ SPEC = DatasetSpec(
 
 
 def table(n: int, seed: int) -> pl.DataFrame:
+    """``n`` rows of the 20-column table, drawn from ``seed``."""
     rng = np.random.default_rng(seed)
     columns: dict[str, object] = {
         "row_id": np.arange(n, dtype=np.int64) + seed * 10_000_000,
@@ -62,8 +63,8 @@ def table(n: int, seed: int) -> pl.DataFrame:
 
 def measure(work: Path, batch: Path) -> dict[str, float]:
     """Run in a child process: validate one file like `mlops validate` does."""
+    from mlops_core.adapters.gx_project import load_suite, validate_file
     from mlops_core.settings import Settings
-    from mlops_core.validation import load_suite, validate_file
 
     settings = Settings(home=work / "home", gx_dir=work / "gx")
     suite = load_suite(settings, SPEC.name)
@@ -79,6 +80,7 @@ def measure(work: Path, batch: Path) -> dict[str, float]:
 
 
 def main() -> None:
+    """Validate each size in a fresh process; print the table, write the JSON."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sizes", type=int, nargs="+", default=[10_000, 100_000, 1_000_000])
     parser.add_argument(
@@ -90,8 +92,9 @@ def main() -> None:
         print(json.dumps(measure(Path(args.child[0]), Path(args.child[1]))))
         return
 
+    from mlops_core.adapters.gx_project import save_suite
     from mlops_core.settings import Settings
-    from mlops_core.validation import build_suite, save_suite
+    from mlops_core.validation import build_suite
 
     with tempfile.TemporaryDirectory(prefix="mlops-bench-") as tmp:
         work = Path(tmp)

@@ -23,6 +23,7 @@ FLOW_RUN_FAILED = "mlops: a flow run failed"
 
 
 def specs(review_drift_id: UUID, alert_id: UUID) -> list[Automation]:
+    """The repeated-drift and failed-run automations, wired to those two deployments (not yet saved)."""
     return [
         Automation(
             name=REPEATED_DRIFT,

@@ -49,6 +49,7 @@ FLOWS = {
 
 
 def arrival_trigger(event: str, flow_name: str) -> DeploymentEventTrigger:
+    """A trigger that runs ``flow_name`` on each ``event`` about a dataset, with its payload as parameters."""
     return DeploymentEventTrigger(
         name=f"mlops: {event} -> {flow_name}",
         description=f"Runs {flow_name} for every {event} event, with the payload as parameters.",

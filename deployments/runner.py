@@ -52,6 +52,7 @@ class WarmRunner:
         return self.ids
 
     def due_runs(self, client: Any) -> list[Any]:
+        """The scheduled runs of these deployments now due, earliest first, two per worker at most."""
         from prefect.client.schemas.filters import (
             DeploymentFilter,
             DeploymentFilterId,
@@ -92,6 +93,7 @@ class WarmRunner:
         return bool(result.status == SetStateStatus.ACCEPT)
 
     def execute(self, flow_run: Any) -> None:
+        """Run one claimed flow run to its end in this process; a failure is logged, not raised."""
         from prefect.client.orchestration import get_client
         from prefect.flow_engine import run_flow
 
@@ -127,6 +129,7 @@ class WarmRunner:
                 self.stopped.wait(self.poll_seconds)
 
     def stop(self) -> None:
+        """Tell ``serve()`` to stop polling; it returns once the runs in progress have finished."""
         self.stopped.set()
 
 

@@ -22,7 +22,7 @@ def ensure_concurrency_limits(datasets: list[str]) -> None:
     from prefect.client.orchestration import get_client
     from prefect.client.schemas.actions import GlobalConcurrencyLimitCreate
 
-    from mlops_core.lifecycle import retrain_limit_name
+    from mlops_core.challenger import retrain_limit_name
 
     with get_client(sync_client=True) as client:
         existing = {limit.name for limit in client.read_global_concurrency_limits(limit=200)}
@@ -36,20 +36,20 @@ def ensure_concurrency_limits(datasets: list[str]) -> None:
 
 def warm_up(settings: Any, datasets: list[str]) -> None:
     """Fit each dataset's drift detector and load its champion now, not on the first batch."""
-    from mlops_core.drift import DriftConfig
-    from mlops_core.lifecycle import warm_champion
+    from mlops_core.adapters.context import DatasetContext
     from tasks.drift import fitted_detector
 
-    config = DriftConfig(false_alarm_rate=settings.drift_false_alarm_rate)
     for dataset in datasets:
         try:
-            fitted_detector(settings, dataset, config)
-            warm_champion(settings, dataset)
+            ctx = DatasetContext.open(settings, dataset)
+            fitted_detector(ctx)
+            ctx.champion()
         except Exception as exc:  # noqa: BLE001 -- warming is an optimisation only
             sys.stderr.write(f"warm-up of {dataset} skipped: {exc}\n")
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Serve the deployments until stopped, or only register them (``--register-only``); the exit code."""
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--default", action="store_true", help="prefect.serve, default settings")
     parser.add_argument(

@@ -12,6 +12,7 @@ from mlops_core.policy import Action
 from mlops_core.settings import Settings
 from tasks.decision import review_recent_drift
 from tasks.events import emit
+from tasks.landing import open_dataset
 
 
 @flow(name="alert", flow_run_name="alert-{dataset}")
@@ -23,15 +24,23 @@ def alert(dataset: str, what: str, detail: str = "") -> None:
 @flow(name="review-drift", flow_run_name="review-drift-{dataset}")
 def review_drift(dataset: str, alarms: int = 3, window_minutes: int = 60) -> dict[str, Any]:
     """Repeated drift: alert, then decide on the recent batches together, with that context."""
-    settings = Settings()
+    ctx = open_dataset(Settings(), dataset)
     emit(
         events.ALERT,
         dataset,
         {"what": f"drift detected in {alarms} batches within {window_minutes} minutes"},
     )
-    review = review_recent_drift(settings, dataset, alarms, window_minutes)
-    if review["action"] == Action.retrain.value:
-        review["retrain"] = retrain_evaluate_deploy(
-            dataset=dataset, decision_run_id=review["run_id"]
+    review = review_recent_drift(ctx, alarms, window_minutes)
+    if review is None:
+        return {"action": None, "reason": "no processed batches to review"}
+    decision, run_id = review.decision, review.run_id
+    result: dict[str, Any] = {
+        "action": decision.action.value,
+        "reasons": list(decision.reasons),
+        "run_id": run_id,
+    }
+    if decision.action is Action.retrain:
+        result["retrain"] = retrain_evaluate_deploy(
+            dataset=dataset, decision_run_id=run_id
         ).to_dict()
-    return review
+    return result

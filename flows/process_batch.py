@@ -6,14 +6,14 @@ with the validation failure as evidence). The flow branches only on the decision
 
 from __future__ import annotations
 
-from typing import Any
-
 from prefect import flow
 
 from flows.retrain_evaluate_deploy import retrain_evaluate_deploy
 from mlops_core import events
-from mlops_core.batches import BatchOutcome, BatchState, LedgerEntry, disposition
+from mlops_core.adapters.context import DatasetContext
+from mlops_core.batches import BatchState, LedgerEntry, disposition
 from mlops_core.faults import failpoint
+from mlops_core.outcomes import BatchJudgement, BatchOutcome, RetrainOutcome
 from mlops_core.policy import Action, Decision
 from mlops_core.settings import Settings
 from tasks.decision import (
@@ -25,7 +25,7 @@ from tasks.decision import (
 )
 from tasks.drift import detect_batch_drift
 from tasks.events import emit
-from tasks.landing import claim_batch, ledger_entry, mark_failed, settle_batch
+from tasks.landing import claim_batch, ledger_entry, mark_failed, open_dataset, settle_batch
 from tasks.report import publish_report
 from tasks.validation import validate_batch
 
@@ -33,91 +33,89 @@ from tasks.validation import validate_batch
 @flow(name="process-batch", flow_run_name="{dataset}-{sha256:.12}")
 def process_batch(dataset: str, sha256: str, act: bool = True) -> BatchOutcome:
     """Process one landed batch exactly once; with ``act``, carry out the decision too."""
-    settings = Settings()
-    claimed = claim_batch(settings, dataset, sha256)
+    ctx = open_dataset(Settings(), dataset)
+    claimed = claim_batch(ctx, sha256)
     if claimed is None:
-        known = ledger_entry(settings, dataset, sha256)
+        known = ledger_entry(ctx, sha256)
         if known is None:
             raise ValueError(f"batch {sha256[:12]} of dataset {dataset!r} was never landed")
-        return BatchOutcome(
-            dataset, sha256, known.state, known.location, known.reason, None, already_settled=True
-        )
+        return BatchOutcome.settled_before(known)
 
     failpoint("batch-claimed")
     try:
-        settled, rows, reason, validation, drift, decision, decision_run = _judge(
-            settings, dataset, sha256, claimed
-        )
+        judged = _judge(ctx, sha256, claimed)
     except Exception as exc:
         # MLflow unreachable, a bug: the batch stays in landing/ as failed, for reconcile.
-        mark_failed(settings, dataset, sha256, exc)
+        mark_failed(ctx, sha256, exc)
         raise
     emit(
         events.BATCH_VALIDATED
-        if settled.state is BatchState.processed
+        if judged.settled.state is BatchState.processed
         else events.BATCH_QUARANTINED,
         dataset,
-        {"sha256": sha256, "path": str(settled.location), "rows": rows, "reason": reason},
+        {
+            "sha256": sha256,
+            "path": str(judged.settled.location),
+            "rows": judged.rows,
+            "reason": judged.reason,
+        },
     )
-
-    retrain = carry_out(settings, dataset, sha256, decision, decision_run) if act else None
+    retrain = carry_out(ctx, sha256, judged.decision, judged.decision_run_id) if act else None
     return BatchOutcome(
         dataset,
         sha256,
-        settled.state,
-        settled.location,
-        reason,
-        validation,
-        drift=drift,
-        decision=decision.to_dict(),
-        decision_run_id=decision_run,
+        judged.settled.state,
+        judged.settled.location,
+        judged.reason,
+        judged.validation,
+        drift=judged.drift,
+        decision=judged.decision,
+        decision_run_id=judged.decision_run_id,
         retrain=retrain,
     )
 
 
 def carry_out(
-    settings: Settings, dataset: str, sha256: str, decision: Decision, decision_run: str | None
-) -> dict[str, Any] | None:
+    ctx: DatasetContext, sha256: str, decision: Decision, decision_run: str | None
+) -> RetrainOutcome | None:
     """Act on a decision: the gated retrain subflow (its outcome), or the policy's rollback."""
     if decision.action is Action.retrain:
         return retrain_evaluate_deploy(
-            dataset=dataset, batch_sha256=sha256, decision_run_id=decision_run
-        ).to_dict()
+            dataset=ctx.name, batch_sha256=sha256, decision_run_id=decision_run
+        )
     if decision.action is Action.rollback:
-        aliases = roll_back(settings, dataset, decision_run)
-        emit(events.MODEL_ROLLED_BACK, dataset, {"sha256": sha256, "aliases": aliases})
+        aliases = roll_back(ctx, decision_run)
+        emit(events.MODEL_ROLLED_BACK, ctx.name, {"sha256": sha256, "aliases": aliases})
     return None
 
 
-def _judge(
-    settings: Settings, dataset: str, sha256: str, claimed: LedgerEntry
-) -> tuple[LedgerEntry, int, str | None, dict[str, Any], dict[str, Any] | None, Decision, str]:
+def _judge(ctx: DatasetContext, sha256: str, claimed: LedgerEntry) -> BatchJudgement:
     """Validate, test for drift, assess, decide, record, report and settle one claimed batch."""
-    report = validate_batch(settings, dataset, claimed.location, claimed.original_name)
+    report = validate_batch(ctx, claimed.location, claimed.original_name)
     state = disposition(report.success)
     reason = None if report.success else "; ".join(report.reasons())
-    validation = report.to_dict()
     drift = None
     plots = []
     if state is BatchState.processed:  # drift is only meaningful on a batch that passed validation
-        drift = detect_batch_drift(settings, dataset, claimed.location).to_dict()
-        if drift["is_drift"]:
+        drift = detect_batch_drift(ctx, claimed.location)
+        if drift.is_drift:
             emit(
                 events.DRIFT_DETECTED,
-                dataset,
-                {"sha256": sha256, "p_value": drift["p_value"], "drivers": drift["drivers"]},
+                ctx.name,
+                {"sha256": sha256, "p_value": drift.p_value, "drivers": list(drift.drivers)},
             )
-            plots = plot_batch_drift(settings, dataset, claimed.location, drift)
+            plots = plot_batch_drift(ctx, claimed.location, drift)
 
-    assessment = assess_batch(settings, dataset, claimed.location, report.success, drift)
-    decision = decide_batch(settings, assessment)
+    assessment = assess_batch(ctx, claimed.location, report.success, drift)
+    decision = decide_batch(ctx, assessment)
+    validation = report.to_dict()
     decision_run = record_batch_decision(
-        settings, dataset, sha256, decision, assessment, validation, drift, plots
+        ctx, sha256, decision, assessment, validation, drift, plots
     )
     failpoint("batch-decided")
     emit(
         events.DECISION_MADE,
-        dataset,
+        ctx.name,
         {
             "sha256": sha256,
             "action": decision.action.value,
@@ -125,22 +123,14 @@ def _judge(
             "run_id": decision_run,
         },
     )
+    drift_json = drift.to_dict() if drift is not None else None
     detail = {
         "validation": validation,
-        "drift": drift,
+        "drift": drift_json,
         "assessment": assessment.to_dict(),
         "decision": decision.to_dict(),
         "decision_run_id": decision_run,
     }
-    publish_report(
-        settings,
-        dataset,
-        sha256,
-        validation,
-        drift,
-        decision.to_dict(),
-        decision_run,
-        plots,
-    )
-    settled = settle_batch(settings, dataset, sha256, state, detail, reason)
-    return settled, report.rows, reason, validation, drift, decision, decision_run
+    publish_report(ctx, sha256, validation, drift_json, decision.to_dict(), decision_run, plots)
+    settled = settle_batch(ctx, sha256, state, detail, reason)
+    return BatchJudgement(settled, report.rows, reason, report, drift, decision, decision_run)

@@ -7,129 +7,119 @@ gated subflow) or ``rollback``.
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 from prefect import flow
 
 from flows.process_batch import carry_out
 from mlops_core import events
-from mlops_core.batches import BatchOutcome, BatchState, LedgerEntry
+from mlops_core.adapters.context import DatasetContext
+from mlops_core.batches import BatchState, LedgerEntry
 from mlops_core.errors import MlopsError
-from mlops_core.policy import Decision
+from mlops_core.outcomes import BatchOutcome, RecordedDecision
 from mlops_core.settings import Settings
+from mlops_core.tags import LABELS_FOR
 from tasks.decision import assess_frame, decide_batch, record_batch_decision
 from tasks.events import emit
 from tasks.labels import labelled_rows, read_label_file
-from tasks.landing import claim_batch, ledger_entry, mark_failed, settle_batch
+from tasks.landing import claim_batch, ledger_entry, mark_failed, open_dataset, settle_batch
 from tasks.report import publish_report
 
 
 @flow(name="process-labels", flow_run_name="labels-{dataset}-{sha256:.12}")
 def process_labels(dataset: str, sha256: str, act: bool = True) -> BatchOutcome:
     """Process one landed labels file exactly once; with ``act``, carry out the decision too."""
-    settings = Settings()
-    claimed = claim_batch(settings, dataset, sha256, kind="labels")
+    ctx = open_dataset(Settings(), dataset)
+    claimed = claim_batch(ctx, sha256, kind="labels")
     if claimed is None:
-        known = ledger_entry(settings, dataset, sha256, kind="labels")
+        known = ledger_entry(ctx, sha256, kind="labels")
         if known is None:
             raise ValueError(f"labels {sha256[:12]} of dataset {dataset!r} were never landed")
-        return BatchOutcome(
-            dataset, sha256, known.state, known.location, known.reason, None, already_settled=True
-        )
+        return BatchOutcome.settled_before(known)
     try:
-        judged = _judge_labels(settings, dataset, sha256, claimed)
+        outcome = _judge_labels(ctx, sha256, claimed)
     except Exception as exc:
         # MLflow unreachable, a bug: the file stays in landing/ as failed, for reconcile.
-        mark_failed(settings, dataset, sha256, exc, kind="labels")
+        mark_failed(ctx, sha256, exc, kind="labels")
         raise
-    if isinstance(judged, BatchOutcome):
-        return judged
-    settled, reason, decision, decision_run = judged
-
-    retrain = None
-    if act and decision is not None:
-        retrain = carry_out(settings, dataset, sha256, decision, decision_run)
-    return BatchOutcome(
-        dataset,
-        sha256,
-        settled.state,
-        settled.location,
-        reason,
-        None,
-        decision=decision.to_dict() if decision else None,
-        decision_run_id=decision_run,
-        retrain=retrain,
-    )
+    if act and outcome.decision is not None:
+        retrain = carry_out(ctx, sha256, outcome.decision, outcome.decision_run_id)
+        outcome = replace(outcome, retrain=retrain)
+    return outcome
 
 
-def _judge_labels(
-    settings: Settings, dataset: str, sha256: str, claimed: LedgerEntry
-) -> BatchOutcome | tuple[LedgerEntry, str | None, Decision | None, str | None]:
+def _judge_labels(ctx: DatasetContext, sha256: str, claimed: LedgerEntry) -> BatchOutcome:
     """Read, join, assess, decide, record and settle one claimed labels file (or quarantine it)."""
     try:
-        labels = read_label_file(settings, dataset, claimed.location)
+        labels = read_label_file(ctx, claimed.location)
     except MlopsError as exc:
-        settled = settle_batch(
-            settings, dataset, sha256, BatchState.quarantined, {}, str(exc), kind="labels"
-        )
+        settled = settle_batch(ctx, sha256, BatchState.quarantined, {}, str(exc), kind="labels")
         emit(
             events.BATCH_QUARANTINED,
-            dataset,
+            ctx.name,
             {"sha256": sha256, "kind": "labels", "path": str(settled.location), "reason": str(exc)},
         )
-        return BatchOutcome(dataset, sha256, settled.state, settled.location, str(exc), None)
+        return BatchOutcome(ctx.name, sha256, settled.state, settled.location, str(exc), None)
 
-    frame, batches = labelled_rows(settings, dataset, labels)
+    frame, batches = labelled_rows(ctx, labels)
     summary = {
         "labels": labels.height,
         "matched_rows": 0 if frame is None else frame.height,
         "batches": list(batches),
     }
-    decision = assessment = decision_run = None
+    assessment = recorded = None
     if frame is not None:
-        assessment = assess_frame(settings, dataset, frame, batches)
-        decision = decide_batch(settings, assessment)
-        decision_run = record_batch_decision(
-            settings,
-            dataset,
+        assessment = assess_frame(ctx, frame, batches)
+        decision = decide_batch(ctx, assessment)
+        run_id = record_batch_decision(
+            ctx,
             sha256,
             decision,
             assessment,
             summary,
             None,
             [],
-            extra_tags={"mlops.labels_for": ",".join(b[:12] for b in batches)},
+            extra_tags={LABELS_FOR: ",".join(b[:12] for b in batches)},
             kind="labels",
         )
-        emit(
-            events.DECISION_MADE,
-            dataset,
-            {
-                "sha256": sha256,
-                "kind": "labels",
-                "action": decision.action.value,
-                "reasons": list(decision.reasons),
-                "run_id": decision_run,
-                "batches": list(batches),
-            },
-        )
+        recorded = RecordedDecision(decision, run_id)
+        _announce_decision(ctx, sha256, recorded, batches)
+    decision_json = recorded.decision.to_dict() if recorded else None
+    run_id = recorded.run_id if recorded else None
     detail = {
         "labels": summary,
         "assessment": assessment.to_dict() if assessment else None,
-        "decision": decision.to_dict() if decision else None,
-        "decision_run_id": decision_run,
+        "decision": decision_json,
+        "decision_run_id": run_id,
     }
     reason = None if frame is not None else "no processed rows carry these ids (yet); labels kept"
-    publish_report(
-        settings,
-        dataset,
+    publish_report(ctx, sha256, None, None, decision_json, run_id, [], title="Labels")
+    settled = settle_batch(ctx, sha256, BatchState.processed, detail, reason, kind="labels")
+    return BatchOutcome(
+        ctx.name,
         sha256,
+        settled.state,
+        settled.location,
+        reason,
         None,
-        None,
-        detail["decision"],
-        decision_run,
-        [],
-        title="Labels",
+        decision=recorded.decision if recorded else None,
+        decision_run_id=run_id,
     )
-    settled = settle_batch(
-        settings, dataset, sha256, BatchState.processed, detail, reason, kind="labels"
+
+
+def _announce_decision(
+    ctx: DatasetContext, sha256: str, recorded: RecordedDecision, batches: tuple[str, ...]
+) -> None:
+    """``mlops.decision.made`` for a labels file, naming the batches its labels belong to."""
+    emit(
+        events.DECISION_MADE,
+        ctx.name,
+        {
+            "sha256": sha256,
+            "kind": "labels",
+            "action": recorded.decision.action.value,
+            "reasons": list(recorded.decision.reasons),
+            "run_id": recorded.run_id,
+            "batches": list(batches),
+        },
     )
-    return settled, reason, decision, decision_run

@@ -20,7 +20,7 @@ from prefect import flow
 from flows.process_batch import process_batch
 from flows.process_labels import process_labels
 from mlops_core.settings import Settings
-from tasks.landing import ledger_entry
+from tasks.landing import ledger_entry, open_dataset
 from tasks.reconcile import dataset_names, release_stale, unfinished
 
 
@@ -31,9 +31,10 @@ def reconcile(dataset: str = "all") -> list[dict[str, Any]]:
     names = dataset_names(settings) if dataset == "all" else [dataset]
     done: list[dict[str, Any]] = []
     for name in names:
+        ctx = open_dataset(settings, name)
         for kind, run in (("batch", process_batch), ("labels", process_labels)):
-            for entry in unfinished(settings, name, kind):
-                if not release_stale(settings, entry, kind):
+            for entry in unfinished(ctx, kind):
+                if not release_stale(ctx, entry, kind):
                     continue
                 state = run(dataset=name, sha256=entry.sha256, return_state=True)
                 item: dict[str, Any] = {"dataset": name, "kind": kind, "sha256": entry.sha256}
@@ -42,10 +43,10 @@ def reconcile(dataset: str = "all") -> list[dict[str, Any]]:
                     item |= {
                         "state": outcome.state.value,
                         "already_settled": outcome.already_settled,
-                        "decision": (outcome.decision or {}).get("action"),
+                        "decision": outcome.decision.action.value if outcome.decision else None,
                     }
                 else:
-                    known = ledger_entry(settings, name, entry.sha256, kind)
+                    known = ledger_entry(ctx, entry.sha256, kind)
                     item |= {
                         "state": known.state.value if known else "failed",
                         "already_settled": False,

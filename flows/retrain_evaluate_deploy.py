@@ -9,15 +9,23 @@ when `MLOPS_SERVE_URL` names one, and promoted directly otherwise.
 
 from __future__ import annotations
 
+from typing import Any
+
 from prefect import flow, get_run_logger
 from prefect.concurrency.sync import concurrency
 
 from flows.rollout import rollout
 from mlops_core import events
+from mlops_core.adapters.context import DatasetContext
+from mlops_core.challenger import Challenger, gate_summary, retrain_limit_name
+from mlops_core.delivery import Delivery, choose_delivery
+from mlops_core.evaluation import GateReport
 from mlops_core.faults import failpoint
-from mlops_core.lifecycle import RetrainOutcome, gate_summary, retrain_limit_name
+from mlops_core.outcomes import RetrainOutcome, RetrainStatus
 from mlops_core.settings import Settings
+from mlops_core.tags import CHAMPION
 from tasks.events import emit
+from tasks.landing import open_dataset
 from tasks.retrain import (
     champion_version,
     ensure_retrain_limit,
@@ -32,113 +40,166 @@ from tasks.retrain import (
 )
 
 
+class _Progress:
+    """Where the subflow is, for the progress artifact and for the reason when a stage fails."""
+
+    def __init__(self, dataset: str, batch_sha256: str) -> None:
+        self.stage = "reading the registry"
+        self.artifact = start_progress(dataset, batch_sha256)
+        self.gates: GateReport | None = None  # recorded gates, attached to the decision run
+
+    def enter(self, stage: str, percent: float | None = None) -> None:
+        self.stage = stage
+        if percent is not None:
+            show_progress(self.artifact, percent, stage)
+
+
 @flow(name="retrain-evaluate-deploy", flow_run_name="retrain-{dataset}-{batch_sha256:.12}")
 def retrain_evaluate_deploy(
     dataset: str, batch_sha256: str = "", decision_run_id: str | None = None
 ) -> RetrainOutcome:
     """Train, gate and (on a pass) promote a new model for ``dataset``; never raises."""
     settings = Settings()
-    logger = get_run_logger()
+    progress = _Progress(dataset, batch_sha256)
     before: str | None = None
-    gates_md = ""
-    stage = "reading the registry"
-    progress = start_progress(dataset, batch_sha256)
+    ctx: DatasetContext | None = None
     try:
-        before = champion_version(settings, dataset)
-        ensure_retrain_limit(settings, dataset)
+        ctx = open_dataset(settings, dataset)
+        before = champion_version(ctx)
+        ensure_retrain_limit(dataset)
         # One retrain per dataset at a time (a Prefect global concurrency limit of 1).
         with concurrency(retrain_limit_name(dataset), occupy=1, strict=False):
-            stage = "gathering training data"
-            show_progress(progress, 10, stage)
-            data = gather_data(settings, dataset, first_model=before is None)
-            stage = "training"
-            show_progress(progress, 25, stage)
-            failpoint("retrain-training")
-            challenger = train(settings, dataset, data, batch_sha256, decision_run_id)
-            emit(
-                events.MODEL_REGISTERED,
-                dataset,
-                {
-                    "version": challenger.version,
-                    "run_id": challenger.run_id,
-                    "sha256": batch_sha256,
-                },
-            )
-            stage = "evaluating"
-            show_progress(progress, 60, stage)
-            failpoint("retrain-evaluating")
-            report = gate(settings, dataset, challenger, data)
-            stage = "recording the gate report"
-            show_progress(progress, 85, stage)
-            evaluate_run = record_gates(
-                settings, dataset, challenger, report, batch_sha256, decision_run_id
-            )
-            gates_md = report.markdown() + "\n"
-            if report.passed and settings.serve_url and before is not None:
-                # Progressive delivery through the model server (canary / blue-green / shadow);
-                # a first model has no champion to share traffic with, so it is promoted directly.
-                stage = "rolling out"
-                show_progress(progress, 90, stage)
-                result = rollout(
-                    dataset=dataset,
-                    version=challenger.version,
-                    parent_run_id=decision_run_id,
-                )
-                last = result["steps"][-1]["reasons"] if result["steps"] else []
-                outcome = RetrainOutcome(
-                    result["status"],
-                    f"{gate_summary(report)}; rollout {result['status']}"
-                    + (f": {'; '.join(last)}" if last else ""),
-                    challenger.version,
-                    report.to_dict(),
-                    before,
-                    result["aliases"].get("champion"),
-                    challenger.run_id,
-                    evaluate_run,
-                )
-            elif report.passed:
-                stage = "promoting"
-                aliases = promote(settings, dataset, challenger.version)
-                emit(
-                    events.MODEL_PROMOTED,
-                    dataset,
-                    {"version": challenger.version, "previous": before, "sha256": batch_sha256},
-                )
-                outcome = RetrainOutcome(
-                    "promoted",
-                    gate_summary(report)
-                    + "; promoted directly (no MLOPS_SERVE_URL to roll out through)",
-                    challenger.version,
-                    report.to_dict(),
-                    before,
-                    aliases.get("champion"),
-                    challenger.run_id,
-                    evaluate_run,
-                )
-            else:
-                outcome = RetrainOutcome(
-                    "refused",
-                    gate_summary(report),
-                    challenger.version,
-                    report.to_dict(),
-                    before,
-                    before,
-                    challenger.run_id,
-                    evaluate_run,
-                )
+            outcome = _train_and_judge(ctx, progress, before, batch_sha256, decision_run_id)
     except Exception as exc:  # noqa: BLE001 -- any failure is recorded; the champion stays
-        reason = f"{stage} failed: {type(exc).__name__}: {exc}"
-        logger.error("retrain of %s failed; champion v%s unchanged: %s", dataset, before, reason)
-        outcome = RetrainOutcome("failed", reason, champion_before=before, champion_after=before)
-        emit(
-            events.ALERT,
-            dataset,
-            {"what": "retrain failed", "reason": reason, "sha256": batch_sha256},
-        )
-    show_progress(progress, 100, outcome.status)
+        outcome = _failed(dataset, progress.stage, exc, before, batch_sha256)
+    show_progress(progress.artifact, 100, outcome.status.value)
     if decision_run_id:
-        try:
-            note_outcome(settings, dataset, decision_run_id, outcome.to_dict(), gates_md)
-        except Exception as exc:  # noqa: BLE001 -- MLflow itself may be what failed
-            logger.error("could not record the retrain outcome on run %s: %s", decision_run_id, exc)
+        _note(ctx, decision_run_id, outcome, progress.gates)
     return outcome
+
+
+def _train_and_judge(
+    ctx: DatasetContext,
+    progress: _Progress,
+    before: str | None,
+    batch_sha256: str,
+    decision_run_id: str | None,
+) -> RetrainOutcome:
+    """Gather, train, gate and record; then deliver the challenger as the gates allow."""
+    progress.enter("gathering training data", 10)
+    data = gather_data(ctx, first_model=before is None)
+    progress.enter("training", 25)
+    failpoint("retrain-training")
+    challenger = train(ctx, data, batch_sha256, decision_run_id)
+    emit(
+        events.MODEL_REGISTERED,
+        ctx.name,
+        {"version": challenger.version, "run_id": challenger.run_id, "sha256": batch_sha256},
+    )
+    progress.enter("evaluating", 60)
+    failpoint("retrain-evaluating")
+    report = gate(ctx, challenger, data)
+    progress.enter("recording the gate report", 85)
+    evaluate_run = record_gates(ctx, challenger, report, batch_sha256, decision_run_id)
+    progress.gates = report
+    judged: dict[str, Any] = {
+        "version": challenger.version,
+        "gates": report,
+        "champion_before": before,
+        "train_run_id": challenger.run_id,
+        "evaluate_run_id": evaluate_run,
+    }
+    delivery = choose_delivery(
+        gates_passed=report.passed,
+        serve_url=ctx.settings.serve_url,
+        has_champion=before is not None,
+    )
+    if delivery is Delivery.refuse:
+        return RetrainOutcome(
+            RetrainStatus.refused, gate_summary(report), champion_after=before, **judged
+        )
+    if delivery is Delivery.rollout:
+        progress.enter("rolling out", 90)
+        return _roll_out(ctx, challenger, report, decision_run_id, judged)
+    progress.enter("promoting")
+    return _promote(ctx, challenger, report, batch_sha256, judged)
+
+
+def _roll_out(
+    ctx: DatasetContext,
+    challenger: Challenger,
+    report: GateReport,
+    decision_run_id: str | None,
+    judged: dict[str, Any],
+) -> RetrainOutcome:
+    """Progressive delivery through the model server (canary / blue-green / shadow)."""
+    result = rollout(dataset=ctx.name, version=challenger.version, parent_run_id=decision_run_id)
+    last = result.last_reasons
+    reason = f"{gate_summary(report)}; rollout {result.status.value}" + (
+        f": {'; '.join(last)}" if last else ""
+    )
+    return RetrainOutcome(
+        RetrainStatus(result.status.value),
+        reason,
+        champion_after=result.aliases.get(CHAMPION),
+        **judged,
+    )
+
+
+def _promote(
+    ctx: DatasetContext,
+    challenger: Challenger,
+    report: GateReport,
+    batch_sha256: str,
+    judged: dict[str, Any],
+) -> RetrainOutcome:
+    """Straight to champion: a first model, or no model server to roll out through."""
+    aliases = promote(ctx, challenger.version)
+    emit(
+        events.MODEL_PROMOTED,
+        ctx.name,
+        {
+            "version": challenger.version,
+            "previous": judged["champion_before"],
+            "sha256": batch_sha256,
+        },
+    )
+    return RetrainOutcome(
+        RetrainStatus.promoted,
+        gate_summary(report) + "; promoted directly (no MLOPS_SERVE_URL to roll out through)",
+        champion_after=aliases.get(CHAMPION),
+        **judged,
+    )
+
+
+def _failed(
+    dataset: str, stage: str, exc: Exception, before: str | None, batch_sha256: str
+) -> RetrainOutcome:
+    """A stage raised: the champion stays, an alert goes out, the reason names the stage."""
+    reason = f"{stage} failed: {type(exc).__name__}: {exc}"
+    get_run_logger().error(
+        "retrain of %s failed; champion v%s unchanged: %s", dataset, before, reason
+    )
+    emit(
+        events.ALERT, dataset, {"what": "retrain failed", "reason": reason, "sha256": batch_sha256}
+    )
+    return RetrainOutcome(
+        RetrainStatus.failed, reason, champion_before=before, champion_after=before
+    )
+
+
+def _note(
+    ctx: DatasetContext | None,
+    decision_run_id: str,
+    outcome: RetrainOutcome,
+    gates: GateReport | None,
+) -> None:
+    """The outcome on the decision run; MLflow itself may be what failed, so never raise."""
+    try:
+        if ctx is None:  # the dataset could not even be opened: the reason says why
+            raise RuntimeError(outcome.reason)
+        note_outcome(ctx, decision_run_id, outcome, gates)
+    except Exception as exc:  # noqa: BLE001 -- MLflow itself may be what failed
+        get_run_logger().error(
+            "could not record the retrain outcome on run %s: %s", decision_run_id, exc
+        )

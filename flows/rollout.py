@@ -16,142 +16,155 @@ the write can still be overwritten; the window is one registry round trip.)
 from __future__ import annotations
 
 import time
-from typing import Any
 
 from prefect import flow, get_run_logger
 
 from mlops_core import events
-from mlops_core.rollout import Verdict, analyse
+from mlops_core.adapters.context import DatasetContext
+from mlops_core.delivery import registry_moved
+from mlops_core.outcomes import RolloutOutcome, RolloutStatus, RolloutStep
+from mlops_core.rollout import RolloutConfig, RolloutVerdict, Verdict
 from mlops_core.settings import Settings
+from mlops_core.tags import CHAMPION
 from tasks.events import emit
-from tasks.rollout import aliases, end_rollout, record_step, server_get, set_step, stand_down
+from tasks.landing import open_dataset
+from tasks.rollout import (
+    aliases,
+    await_server,
+    end_rollout,
+    record_step,
+    server_get,
+    set_step,
+    stand_down,
+    watch_step,
+)
 
 
 @flow(name="rollout", flow_run_name="rollout-{dataset}-v{version}")
 def rollout(
     dataset: str, version: str, server_url: str | None = None, parent_run_id: str | None = None
-) -> dict[str, Any]:
+) -> RolloutOutcome:
     """Roll ``version`` out through the model server at ``server_url`` (or ``MLOPS_SERVE_URL``)."""
     settings = Settings()
-    logger = get_run_logger()
     config = settings.rollout_config()
     url = server_url or settings.serve_url
     if not url:
         raise ValueError("no model server to roll out through: set MLOPS_SERVE_URL")
-    before = aliases(settings, dataset)
-    champion = before.get("champion")
-    steps: list[dict[str, Any]] = []
-    placed = False  # once the first step is set, the challenger alias must stay this version
-
-    def moved() -> dict[str, str] | None:
-        """The aliases, when a person moved them since the rollout began; None otherwise."""
-        now = aliases(settings, dataset)
-        if now.get("champion") != champion or (placed and now.get("challenger") != version):
-            return now
-        return None
-
-    def interrupted(step: int, now: dict[str, str]) -> dict[str, Any]:
-        logger.warning("the registry was moved by hand (%s); the rollout stands down", now)
-        after = stand_down(settings, dataset, version)
-        emit(
-            events.ROLLOUT_STEP,
-            dataset,
-            {"version": version, "step": step, "state": "interrupted", "aliases": after},
-        )
-        return {"status": "interrupted", "version": version, "aliases": after, "steps": steps}
-
+    ctx = open_dataset(settings, dataset)
+    champion = aliases(ctx).get(CHAMPION)
+    steps: list[RolloutStep] = []
     for step, (mode, weight) in enumerate(config.plan()):
-        if (now := moved()) is not None:
-            return interrupted(step, now)
-        set_step(settings, dataset, version, mode, weight, step)
-        placed = True
+        now = aliases(ctx)
+        if registry_moved(now, champion=champion, version=version, placed=step > 0):
+            return _interrupted(ctx, version, step, now, steps)
+        set_step(ctx, version, mode, weight, step)
         deadline = time.monotonic() + config.step_seconds
-        while True:  # wait until the server follows the registry (it polls; also refresh)
-            routing = server_get(url, "/routing")
-            if routing.get("challenger") == version and routing.get("weight") == weight:
-                break
-            if (now := moved()) is not None:
-                return interrupted(step, now)
-            if time.monotonic() > deadline:
-                raise TimeoutError(f"the model server at {url} did not follow step {step}")
-            time.sleep(0.5)
+        if (now := await_server(ctx, url, version, weight, champion, step, deadline)) is not None:
+            return _interrupted(ctx, version, step, now, steps)
         started = float(server_get(url, "/rollout/stats", {"since": time.time()})["now"])
         emit(
             events.ROLLOUT_STEP,
             dataset,
             {"version": version, "step": step, "mode": mode, "weight": weight, "state": "started"},
         )
-        while True:
-            time.sleep(1.0)
-            if (now := moved()) is not None:
-                return interrupted(step, now)
-            stats = server_get(url, "/rollout/stats", {"since": started})
-            verdict = analyse(stats, config, past_deadline=time.monotonic() > deadline)
-            if verdict.verdict is not Verdict.hold:
-                break
-        if verdict.verdict is Verdict.approve:
-            from prefect.flow_runs import pause_flow_run
-
-            logger.warning("inconclusive: waiting for a person to approve in the Prefect UI")
-            approved = pause_flow_run(timeout=int(config.step_seconds * 10), wait_for_input=bool)
-            verdict = verdict.model_copy(
-                update={"verdict": Verdict.promote if approved else Verdict.rollback}
-            )
+        watched = watch_step(ctx, url, config, champion, version, started, deadline)
+        if watched.moved is not None or watched.verdict is None:
+            return _interrupted(ctx, version, step, watched.moved or {}, steps)
+        verdict = _approved(watched.verdict, config)
         run_id = record_step(
-            settings, dataset, version, step, mode, weight, verdict, stats, parent_run_id
+            ctx, version, step, mode, weight, verdict, watched.stats, parent_run_id
         )
         steps.append(
-            {
-                "step": step,
-                "mode": mode,
-                "weight": weight,
-                "verdict": verdict.verdict.value,
-                "reasons": list(verdict.reasons),
-                "requests": verdict.requests,
-                "run_id": run_id,
-            }
-        )
-        emit(
-            events.ROLLOUT_STEP,
-            dataset,
-            {
-                "version": version,
-                "step": step,
-                "mode": mode,
-                "weight": weight,
-                "verdict": verdict.verdict.value,
-                "reasons": list(verdict.reasons),
-            },
-        )
-        logger.info(
-            "step %d (%s %g): %s -- %s",
-            step,
-            mode,
-            weight,
-            verdict.verdict.value,
-            "; ".join(verdict.reasons),
-        )
-        if (now := moved()) is not None:
-            return interrupted(step, now)
-        if verdict.verdict is Verdict.rollback:
-            after = end_rollout(settings, dataset, version, promote=False)
-            emit(
-                events.MODEL_ROLLED_BACK,
-                dataset,
-                {
-                    "version": version,
-                    "champion": after.get("champion"),
-                    "reasons": list(verdict.reasons),
-                },
+            RolloutStep(
+                step, mode, weight, verdict.verdict.value, verdict.reasons, verdict.requests, run_id
             )
-            return {"status": "rolled back", "version": version, "aliases": after, "steps": steps}
+        )
+        _announce_verdict(dataset, version, steps[-1])
+        now = aliases(ctx)
+        if registry_moved(now, champion=champion, version=version, placed=True):
+            return _interrupted(ctx, version, step, now, steps)
+        if verdict.verdict is Verdict.rollback:
+            return _rolled_back(ctx, version, verdict, steps)
+    return _finish(ctx, version, config, champion, steps)
+
+
+def _approved(verdict: RolloutVerdict, config: RolloutConfig) -> RolloutVerdict:
+    """An inconclusive step waits for a person's approval in the Prefect UI; others pass as is."""
+    if verdict.verdict is not Verdict.approve:
+        return verdict
+    from prefect.flow_runs import pause_flow_run
+
+    get_run_logger().warning("inconclusive: waiting for a person to approve in the Prefect UI")
+    approved = pause_flow_run(timeout=int(config.step_seconds * 10), wait_for_input=bool)
+    return verdict.model_copy(update={"verdict": Verdict.promote if approved else Verdict.rollback})
+
+
+def _announce_verdict(dataset: str, version: str, step: RolloutStep) -> None:
+    """The step's verdict as a ``mlops.rollout.step`` event and a log line."""
+    emit(
+        events.ROLLOUT_STEP,
+        dataset,
+        {
+            "version": version,
+            "step": step.step,
+            "mode": step.mode,
+            "weight": step.weight,
+            "verdict": step.verdict,
+            "reasons": list(step.reasons),
+        },
+    )
+    get_run_logger().info(
+        "step %d (%s %g): %s -- %s",
+        step.step,
+        step.mode,
+        step.weight,
+        step.verdict,
+        "; ".join(step.reasons),
+    )
+
+
+def _interrupted(
+    ctx: DatasetContext, version: str, step: int, now: dict[str, str], steps: list[RolloutStep]
+) -> RolloutOutcome:
+    """A person moved the registry: take this rollout's challenger out of traffic, stop."""
+    get_run_logger().warning("the registry was moved by hand (%s); the rollout stands down", now)
+    after = stand_down(ctx, version)
+    emit(
+        events.ROLLOUT_STEP,
+        ctx.name,
+        {"version": version, "step": step, "state": "interrupted", "aliases": after},
+    )
+    return RolloutOutcome(RolloutStatus.interrupted, version, after, tuple(steps))
+
+
+def _rolled_back(
+    ctx: DatasetContext, version: str, verdict: RolloutVerdict, steps: list[RolloutStep]
+) -> RolloutOutcome:
+    """The step failed: all traffic back to the champion, the challenger dropped."""
+    after = end_rollout(ctx, version, promote=False)
+    emit(
+        events.MODEL_ROLLED_BACK,
+        ctx.name,
+        {"version": version, "champion": after.get(CHAMPION), "reasons": list(verdict.reasons)},
+    )
+    return RolloutOutcome(RolloutStatus.rolled_back, version, after, tuple(steps))
+
+
+def _finish(
+    ctx: DatasetContext,
+    version: str,
+    config: RolloutConfig,
+    champion: str | None,
+    steps: list[RolloutStep],
+) -> RolloutOutcome:
+    """Every step passed: promote (a shadow rollout only judges, it never promotes)."""
     if config.mode == "shadow":
-        after = end_rollout(settings, dataset, version, promote=False)
-        return {"status": "shadow judged", "version": version, "aliases": after, "steps": steps}
-    after = end_rollout(settings, dataset, version, promote=True)
+        after = end_rollout(ctx, version, promote=False)
+        return RolloutOutcome(RolloutStatus.shadow_judged, version, after, tuple(steps))
+    after = end_rollout(ctx, version, promote=True)
     emit(
         events.MODEL_PROMOTED,
-        dataset,
+        ctx.name,
         {"version": version, "previous": champion, "rollout": config.mode},
     )
-    return {"status": "promoted", "version": version, "aliases": after, "steps": steps}
+    return RolloutOutcome(RolloutStatus.promoted, version, after, tuple(steps))

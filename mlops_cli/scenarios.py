@@ -54,6 +54,8 @@ START = datetime(2026, 1, 5)
 
 
 class PhaseKind(StrEnum):
+    """What a phase does to the stream: nothing, a shift, concept drift, harmless drift or bad files."""
+
     stable = "stable"
     sudden_shift = "sudden_shift"
     gradual_shift = "gradual_shift"
@@ -63,6 +65,8 @@ class PhaseKind(StrEnum):
 
 
 class Corruption(StrEnum):
+    """How a corrupted batch is broken, the way real exports break."""
+
     missing_column = "missing_column"
     nulls = "nulls"
     out_of_bounds = "out_of_bounds"
@@ -147,6 +151,8 @@ class StreamBatch:
 
 @dataclass(frozen=True)
 class Stream:
+    """A written stream: its spec, the reference's path, every batch with its truth, and the schedule."""
+
     spec: DatasetSpec
     reference_path: Path
     batches: tuple[StreamBatch, ...]

@@ -36,6 +36,7 @@ from mlops_core.settings import Settings, prefect_environment
 
 
 def free_port() -> int:
+    """A TCP port on 127.0.0.1 that is free right now."""
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         return int(probe.getsockname()[1])
@@ -51,6 +52,8 @@ def _http_ok(url: str) -> bool:
 
 @dataclass
 class Child:
+    """A process the stack started: its name, the process and the log file it writes."""
+
     name: str
     process: subprocess.Popen[str]
     log: Path
@@ -58,6 +61,8 @@ class Child:
 
 @dataclass
 class Stack:
+    """What `mlops up` runs (Prefect server, deployments, MLflow UI, watcher), started and stopped as one."""
+
     settings: Settings
     mlflow_ui: bool = False
     default_runner: bool = False
@@ -72,6 +77,7 @@ class Stack:
     # ------------------------------------------------------------------ start
 
     def environment(self) -> dict[str, str]:
+        """The environment each child runs in: ours, plus the stack's home, GX folder and Prefect API."""
         env = dict(os.environ)
         for key, value in prefect_environment(self.settings).items():
             env.setdefault(key, value)
@@ -117,6 +123,7 @@ class Stack:
         )
 
     def start(self) -> StackState:
+        """The running stack's URLs and process ids, once every part is healthy (a failure stops them all)."""
         self.settings.home.mkdir(parents=True, exist_ok=True)
         try:
             self._start_prefect()
@@ -267,6 +274,7 @@ class InboxWatcher:
         self.landed = 0
 
     def start(self) -> None:
+        """Land what already waits in the inbox, then watch it for new files in a background thread."""
         from mlops_core.adapters.catalog import DatasetCatalog
 
         for name in DatasetCatalog(self.settings).names():
@@ -322,6 +330,7 @@ class InboxWatcher:
             os.replace(path, done / path.name)
 
     def stop(self) -> None:
+        """Stop watching the inbox, waiting up to 5 s for the watcher thread to end."""
         self.stopping.set()
         if self.thread is not None:
             self.thread.join(timeout=5)

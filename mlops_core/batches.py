@@ -8,10 +8,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
-from typing import Any
 
 
 class BatchState(StrEnum):
+    """Where a batch is in its life: landed, processing, failed, processed or quarantined."""
+
     landed = "landed"
     processing = "processing"
     failed = "failed"  # a run could not finish it; still in landing/, reconcile retries it
@@ -40,6 +41,7 @@ class LedgerEntry:
 
     @property
     def report_path(self) -> Path:
+        """Where the batch's JSON report lies, beside its file."""
         return self.location.with_name(f"{self.sha256}.report.json")
 
 
@@ -51,6 +53,7 @@ class Receipt:
     duplicate: bool
 
     def describe(self) -> str:
+        """One line for a person: where the batch landed, or which batch it duplicates."""
         entry = self.entry
         if self.duplicate:
             return (
@@ -58,23 +61,6 @@ class Receipt:
                 f"({entry.state.value}, at {entry.location}); not processed again"
             )
         return f"{entry.original_name}: landed as batch {entry.sha256[:12]} at {entry.location}"
-
-
-@dataclass(frozen=True)
-class BatchOutcome:
-    """Where a batch ended and why; ``validation`` and ``drift`` are the reports' JSON forms."""
-
-    dataset: str
-    sha256: str
-    state: BatchState
-    location: Path
-    reason: str | None
-    validation: dict[str, Any] | None
-    already_settled: bool = False
-    drift: dict[str, Any] | None = None
-    decision: dict[str, Any] | None = None
-    decision_run_id: str | None = None
-    retrain: dict[str, Any] | None = None
 
 
 def disposition(success: bool) -> BatchState:

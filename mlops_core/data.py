@@ -15,6 +15,8 @@ _PARQUET_MAGIC = b"PAR1"
 
 
 class FileFormat(StrEnum):
+    """The table formats a batch may come in."""
+
     parquet = "parquet"
     csv = "csv"
 
@@ -93,6 +95,7 @@ def read_table(path: Path, *, max_bytes: int | None = None) -> pl.DataFrame:
 
 
 def sha256_file(path: Path) -> str:
+    """The SHA-256 of the file's bytes, as 64 hex digits."""
     digest = hashlib.sha256()
     with path.open("rb") as handle:
         for chunk in iter(lambda: handle.read(1024 * 1024), b""):

@@ -1,6 +1,6 @@
 """Drift detection: the one module that knows alibi-detect (BSL 1.1), so it can be replaced.
 
-Three tests, each on features preprocessed once per reference:
+Three tests, each on features preprocessed once per reference (``mlops_core.drift_features``):
 
 * ``mmd`` -- alibi-detect's ``MMDDrift`` (PyTorch backend, Gaussian RBF kernel, bandwidth by the
   median heuristic on the reference), on standardised numerics, one-hot categoricals and missing
@@ -23,239 +23,71 @@ Three tests, each on features preprocessed once per reference:
   distance over the reference standard deviation; Jensen-Shannon distance for categoricals), and
   is called drifted only when its Bonferroni-adjusted p-value is below the false-alarm rate *and*
   its effect reaches ``min_effect``, so a huge batch does not flag a trivial shift (alibi-detect
-  issue #646).
+  issue #646); see ``mlops_core.drift_features``.
 
 The verdict combines the tests by Holm's step-down correction: it keeps the family-wise
 false-alarm rate at ``false_alarm_rate`` whatever the dependence between the tests (they share
 data, so they are dependent), and is uniformly more powerful than Bonferroni. The combined
-p-value is the smallest Holm-adjusted p-value; drift is declared when it is at most the rate.
+p-value is the smallest Holm-adjusted p-value; drift is declared when it is at most the rate
+(``mlops_core.drift_report``).
+
+Only this module imports alibi-detect; the public names of the other two are re-exported here,
+so ``from mlops_core.drift import ...`` is the whole drift API.
 """
 
 from __future__ import annotations
 
 import contextlib
 import logging
-import math
 import warnings
-from collections.abc import Iterator, Sequence
-from typing import TYPE_CHECKING, Any, Literal
+from collections.abc import Iterator
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
+import numpy.typing as npt
 import polars as pl
-from pydantic import BaseModel, ConfigDict, Field
 
-from mlops_core.errors import UnusableInputError
+from mlops_core.drift_features import (
+    DriftPreprocessor,
+    check_columns,
+    feature_drifts,
+    feature_family,
+    jensen_shannon_effect,
+    sample_rows,
+    wasserstein_effect,
+)
+from mlops_core.drift_report import (
+    ALL_TESTS,
+    DriftConfig,
+    DriftReport,
+    FeatureDrift,
+    RawTestResult,
+    TestName,
+    TestResult,
+    combine_tests,
+    holm,
+)
 from mlops_core.spec import DatasetSpec
 
 if TYPE_CHECKING:
     import torch
 
-TestName = Literal["mmd", "classifier", "features"]
-ALL_TESTS: tuple[TestName, ...] = ("mmd", "classifier", "features")
-
-
-class DriftConfig(BaseModel):
-    """How drift is tested: the false-alarm rate, sample caps, permutations, seed, which tests."""
-
-    model_config = ConfigDict(frozen=True, extra="forbid")
-
-    false_alarm_rate: float = Field(default=0.05, gt=0, lt=1)
-    tests: tuple[TestName, ...] = ALL_TESTS
-    mmd_max_rows: int = Field(
-        default=2_000, ge=10, description="Rows per side for the kernel test."
-    )
-    classifier_max_rows: int = Field(default=5_000, ge=20, description="Rows per side, classifier.")
-    permutations: int = Field(default=1_000, ge=10)
-    max_kernel_dims: int = Field(default=20, ge=1, description="PCA-project wider inputs to this.")
-    classifier_folds: int = Field(default=2, ge=2)
-    classifier_iterations: int = Field(default=100, ge=10)
-    min_effect_numeric: float = Field(default=0.1, ge=0, description="Wasserstein / reference std.")
-    min_effect_categorical: float = Field(
-        default=0.05, ge=0, description="Jensen-Shannon distance (base 2)."
-    )
-    seed: int = 0
-
-
-class TestResult(BaseModel):
-    """One dataset-level test: its statistic, raw and Holm-adjusted p-values, and verdict."""
-
-    model_config = ConfigDict(frozen=True, extra="forbid")
-    __test__ = False  # not a pytest test class
-
-    name: str
-    statistic: float
-    p_value: float
-    adjusted_p_value: float
-    is_drift: bool
-    effect_size: float | None = None
-    effect_metric: str | None = None
-    reference_rows: int
-    current_rows: int
-
-
-class FeatureDrift(BaseModel):
-    """One feature's test, effect size and verdict."""
-
-    model_config = ConfigDict(frozen=True, extra="forbid")
-
-    feature: str
-    test: str
-    statistic: float
-    p_value: float
-    adjusted_p_value: float
-    effect_size: float
-    effect_metric: str
-    is_drift: bool
-
-
-class DriftReport(BaseModel):
-    """The drift verdict on one batch against the reference, with every test's evidence."""
-
-    model_config = ConfigDict(frozen=True, extra="forbid")
-
-    is_drift: bool
-    p_value: float
-    false_alarm_rate: float
-    correction: str = "holm"
-    tests: tuple[TestResult, ...]
-    features: tuple[FeatureDrift, ...]
-    drivers: tuple[str, ...]
-    reference_rows: int
-    current_rows: int
-
-    def test(self, name: str) -> TestResult:
-        return next(t for t in self.tests if t.name == name)
-
-    def to_dict(self) -> dict[str, Any]:
-        return self.model_dump(mode="json")
-
-    def summary(self) -> str:
-        verdict = "drift" if self.is_drift else "no drift"
-        parts = [f"{verdict} (p={self.p_value:.3g} at false-alarm rate {self.false_alarm_rate:g})"]
-        if self.drivers:
-            parts.append("drivers: " + ", ".join(self.drivers[:5]))
-        return "; ".join(parts)
-
-
-# --------------------------------------------------------------------------- preprocessing
-
-
-class DriftPreprocessor:
-    """Encodes a dataset's features for the tests; fitted once on the reference, reused per batch.
-
-    scikit-learn's contract: ``__init__`` stores parameters, ``fit`` returns ``self``, learned
-    attributes end in ``_``.
-    """
-
-    def __init__(self, spec: DatasetSpec, *, max_kernel_dims: int = 20, seed: int = 0) -> None:
-        self.spec = spec
-        self.max_kernel_dims = max_kernel_dims
-        self.seed = seed
-
-    def fit(self, reference: pl.DataFrame) -> DriftPreprocessor:
-        _check_columns(self.spec, reference, "reference")
-        numeric = reference.select(self.spec.numeric).cast(pl.Float64)
-        self.means_ = np.array([_finite_or(numeric[c].mean(), 0.0) for c in self.spec.numeric])
-        stds = np.array([_finite_or(numeric[c].std(), 1.0) for c in self.spec.numeric])
-        self.stds_ = np.where(stds > 0, stds, 1.0)
-        self.categories_ = {
-            c: sorted(reference[c].cast(pl.String).drop_nulls().unique().to_list())
-            for c in self.spec.categorical
-        }
-        # Missing numerics sit below the reference minimum in the per-feature tests, so a change
-        # in the share of missing values moves the distribution that KS compares.
-        minimum = [_finite_or(numeric[c].min(), 0.0) for c in self.spec.numeric]
-        self.missing_fill_ = np.array(minimum) - self.stds_
-        self.pca_ = None
-        encoded = self._kernel_encode(reference)
-        if encoded.shape[1] > self.max_kernel_dims:
-            from sklearn.decomposition import PCA
-
-            self.pca_ = PCA(n_components=self.max_kernel_dims, random_state=self.seed)
-            self.pca_.fit(encoded)
-        return self
-
-    def _kernel_encode(self, frame: pl.DataFrame) -> np.ndarray:
-        parts = []
-        if self.spec.numeric:
-            values = frame.select(self.spec.numeric).cast(pl.Float64).to_numpy()
-            missing = ~np.isfinite(values)
-            scaled = np.where(missing, 0.0, (values - self.means_) / self.stds_)
-            parts += [scaled, missing.astype(np.float64)]
-        for column, levels in self.categories_.items():
-            codes = _codes(frame[column], levels)
-            one_hot = np.zeros((frame.height, len(levels) + 1))  # last slot: unseen or missing
-            one_hot[np.arange(frame.height), np.where(codes < 0, len(levels), codes)] = 1.0
-            parts.append(one_hot)
-        return np.hstack(parts) if parts else np.zeros((frame.height, 0))
-
-    def kernel_features(self, frame: pl.DataFrame) -> np.ndarray:
-        """Standardised numerics, missing indicators, one-hot categoricals; PCA when wide."""
-        encoded = self._kernel_encode(frame)
-        if self.pca_ is not None:
-            encoded = self.pca_.transform(encoded)
-        return encoded.astype(np.float32)
-
-    def classifier_features(self, frame: pl.DataFrame) -> np.ndarray:
-        """Raw numerics (NaN for missing) then categorical codes (NaN for unseen or missing)."""
-        columns = []
-        if self.spec.numeric:
-            columns.append(frame.select(self.spec.numeric).cast(pl.Float64).to_numpy())
-        for column, levels in self.categories_.items():
-            codes = _codes(frame[column], levels).astype(np.float64)
-            codes[codes < 0] = np.nan
-            columns.append(codes[:, None])
-        return np.hstack(columns)
-
-    def tabular_features(self, frame: pl.DataFrame) -> np.ndarray:
-        """Numerics with missing below the reference range, then categorical codes (-1: other)."""
-        columns = []
-        if self.spec.numeric:
-            values = frame.select(self.spec.numeric).cast(pl.Float64).to_numpy()
-            columns.append(np.where(np.isfinite(values), values, self.missing_fill_))
-        for column, levels in self.categories_.items():
-            columns.append(_codes(frame[column], levels).astype(np.float64)[:, None])
-        return np.hstack(columns)
-
-    @property
-    def categorical_mask(self) -> np.ndarray:
-        return np.array([False] * len(self.spec.numeric) + [True] * len(self.spec.categorical))
-
-
-def _finite_or(value: Any, default: float) -> float:
-    try:
-        number = float(value)
-    except (TypeError, ValueError):
-        return default
-    return number if math.isfinite(number) else default
-
-
-def _codes(values: pl.Series, levels: list[str]) -> np.ndarray:
-    """Integer codes of ``values`` among ``levels``; -1 for unseen or missing."""
-    lookup = pl.DataFrame({"level": levels, "code": np.arange(len(levels), dtype=np.int64)})
-    frame = pl.DataFrame({"level": values.cast(pl.String)})
-    joined = frame.join(lookup, on="level", how="left", maintain_order="left")
-    return joined["code"].fill_null(-1).to_numpy()
-
-
-def _check_columns(spec: DatasetSpec, frame: pl.DataFrame, what: str) -> None:
-    missing = [c for c in spec.features if c not in frame.columns]
-    if missing:
-        raise UnusableInputError(f"{what} lacks feature column(s): {', '.join(missing)}")
-    if frame.height < 2:
-        raise UnusableInputError(f"{what} has {frame.height} row(s); drift needs at least 2")
-    for column in spec.numeric:
-        if not frame[column].dtype.is_numeric():
-            raise UnusableInputError(
-                f"{what}: feature {column!r} should be numeric but holds {frame[column].dtype}"
-            )
-
-
-def _sample(frame: pl.DataFrame, cap: int, seed: int) -> pl.DataFrame:
-    """A seeded uniform sample without replacement of at most ``cap`` rows."""
-    if frame.height <= cap:
-        return frame
-    return frame.sample(n=cap, with_replacement=False, shuffle=True, seed=seed)
+__all__ = [
+    "ALL_TESTS",
+    "DriftConfig",
+    "DriftDetector",
+    "DriftPreprocessor",
+    "DriftReport",
+    "FeatureDrift",
+    "TestName",
+    "TestResult",
+    "detect_drift",
+    "holm",
+    "jensen_shannon_effect",
+    "permutation_mmd2",
+    "permutation_mmd2_blocks",
+    "wasserstein_effect",
+]
 
 
 # --------------------------------------------------------------------------- the MMD test
@@ -317,13 +149,15 @@ def permutation_mmd2_blocks(
     return mmd2[0], mmd2[1:]
 
 
-def _fast_mmd_detector(x_ref: np.ndarray, *, permutations: int, alpha: float, seed: int) -> Any:
+def _fast_mmd_detector(
+    x_ref: npt.NDArray[np.float32], *, permutations: int, alpha: float, seed: int
+) -> Any:
     """alibi-detect's MMDDriftTorch with its permutation test replaced by ``permutation_mmd2``."""
     import torch
     from alibi_detect.cd.pytorch.mmd import MMDDriftTorch
 
     class FastMMDDriftTorch(MMDDriftTorch):  # type: ignore[misc]
-        def score(self, x: np.ndarray) -> tuple[float, float, float]:
+        def score(self, x: npt.NDArray[np.float32]) -> tuple[float, float, float]:
             x_ref, x = self.preprocess(x)
             x_ref_t = torch.from_numpy(x_ref).to(self.device)
             x_t = torch.from_numpy(x).to(self.device)
@@ -344,7 +178,7 @@ def _fast_mmd_detector(x_ref: np.ndarray, *, permutations: int, alpha: float, se
 
 
 def _cross_fit_classifier_detector(
-    x_ref: np.ndarray, model: Any, *, alpha: float, folds: int, seed: int
+    x_ref: npt.NDArray[np.float64], model: Any, *, alpha: float, folds: int, seed: int
 ) -> Any:
     """alibi-detect's sklearn ClassifierDrift with a valid p-value (see the module docstring)."""
     from alibi_detect.cd.sklearn.classifier import ClassifierDriftSklearn
@@ -362,7 +196,11 @@ def _cross_fit_classifier_detector(
             return x_all, y, splits
 
         def test_probs(
-            self, y_oof: np.ndarray, probs_oof: np.ndarray, n_ref: int, n_cur: int
+            self,
+            y_oof: npt.NDArray[Any],
+            probs_oof: npt.NDArray[np.float64],
+            n_ref: int,
+            n_cur: int,
         ) -> tuple[float, float]:
             scores = probs_oof[:, 1]
             p_values, start = [], 0
@@ -389,43 +227,6 @@ def _cross_fit_classifier_detector(
     )
 
 
-# --------------------------------------------------------------------------- effect sizes
-
-
-def wasserstein_effect(reference: np.ndarray, current: np.ndarray, scale: float) -> float:
-    """Earth mover's distance between the two samples, in reference standard deviations."""
-    from scipy.stats import wasserstein_distance
-
-    reference = reference[np.isfinite(reference)]
-    current = current[np.isfinite(current)]
-    if reference.size == 0 or current.size == 0:
-        return 0.0
-    return float(wasserstein_distance(reference, current) / scale)
-
-
-def jensen_shannon_effect(reference: np.ndarray, current: np.ndarray) -> float:
-    """Jensen-Shannon distance (base 2, in [0, 1]) between the category frequencies."""
-    from scipy.spatial.distance import jensenshannon
-
-    levels = np.union1d(np.unique(reference), np.unique(current))
-    p = np.array([(reference == v).sum() for v in levels], dtype=np.float64)
-    q = np.array([(current == v).sum() for v in levels], dtype=np.float64)
-    if p.sum() == 0 or q.sum() == 0:
-        return 0.0
-    return float(jensenshannon(p / p.sum(), q / q.sum(), base=2))
-
-
-def holm(p_values: Sequence[float]) -> list[float]:
-    """Holm's step-down adjusted p-values (family-wise error control under any dependence)."""
-    order = sorted(range(len(p_values)), key=lambda i: p_values[i])
-    adjusted = [1.0] * len(p_values)
-    running = 0.0
-    for rank, index in enumerate(order):
-        running = max(running, min(1.0, (len(p_values) - rank) * p_values[index]))
-        adjusted[index] = running
-    return adjusted
-
-
 # --------------------------------------------------------------------------- the detector
 
 
@@ -437,6 +238,7 @@ class DriftDetector:
         self.config = config or DriftConfig()
 
     def fit(self, reference: pl.DataFrame) -> DriftDetector:
+        """This detector, fitted: ``reference`` encoded, sampled, and each configured test built."""
         with _quiet():
             return self._fit(reference)
 
@@ -446,8 +248,10 @@ class DriftDetector:
             self.spec, max_kernel_dims=config.max_kernel_dims, seed=config.seed
         ).fit(reference)
         self.reference_rows_ = reference.height
-        self.mmd_reference_ = _sample(reference, config.mmd_max_rows, config.seed)
-        self.classifier_reference_ = _sample(reference, config.classifier_max_rows, config.seed + 1)
+        self.mmd_reference_ = sample_rows(reference, config.mmd_max_rows, config.seed)
+        self.classifier_reference_ = sample_rows(
+            reference, config.classifier_max_rows, config.seed + 1
+        )
         self.tabular_reference_ = self.preprocessor_.tabular_features(reference)
         self.mmd_: Any = None
         if "mmd" in config.tests:
@@ -472,13 +276,13 @@ class DriftDetector:
 
     def detect(self, current: pl.DataFrame) -> DriftReport:
         """The drift report for ``current`` against the fitted reference."""
-        _check_columns(self.spec, current, "batch")
+        check_columns(self.spec, current, "batch")
         with _quiet():
             return self._detect(current)
 
     def _detect(self, current: pl.DataFrame) -> DriftReport:
         config = self.config
-        raw: list[dict[str, Any]] = []
+        raw: list[RawTestResult] = []
         features: list[FeatureDrift] = []
         if self.mmd_ is not None:
             raw.append(self._mmd(current))
@@ -487,28 +291,16 @@ class DriftDetector:
         if self.tabular_ is not None:
             feature_test, features = self._features(current)
             raw.append(feature_test)
-        adjusted = holm([r["p_value"] for r in raw])
-        tests = tuple(
-            TestResult(**r, adjusted_p_value=a, is_drift=a <= config.false_alarm_rate)
-            for r, a in zip(raw, adjusted, strict=True)
-        )
-        combined = min(adjusted) if adjusted else 1.0
-        drivers = tuple(
-            f.feature for f in sorted(features, key=lambda f: -f.effect_size) if f.is_drift
-        )
-        return DriftReport(
-            is_drift=combined <= config.false_alarm_rate,
-            p_value=combined,
-            false_alarm_rate=config.false_alarm_rate,
-            tests=tests,
-            features=tuple(features),
-            drivers=drivers,
+        return combine_tests(
+            raw,
+            features,
+            config,
             reference_rows=self.reference_rows_,
             current_rows=current.height,
         )
 
-    def _mmd(self, current: pl.DataFrame) -> dict[str, Any]:
-        sample = _sample(current, self.config.mmd_max_rows, self.config.seed + 2)
+    def _mmd(self, current: pl.DataFrame) -> RawTestResult:
+        sample = sample_rows(current, self.config.mmd_max_rows, self.config.seed + 2)
         outcome = self.mmd_.predict(self.preprocessor_.kernel_features(sample))["data"]
         return {
             "name": "mmd",
@@ -520,11 +312,11 @@ class DriftDetector:
             "current_rows": sample.height,
         }
 
-    def _classifier(self, current: pl.DataFrame) -> dict[str, Any]:
+    def _classifier(self, current: pl.DataFrame) -> RawTestResult:
         from sklearn.ensemble import HistGradientBoostingClassifier
 
         config = self.config
-        sample = _sample(current, config.classifier_max_rows, config.seed + 3)
+        sample = sample_rows(current, config.classifier_max_rows, config.seed + 3)
         x_ref = self.preprocessor_.classifier_features(self.classifier_reference_)
         x_cur = self.preprocessor_.classifier_features(sample)
         model = HistGradientBoostingClassifier(
@@ -553,62 +345,22 @@ class DriftDetector:
             "current_rows": sample.height,
         }
 
-    def _features(self, current: pl.DataFrame) -> tuple[dict[str, Any], list[FeatureDrift]]:
-        config = self.config
+    def _features(self, current: pl.DataFrame) -> tuple[RawTestResult, list[FeatureDrift]]:
         x_cur = self.preprocessor_.tabular_features(current)
         outcome = self.tabular_.predict(
             x_cur, drift_type="feature", return_p_val=True, return_distance=True
         )
-        p_values = np.asarray(outcome["data"]["p_val"], dtype=np.float64)
-        statistics = np.asarray(outcome["data"]["distance"], dtype=np.float64)
-        k = len(p_values)
-        features = []
-        for i, name in enumerate([*self.spec.numeric, *self.spec.categorical]):
-            categorical = bool(self.preprocessor_.categorical_mask[i])
-            reference, batch = self.tabular_reference_[:, i], x_cur[:, i]
-            if categorical:
-                effect = jensen_shannon_effect(reference, batch)
-                minimum, metric, test = config.min_effect_categorical, "jensen_shannon", "chi2"
-            else:
-                fill = self.preprocessor_.missing_fill_[i]
-                effect = wasserstein_effect(
-                    np.where(reference == fill, np.nan, reference),
-                    np.where(batch == fill, np.nan, batch),
-                    float(self.preprocessor_.stds_[i]),
-                )
-                minimum, metric, test = config.min_effect_numeric, "wasserstein_std", "ks"
-            adjusted = min(1.0, float(p_values[i]) * k)
-            features.append(
-                FeatureDrift(
-                    feature=name,
-                    test=test,
-                    statistic=float(statistics[i]),
-                    p_value=float(p_values[i]),
-                    adjusted_p_value=adjusted,
-                    effect_size=effect,
-                    effect_metric=metric,
-                    is_drift=adjusted <= config.false_alarm_rate and effect >= minimum,
-                )
-            )
-        # The family's p-value: the smallest Bonferroni-adjusted p-value among features whose
-        # effect is large enough to matter (1 when none is). Requiring the effect as well only
-        # rejects less often, so the family-wise false-alarm rate stays at most the level.
-        relevant = [
-            f.adjusted_p_value
-            for f in features
-            if f.effect_size
-            >= (config.min_effect_categorical if f.test == "chi2" else config.min_effect_numeric)
-        ]
-        strongest = max(features, key=lambda f: f.effect_size, default=None)
-        family = {
-            "name": "features",
-            "statistic": float(sum(f.is_drift for f in features)),  # features called drifted
-            "p_value": min(relevant, default=1.0),
-            "effect_size": strongest.effect_size if strongest else None,
-            "effect_metric": f"max ({strongest.feature})" if strongest else None,
-            "reference_rows": self.reference_rows_,
-            "current_rows": current.height,
-        }
+        features = feature_drifts(
+            self.preprocessor_,
+            self.tabular_reference_,
+            x_cur,
+            p_values=np.asarray(outcome["data"]["p_val"], dtype=np.float64),
+            statistics=np.asarray(outcome["data"]["distance"], dtype=np.float64),
+            config=self.config,
+        )
+        family = feature_family(
+            features, self.config, reference_rows=self.reference_rows_, current_rows=current.height
+        )
         return family, features
 
 

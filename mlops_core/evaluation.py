@@ -22,14 +22,20 @@ import time
 from typing import Any
 
 import numpy as np
+import numpy.typing as npt
 import polars as pl
 from pydantic import BaseModel, ConfigDict, Field
 
 from mlops_core.performance import Classifier, model_input
 from mlops_core.spec import DatasetSpec
 
+Scores = npt.NDArray[np.float64]
+Flags = npt.NDArray[np.bool_]  # per row: was the prediction right?
+
 
 class GateConfig(BaseModel):
+    """The gates' thresholds and tolerances; the settings object carries them (``MLOPS_GATE_*``)."""
+
     model_config = ConfigDict(frozen=True, extra="forbid")
 
     margin: float = Field(default=0.005, ge=0)
@@ -68,16 +74,20 @@ class GateReport(BaseModel):
 
     @property
     def passed(self) -> bool:
+        """Whether every gate passed."""
         return all(g.passed for g in self.gates)
 
     @property
     def failed(self) -> tuple[Gate, ...]:
+        """The gates that did not pass, in order."""
         return tuple(g for g in self.gates if not g.passed)
 
     def to_dict(self) -> dict[str, Any]:
+        """The report as JSON-ready plain data, with the overall ``passed``."""
         return {**self.model_dump(mode="json"), "passed": self.passed}
 
     def markdown(self) -> str:
+        """The gates as a Markdown table: gate, threshold, observed, result."""
         lines = ["| gate | threshold | observed | result |", "|---|---|---|---|"]
         lines += [
             f"| {g.name} | {g.threshold} | {g.observed} | {'pass' if g.passed else 'FAIL'} |"
@@ -86,16 +96,16 @@ class GateReport(BaseModel):
         return "\n".join(lines)
 
 
-def _scores(model: Classifier, frame: pl.DataFrame, spec: DatasetSpec) -> np.ndarray:
+def _scores(model: Classifier, frame: pl.DataFrame, spec: DatasetSpec) -> Scores:
     return np.asarray(model.predict_proba(model_input(frame, spec)), dtype=np.float64)[:, 1]
 
 
-def _log_loss(y: np.ndarray, p: np.ndarray) -> float:
+def _log_loss(y: Scores, p: Scores) -> float:
     p = np.clip(p, 1e-12, 1 - 1e-12)
     return float(-np.mean(y * np.log(p) + (1 - y) * np.log(1 - p)))
 
 
-def _calibration_error(y: np.ndarray, p: np.ndarray, bins: int = 10) -> float:
+def _calibration_error(y: Scores, p: Scores, bins: int = 10) -> float:
     edges = np.minimum((p * bins).astype(int), bins - 1)
     error = 0.0
     for b in range(bins):
@@ -105,13 +115,13 @@ def _calibration_error(y: np.ndarray, p: np.ndarray, bins: int = 10) -> float:
     return float(error)
 
 
-def _auc(y: np.ndarray, p: np.ndarray) -> float:
+def _auc(y: Scores, p: Scores) -> float:
     from sklearn.metrics import roc_auc_score
 
     return float(roc_auc_score(y, p)) if len(np.unique(y)) == 2 else float("nan")
 
 
-def mcnemar_better(challenger_right: np.ndarray, champion_right: np.ndarray) -> float:
+def mcnemar_better(challenger_right: Flags, champion_right: Flags) -> float:
     """One-sided exact McNemar p-value for "the challenger is right more often"."""
     from scipy.stats import binomtest
 
@@ -153,14 +163,20 @@ def mlflow_threshold_passes(
         validate_evaluation_results,
     )
 
-    rule = MetricThreshold(
+    # MLflow's model-validation classes carry no type annotations.
+    rule = MetricThreshold(  # type: ignore[no-untyped-call]
         threshold=threshold,
         min_absolute_change=min_absolute_change or None,
         greater_is_better=greater_is_better,
     )
-    base = EvaluationResult({metric: baseline}, {}) if baseline is not None else None
+    base = (
+        EvaluationResult({metric: baseline}, {})  # type: ignore[no-untyped-call]
+        if baseline is not None
+        else None
+    )
+    candidate_result = EvaluationResult({metric: candidate}, {})  # type: ignore[no-untyped-call]
     try:
-        validate_evaluation_results({metric: rule}, EvaluationResult({metric: candidate}, {}), base)
+        validate_evaluation_results({metric: rule}, candidate_result, base)
     except ModelValidationFailedException:
         return False
     return True
@@ -183,114 +199,150 @@ def evaluate_challenger(
     new = _scores(challenger, labelled, spec)
     new_right = (new >= 0.5) == (y == 1)
     new_accuracy = float(new_right.mean())
-    gates: list[Gate] = []
 
     if champion is None:
-        for name in ("primary", "auc", "log_loss", "calibration"):
-            gates.append(
-                Gate(
-                    name=name,
-                    threshold="better than the champion",
-                    observed="no champion",
-                    passed=True,
-                )
-            )
+        gates = _no_champion_gates()
         old_accuracy = None
     else:
         old = _scores(champion, labelled, spec)
         old_right = (old >= 0.5) == (y == 1)
         old_accuracy = float(old_right.mean())
-        gain = new_accuracy - old_accuracy
-        p_value = mcnemar_better(new_right, old_right)
-        gates.append(
-            Gate(
-                name="primary",
-                threshold=f"accuracy +{config.margin:.1%} or more, McNemar p <= {config.alpha}",
-                observed=f"{new_accuracy:.1%} vs {old_accuracy:.1%} ({gain:+.1%}), p = {p_value:.3g}",
-                passed=p_value <= config.alpha
-                and mlflow_threshold_passes(
-                    "accuracy",
-                    new_accuracy,
-                    baseline=old_accuracy,
-                    min_absolute_change=config.margin,
-                )
-                and gain >= config.margin,
-            )
-        )
-        auc_new, auc_old = _auc(y, new), _auc(y, old)
-        gates.append(
-            Gate(
-                name="auc",
-                threshold=f"no drop over {config.auc_tolerance}",
-                observed=f"{auc_new:.3f} vs {auc_old:.3f}",
-                passed=not auc_new < auc_old - config.auc_tolerance,
-            )
-        )
-        loss_new, loss_old = _log_loss(y, new), _log_loss(y, old)
-        gates.append(
-            Gate(
-                name="log_loss",
-                threshold=f"no rise over {config.log_loss_tolerance}",
-                observed=f"{loss_new:.3f} vs {loss_old:.3f}",
-                passed=loss_new <= loss_old + config.log_loss_tolerance,
-            )
-        )
-        ece_new, ece_old = _calibration_error(y, new), _calibration_error(y, old)
-        gates.append(
-            Gate(
-                name="calibration",
-                threshold=f"expected calibration error rises at most {config.calibration_tolerance}",
-                observed=f"{ece_new:.3f} vs {ece_old:.3f}",
-                passed=ece_new <= ece_old + config.calibration_tolerance,
-            )
-        )
-        feature = config.slice_feature or (spec.categorical[0] if spec.categorical else None)
-        if feature is not None:
-            values = labelled[feature].cast(pl.String).fill_null("(missing)").to_numpy()
-            for value in sorted(set(values)):
-                inside = values == value
-                if inside.sum() < config.min_slice_rows:
-                    continue
-                slice_new, slice_old = new_right[inside].mean(), old_right[inside].mean()
-                gates.append(
-                    Gate(
-                        name=f"slice:{feature}={value}",
-                        threshold=f"accuracy drop at most {config.slice_tolerance:.0%}",
-                        observed=f"{slice_new:.1%} vs {slice_old:.1%} ({int(inside.sum())} rows)",
-                        passed=slice_new >= slice_old - config.slice_tolerance,
-                    )
-                )
+        gates = [
+            _primary_gate(new_right, old_right, config),
+            *_secondary_metric_gates(y, new, old, config),
+            *_slice_gates(labelled, spec, new_right, old_right, config),
+        ]
 
-    gates.append(
-        Gate(
-            name="floor",
-            threshold=f"accuracy >= {config.accuracy_floor:.0%}",
-            observed=f"{new_accuracy:.1%}",
-            passed=mlflow_threshold_passes(
-                "accuracy", new_accuracy, threshold=config.accuracy_floor
-            ),
-        )
-    )
-    latency = latency_p95_ms(challenger, labelled, spec, config.latency_samples)
-    gates.append(
-        Gate(
-            name="latency_p95_ms",
-            threshold=f"<= {config.latency_budget_ms:g} ms",
-            observed=f"{latency:.2f} ms",
-            passed=latency <= config.latency_budget_ms,
-        )
-    )
-    gates.append(
-        Gate(
-            name="training_data_valid",
-            threshold="training set passed its expectation suite",
-            observed="passed" if training_data_valid else "failed",
-            passed=training_data_valid,
-        )
-    )
+    gates += [
+        _floor_gate(new_accuracy, config),
+        _latency_gate(challenger, labelled, spec, config),
+        _training_data_gate(training_data_valid),
+    ]
     return GateReport(
         gates=tuple(gates),
         challenger_accuracy=new_accuracy,
         champion_accuracy=old_accuracy,
         rows=labelled.height,
+    )
+
+
+def _no_champion_gates() -> list[Gate]:
+    """The comparative gates of a first model: passed, with "no champion" as their evidence."""
+    return [
+        Gate(
+            name=name,
+            threshold="better than the champion",
+            observed="no champion",
+            passed=True,
+        )
+        for name in ("primary", "auc", "log_loss", "calibration")
+    ]
+
+
+def _primary_gate(new_right: Flags, old_right: Flags, config: GateConfig) -> Gate:
+    """Better accuracy by the margin, and a McNemar test that says so: a point estimate is not enough."""
+    new_accuracy, old_accuracy = float(new_right.mean()), float(old_right.mean())
+    gain = new_accuracy - old_accuracy
+    p_value = mcnemar_better(new_right, old_right)
+    return Gate(
+        name="primary",
+        threshold=f"accuracy +{config.margin:.1%} or more, McNemar p <= {config.alpha}",
+        observed=f"{new_accuracy:.1%} vs {old_accuracy:.1%} ({gain:+.1%}), p = {p_value:.3g}",
+        passed=p_value <= config.alpha
+        and mlflow_threshold_passes(
+            "accuracy",
+            new_accuracy,
+            baseline=old_accuracy,
+            min_absolute_change=config.margin,
+        )
+        and gain >= config.margin,
+    )
+
+
+def _secondary_metric_gates(y: Scores, new: Scores, old: Scores, config: GateConfig) -> list[Gate]:
+    """No regression beyond its tolerance in AUC, log loss or calibration."""
+    auc_new, auc_old = _auc(y, new), _auc(y, old)
+    loss_new, loss_old = _log_loss(y, new), _log_loss(y, old)
+    ece_new, ece_old = _calibration_error(y, new), _calibration_error(y, old)
+    return [
+        Gate(
+            name="auc",
+            threshold=f"no drop over {config.auc_tolerance}",
+            observed=f"{auc_new:.3f} vs {auc_old:.3f}",
+            passed=not auc_new < auc_old - config.auc_tolerance,
+        ),
+        Gate(
+            name="log_loss",
+            threshold=f"no rise over {config.log_loss_tolerance}",
+            observed=f"{loss_new:.3f} vs {loss_old:.3f}",
+            passed=loss_new <= loss_old + config.log_loss_tolerance,
+        ),
+        Gate(
+            name="calibration",
+            threshold=f"expected calibration error rises at most {config.calibration_tolerance}",
+            observed=f"{ece_new:.3f} vs {ece_old:.3f}",
+            passed=ece_new <= ece_old + config.calibration_tolerance,
+        ),
+    ]
+
+
+def _slice_gates(
+    labelled: pl.DataFrame,
+    spec: DatasetSpec,
+    new_right: Flags,
+    old_right: Flags,
+    config: GateConfig,
+) -> list[Gate]:
+    """One gate per category slice large enough to judge: no accuracy drop beyond the tolerance."""
+    feature = config.slice_feature or (spec.categorical[0] if spec.categorical else None)
+    if feature is None:
+        return []
+    gates = []
+    values = labelled[feature].cast(pl.String).fill_null("(missing)").to_numpy()
+    for value in sorted(set(values)):
+        inside = values == value
+        if inside.sum() < config.min_slice_rows:
+            continue
+        slice_new, slice_old = new_right[inside].mean(), old_right[inside].mean()
+        gates.append(
+            Gate(
+                name=f"slice:{feature}={value}",
+                threshold=f"accuracy drop at most {config.slice_tolerance:.0%}",
+                observed=f"{slice_new:.1%} vs {slice_old:.1%} ({int(inside.sum())} rows)",
+                passed=slice_new >= slice_old - config.slice_tolerance,
+            )
+        )
+    return gates
+
+
+def _floor_gate(new_accuracy: float, config: GateConfig) -> Gate:
+    """The challenger's accuracy at least the absolute floor."""
+    return Gate(
+        name="floor",
+        threshold=f"accuracy >= {config.accuracy_floor:.0%}",
+        observed=f"{new_accuracy:.1%}",
+        passed=mlflow_threshold_passes("accuracy", new_accuracy, threshold=config.accuracy_floor),
+    )
+
+
+def _latency_gate(
+    challenger: Classifier, labelled: pl.DataFrame, spec: DatasetSpec, config: GateConfig
+) -> Gate:
+    """The challenger's 95th-percentile single-row prediction time within the budget."""
+    latency = latency_p95_ms(challenger, labelled, spec, config.latency_samples)
+    return Gate(
+        name="latency_p95_ms",
+        threshold=f"<= {config.latency_budget_ms:g} ms",
+        observed=f"{latency:.2f} ms",
+        passed=latency <= config.latency_budget_ms,
+    )
+
+
+def _training_data_gate(training_data_valid: bool) -> Gate:
+    """The training set passed its expectation suite."""
+    return Gate(
+        name="training_data_valid",
+        threshold="training set passed its expectation suite",
+        observed="passed" if training_data_valid else "failed",
+        passed=training_data_valid,
     )

@@ -1,7 +1,7 @@
 """Delayed labels: files of (id, label) that land after their batch and are joined to it by id.
 
 A labels file is a parquet or CSV table with the spec's ``id`` column and its ``target`` column
-(other columns are ignored). It lands like a batch (``LandingZone(settings, kind="labels")``,
+(other columns are ignored). It lands like a batch (the landing zone's ``labels`` kind,
 ledger table ``labels``, folders ``<root>/<dataset>/labels/``) and settles processed or
 quarantined with a report. The labels of every processed labels file, newest winning for an id
 seen twice, fill the label column of earlier batches wherever it is missing.
@@ -13,11 +13,8 @@ from pathlib import Path
 
 import polars as pl
 
-from mlops_core.adapters.landing import LandingZone
-from mlops_core.batches import BatchState
 from mlops_core.data import read_table
 from mlops_core.errors import MlopsError, UnusableInputError
-from mlops_core.settings import Settings
 from mlops_core.spec import DatasetSpec
 
 
@@ -49,23 +46,6 @@ def read_labels(path: Path, spec: DatasetSpec, *, max_bytes: int | None = None) 
     return frame.filter(pl.col(target).is_not_null()).with_columns(
         pl.col(id_column).cast(pl.String)
     )
-
-
-def known_labels(settings: Settings, dataset: str, spec: DatasetSpec) -> pl.DataFrame | None:
-    """Every processed label of ``dataset`` (newest file wins for a repeated id); None if none."""
-    id_column, target = label_columns(spec)
-    frames = []
-    for entry in LandingZone(settings, kind="labels").entries(dataset):
-        if entry.state is not BatchState.processed:
-            continue
-        try:
-            frames.append(read_labels(entry.location, spec))
-        except MlopsError:
-            continue
-    if not frames:
-        return None
-    combined = pl.concat(frames, how="vertical_relaxed")
-    return combined.unique(subset=[id_column], keep="last", maintain_order=True)
 
 
 def attach_labels(

@@ -18,6 +18,7 @@ from __future__ import annotations
 from typing import Any, Protocol
 
 import numpy as np
+import numpy.typing as npt
 import polars as pl
 from pydantic import BaseModel, ConfigDict
 
@@ -28,7 +29,9 @@ from mlops_core.spec import DatasetSpec
 class Classifier(Protocol):
     """What a model must offer: scikit-learn's ``predict_proba`` on a pandas frame of features."""
 
-    def predict_proba(self, features: Any) -> Any: ...
+    def predict_proba(self, features: Any) -> Any:
+        """Per row, the probability of each class (columns in the order of ``classes_``)."""
+        ...
 
 
 def model_input(frame: pl.DataFrame, spec: DatasetSpec) -> Any:
@@ -44,7 +47,7 @@ def model_input(frame: pl.DataFrame, spec: DatasetSpec) -> Any:
 
 def predictions(
     model: Classifier, frame: pl.DataFrame, spec: DatasetSpec
-) -> tuple[np.ndarray, np.ndarray]:
+) -> tuple[npt.NDArray[Any], npt.NDArray[np.float64]]:
     """The predicted class of each row and the model's confidence in it (its top probability)."""
     probabilities = np.asarray(model.predict_proba(model_input(frame, spec)), dtype=np.float64)
     classes = np.asarray(getattr(model, "classes_", np.arange(probabilities.shape[1])))
@@ -52,7 +55,9 @@ def predictions(
     return classes[top], probabilities[np.arange(len(top)), top]
 
 
-def _correct(model: Classifier, frame: pl.DataFrame, spec: DatasetSpec, what: str) -> np.ndarray:
+def _correct(
+    model: Classifier, frame: pl.DataFrame, spec: DatasetSpec, what: str
+) -> npt.NDArray[np.float64]:
     if spec.target is None or spec.target not in frame.columns:
         raise UnusableInputError(f"{what} has no label column {spec.target!r}")
     labelled = frame.filter(pl.col(spec.target).is_not_null())
@@ -60,7 +65,9 @@ def _correct(model: Classifier, frame: pl.DataFrame, spec: DatasetSpec, what: st
         raise UnusableInputError(f"{what} has no labelled rows")
     predicted, _ = predictions(model, labelled, spec)
     truth = labelled[spec.target].to_numpy()
-    return (predicted.astype(truth.dtype, copy=False) == truth).astype(np.float64)
+    right = predicted.astype(truth.dtype, copy=False) == truth
+    correct: npt.NDArray[np.float64] = right.astype(np.float64)
+    return correct
 
 
 class PerformanceReport(BaseModel):
@@ -82,6 +89,7 @@ class PerformanceReport(BaseModel):
     bootstraps: int
 
     def summary(self) -> str:
+        """One line a person reads: accuracy against the reference, its interval, the verdict."""
         state = "degraded" if self.degraded else "holding"
         return (
             f"accuracy {self.current:.3f} vs {self.reference:.3f} on the reference holdout "
@@ -142,9 +150,11 @@ class PerformanceEstimate(BaseModel):
 
     @property
     def expected_drop(self) -> float:
+        """How far the estimate falls below the reference accuracy (negative: above it)."""
         return self.reference_accuracy - self.estimated_accuracy
 
     def summary(self) -> str:
+        """One line a person reads: the estimate, its interval, and the reference accuracy."""
         return (
             f"estimated accuracy {self.estimated_accuracy:.3f} [{self.ci_low:.3f}, {self.ci_high:.3f}] "
             f"vs {self.reference_accuracy:.3f} on the reference holdout"
@@ -159,6 +169,7 @@ class PerformanceEstimator:
         self.confidence = confidence
 
     def fit(self, model: Classifier, holdout: pl.DataFrame) -> PerformanceEstimator:
+        """This estimator, calibrated: ``model``'s confidence mapped to its accuracy on ``holdout``."""
         from sklearn.isotonic import IsotonicRegression
 
         correct = _correct(model, holdout, self.spec, "reference holdout")
@@ -171,6 +182,7 @@ class PerformanceEstimator:
         return self
 
     def estimate(self, batch: pl.DataFrame) -> PerformanceEstimate:
+        """The estimated accuracy of the fitted model on the unlabelled ``batch``, with its interval."""
         from scipy.stats import norm
 
         _, confidence = predictions(self.model_, batch, self.spec)

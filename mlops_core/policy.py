@@ -20,6 +20,7 @@ a correct prediction; cost = median duration of past training runs x compute cos
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import timedelta
 from enum import StrEnum
 from typing import Any
@@ -28,6 +29,8 @@ from pydantic import BaseModel, ConfigDict, Field
 
 
 class Action(StrEnum):
+    """What the flow does next: nothing, keep watching, retrain, or roll back."""
+
     none = "none"
     watch = "watch"
     retrain = "retrain"
@@ -81,21 +84,46 @@ class Decision(BaseModel):
     retrain_cost: float | None = None
 
     def to_dict(self) -> dict[str, Any]:
+        """The decision as JSON-ready plain data."""
         return self.model_dump(mode="json")
 
 
+# A rule decides, or passes (None) to the next one.
+Rule = Callable[[Evidence, PolicyConfig], Decision | None]
+
+
 def decide(evidence: Evidence, config: PolicyConfig | None = None) -> Decision:
-    """Apply the rules of the module docstring to ``evidence``."""
+    """The decision on ``evidence``: the first rule of the module docstring that applies."""
     config = config or PolicyConfig()
-    drop = config.retrain_accuracy_drop
+    # Rules 1 to 4 of the module docstring, in order: an earlier rule overrules a later one.
+    rules: tuple[Rule, ...] = (
+        _failed_validation_is_never_acted_on,
+        _worse_champion_rolls_back,
+        _lost_accuracy_retrains_unless_blocked,
+        _harmless_drift_is_watched,
+    )
+    for rule in rules:
+        decision = rule(evidence, config)
+        if decision is not None:
+            return decision
+    return _nothing_to_do(evidence)
 
-    if not evidence.validation_passed:
-        return Decision(
-            action=Action.none,
-            reasons=("the batch failed validation: it is quarantined and never used to retrain",),
-            evidence=evidence,
-        )
 
+def _failed_validation_is_never_acted_on(
+    evidence: Evidence, config: PolicyConfig
+) -> Decision | None:
+    """Rule 1: ``none`` for a batch that failed validation."""
+    if evidence.validation_passed:
+        return None
+    return Decision(
+        action=Action.none,
+        reasons=("the batch failed validation: it is quarantined and never used to retrain",),
+        evidence=evidence,
+    )
+
+
+def _worse_champion_rolls_back(evidence: Evidence, config: PolicyConfig) -> Decision | None:
+    """Rule 2: ``rollback`` when the champion's interval against the previous lies below zero."""
     if (
         evidence.champion_minus_previous is not None
         and evidence.champion_minus_previous_ci_high is not None
@@ -109,67 +137,61 @@ def decide(evidence: Evidence, config: PolicyConfig | None = None) -> Decision:
             ),
             evidence=evidence,
         )
+    return None
 
-    harm = _harm(evidence, drop)
-    if harm is not None:
-        reason, lost = harm
-        benefit = lost * config.predictions_per_day * config.benefit_horizon_days
-        benefit *= config.value_per_correct_prediction
-        cost = None
-        if evidence.median_training_seconds is not None:
-            cost = evidence.median_training_seconds / 3600 * config.compute_cost_per_hour
-        blockers = []
-        if (
-            evidence.since_last_retrain is not None
-            and evidence.since_last_retrain < config.cooldown
-        ):
-            blockers.append(
-                f"in cooldown: last retrain {_hours(evidence.since_last_retrain)} ago, "
-                f"cooldown {_hours(config.cooldown)}"
-            )
-        if evidence.labelled_rows < config.min_labelled_rows:
-            blockers.append(
-                f"only {evidence.labelled_rows:,} labelled rows since the last training "
-                f"(need {config.min_labelled_rows:,})"
-            )
-        if cost is not None and benefit < cost:
-            blockers.append(
-                f"expected benefit {_money(benefit)} is below the retrain cost {_money(cost)}"
-            )
-        if blockers:
-            return Decision(
-                action=Action.watch,
-                reasons=(reason, *(f"not retraining: {b}" for b in blockers)),
-                evidence=evidence,
-                expected_benefit=benefit,
-                retrain_cost=cost,
-            )
-        worth = (
-            f"expected benefit {_money(benefit)} covers the retrain cost {_money(cost)}"
-            if cost is not None
-            else f"expected benefit {_money(benefit)}; no past training runs to cost"
-        )
+
+def _lost_accuracy_retrains_unless_blocked(
+    evidence: Evidence, config: PolicyConfig
+) -> Decision | None:
+    """Rule 3: ``retrain`` when accuracy is known to have fallen; ``watch`` if a blocker stands."""
+    harm = _harm(evidence, config.retrain_accuracy_drop)
+    if harm is None:
+        return None
+    reason, lost = harm
+    benefit = _expected_benefit(lost, config)
+    cost = _retrain_cost(evidence, config)
+    blockers = _retrain_blockers(evidence, config, benefit, cost)
+    if blockers:
         return Decision(
-            action=Action.retrain,
-            reasons=(reason, worth),
+            action=Action.watch,
+            reasons=(reason, *(f"not retraining: {b}" for b in blockers)),
             evidence=evidence,
             expected_benefit=benefit,
             retrain_cost=cost,
         )
+    worth = (
+        f"expected benefit {_money(benefit)} covers the retrain cost {_money(cost)}"
+        if cost is not None
+        else f"expected benefit {_money(benefit)}; no past training runs to cost"
+    )
+    return Decision(
+        action=Action.retrain,
+        reasons=(reason, worth),
+        evidence=evidence,
+        expected_benefit=benefit,
+        retrain_cost=cost,
+    )
 
-    if evidence.drift:
-        drivers = ", ".join(evidence.drift_drivers[:4]) or "the joint distribution"
-        estimate = (
-            f"; estimated accuracy {evidence.estimated_accuracy:.1%} holds"
-            if evidence.estimated_accuracy is not None
-            else ""
-        )
-        return Decision(
-            action=Action.watch,
-            reasons=(f"drift in {drivers} that does not hurt performance{estimate}",),
-            evidence=evidence,
-        )
 
+def _harmless_drift_is_watched(evidence: Evidence, config: PolicyConfig) -> Decision | None:
+    """Rule 4: ``watch`` drift that does not hurt (estimated) performance."""
+    if not evidence.drift:
+        return None
+    drivers = ", ".join(evidence.drift_drivers[:4]) or "the joint distribution"
+    estimate = (
+        f"; estimated accuracy {evidence.estimated_accuracy:.1%} holds"
+        if evidence.estimated_accuracy is not None
+        else ""
+    )
+    return Decision(
+        action=Action.watch,
+        reasons=(f"drift in {drivers} that does not hurt performance{estimate}",),
+        evidence=evidence,
+    )
+
+
+def _nothing_to_do(evidence: Evidence) -> Decision:
+    """Rule 5: ``none`` when nothing above applies."""
     return Decision(
         action=Action.none,
         reasons=("no drift and no loss of accuracy",),
@@ -204,6 +226,42 @@ def _harm(evidence: Evidence, drop: float) -> tuple[str, float] | None:
             lost,
         )
     return None
+
+
+def _expected_benefit(lost: float, config: PolicyConfig) -> float:
+    """Accuracy to recover x predictions over the benefit horizon x value of a correct one."""
+    benefit = lost * config.predictions_per_day * config.benefit_horizon_days
+    benefit *= config.value_per_correct_prediction
+    return benefit
+
+
+def _retrain_cost(evidence: Evidence, config: PolicyConfig) -> float | None:
+    """Median duration of past training runs x compute cost per hour; None without past runs."""
+    if evidence.median_training_seconds is None:
+        return None
+    return evidence.median_training_seconds / 3600 * config.compute_cost_per_hour
+
+
+def _retrain_blockers(
+    evidence: Evidence, config: PolicyConfig, benefit: float, cost: float | None
+) -> list[str]:
+    """Why a retrain that accuracy calls for must wait: cooldown, too few labels, not worth it."""
+    blockers = []
+    if evidence.since_last_retrain is not None and evidence.since_last_retrain < config.cooldown:
+        blockers.append(
+            f"in cooldown: last retrain {_hours(evidence.since_last_retrain)} ago, "
+            f"cooldown {_hours(config.cooldown)}"
+        )
+    if evidence.labelled_rows < config.min_labelled_rows:
+        blockers.append(
+            f"only {evidence.labelled_rows:,} labelled rows since the last training "
+            f"(need {config.min_labelled_rows:,})"
+        )
+    if cost is not None and benefit < cost:
+        blockers.append(
+            f"expected benefit {_money(benefit)} is below the retrain cost {_money(cost)}"
+        )
+    return blockers
 
 
 def _hours(delta: timedelta) -> str:

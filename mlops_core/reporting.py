@@ -6,6 +6,7 @@ from typing import Any
 
 
 def mlflow_run_url(mlflow_ui: str | None, experiment_id: str, run_id: str) -> str | None:
+    """The run's page in the MLflow UI; None when no UI is known."""
     if not mlflow_ui:
         return None
     return f"{mlflow_ui.rstrip('/')}/#/experiments/{experiment_id}/runs/{run_id}"

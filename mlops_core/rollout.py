@@ -36,6 +36,8 @@ from scipy.stats import binomtest
 
 
 class Verdict(StrEnum):
+    """A step's outcome: go on, wait for more evidence, roll back, or ask a person."""
+
     promote = "promote"
     hold = "hold"
     rollback = "rollback"
@@ -43,6 +45,8 @@ class Verdict(StrEnum):
 
 
 class RolloutConfig(BaseModel):
+    """The rollout's mode, steps and the limits each step is judged by (``MLOPS_ROLLOUT_*``)."""
+
     model_config = ConfigDict(frozen=True, extra="forbid")
 
     mode: str = "canary"
@@ -69,6 +73,8 @@ class RolloutConfig(BaseModel):
 
 
 class Check(BaseModel):
+    """One check of a step: what was required, what was observed, whether it passed."""
+
     model_config = ConfigDict(frozen=True)
 
     name: str
@@ -88,6 +94,7 @@ class RolloutVerdict(BaseModel):
     requests: int
 
     def to_dict(self) -> dict[str, Any]:
+        """The verdict as JSON-ready plain data."""
         return self.model_dump(mode="json")
 
 
@@ -95,78 +102,87 @@ def analyse(stats: dict[str, Any], config: RolloutConfig, *, past_deadline: bool
     """Judge one step from the server's ``/rollout/stats`` window (see the module docstring)."""
     challenger = stats["variants"]["challenger"]
     requests = int(challenger["requests"])
-    errors = int(challenger["errors"])
-    checks: list[Check] = []
-
     enough = requests >= config.min_requests
+    feedback = _feedback_accuracy_check(challenger, config)
+    checks = (
+        _error_rate_check(challenger, config, enough=enough),
+        _p99_latency_check(challenger, config, enough=enough),
+        feedback,
+        _divergence_check(stats, challenger, config, feedback=feedback),
+    )
+    verdict, reasons = _verdict(checks, config, requests=requests, past_deadline=past_deadline)
+    return RolloutVerdict(verdict=verdict, checks=checks, reasons=reasons, requests=requests)
+
+
+def _error_rate_check(challenger: dict[str, Any], config: RolloutConfig, *, enough: bool) -> Check:
+    """The challenger's error rate, failing when a binomial test puts it above the maximum."""
+    requests = int(challenger["requests"])
+    errors = int(challenger["errors"])
     error_rate = errors / requests if requests else 0.0
+    passed: bool | None
     if requests:
         p_value = binomtest(errors, requests, config.max_error_rate, alternative="greater").pvalue
         significantly_high = p_value <= config.alpha and error_rate > config.max_error_rate
-        passed: bool | None = False if significantly_high else (True if enough else None)
+        passed = False if significantly_high else (True if enough else None)
         # Many errors fail at once, even before the window is full.
         if errors and error_rate > 10 * config.max_error_rate and errors >= 3:
             passed = False
     else:
         p_value, passed = 1.0, None
-    checks.append(
-        Check(
-            name="error_rate",
-            threshold=f"<= {config.max_error_rate:.1%} (binomial test, alpha {config.alpha})",
-            observed=f"{errors}/{requests} = {error_rate:.2%} (p = {p_value:.3g})",
-            passed=passed,
-        )
+    return Check(
+        name="error_rate",
+        threshold=f"<= {config.max_error_rate:.1%} (binomial test, alpha {config.alpha})",
+        observed=f"{errors}/{requests} = {error_rate:.2%} (p = {p_value:.3g})",
+        passed=passed,
     )
 
+
+def _p99_latency_check(challenger: dict[str, Any], config: RolloutConfig, *, enough: bool) -> Check:
+    """The challenger's p99 latency against the maximum, once the window has enough requests."""
     p99 = challenger.get("p99_latency_ms")
-    checks.append(
-        Check(
-            name="p99_latency",
-            threshold=f"<= {config.max_p99_ms:g} ms",
-            observed="-" if p99 is None else f"{p99:.1f} ms",
-            passed=None if p99 is None or not enough else p99 <= config.max_p99_ms,
-        )
+    return Check(
+        name="p99_latency",
+        threshold=f"<= {config.max_p99_ms:g} ms",
+        observed="-" if p99 is None else f"{p99:.1f} ms",
+        passed=None if p99 is None or not enough else p99 <= config.max_p99_ms,
     )
 
-    rows = int(challenger.get("feedback_rows") or 0)
-    if rows >= config.min_feedback:
-        right = int(challenger["feedback_correct"])
-        champion_right = int(challenger["champion_feedback_correct"] or 0)
-        new, old = right / rows, champion_right / rows
-        # Paired on the same rows: an exact one-sided McNemar test on the discordant rows.
-        b = int(challenger.get("only_challenger_right") or 0)
-        c = int(challenger.get("only_champion_right") or 0)
-        p_worse = binomtest(c, b + c, 0.5, alternative="greater").pvalue if b + c else 1.0
-        failed = new < old - config.accuracy_tolerance and p_worse <= config.alpha
-        checks.append(
-            Check(
-                name="feedback_accuracy",
-                threshold=f"no drop over {config.accuracy_tolerance:.0%} vs the champion "
-                f"on the same rows",
-                observed=f"{new:.1%} vs {old:.1%} on {rows:,} labelled rows "
-                f"(McNemar p = {p_worse:.3g})",
-                passed=not failed,
-            )
-        )
-    else:
-        checks.append(
-            Check(
-                name="feedback_accuracy",
-                threshold=f"needs {config.min_feedback} labelled rows",
-                observed=f"{rows} labelled rows",
-                passed=None,
-            )
-        )
 
+def _feedback_accuracy_check(challenger: dict[str, Any], config: RolloutConfig) -> Check:
+    """Accuracy on feedback against the champion's on the same rows; undecided with too few rows."""
+    rows = int(challenger.get("feedback_rows") or 0)
+    if rows < config.min_feedback:
+        return Check(
+            name="feedback_accuracy",
+            threshold=f"needs {config.min_feedback} labelled rows",
+            observed=f"{rows} labelled rows",
+            passed=None,
+        )
+    right = int(challenger["feedback_correct"])
+    champion_right = int(challenger["champion_feedback_correct"] or 0)
+    new, old = right / rows, champion_right / rows
+    # Paired on the same rows: an exact one-sided McNemar test on the discordant rows.
+    b = int(challenger.get("only_challenger_right") or 0)
+    c = int(challenger.get("only_champion_right") or 0)
+    p_worse = binomtest(c, b + c, 0.5, alternative="greater").pvalue if b + c else 1.0
+    failed = new < old - config.accuracy_tolerance and p_worse <= config.alpha
+    return Check(
+        name="feedback_accuracy",
+        threshold=f"no drop over {config.accuracy_tolerance:.0%} vs the champion on the same rows",
+        observed=f"{new:.1%} vs {old:.1%} on {rows:,} labelled rows (McNemar p = {p_worse:.3g})",
+        passed=not failed,
+    )
+
+
+def _divergence_check(
+    stats: dict[str, Any], challenger: dict[str, Any], config: RolloutConfig, *, feedback: Check
+) -> Check:
+    """How far the challenger's predictions diverge from the champion's on the same rows."""
     # Predictions that differ from the champion's are a warning sign -- unless the labels say the
     # challenger is right where it differs (concept drift: the new model must answer differently).
-    feedback_vouches = (
-        checks[-1].passed is True
-        and checks[-1].name == "feedback_accuracy"
-        and (
-            int(challenger.get("only_challenger_right") or 0)
-            >= int(challenger.get("only_champion_right") or 0)
-        )
+    feedback_vouches = feedback.passed is True and (
+        int(challenger.get("only_challenger_right") or 0)
+        >= int(challenger.get("only_champion_right") or 0)
     )
     divergence = stats.get("divergence")
     paired = int(stats.get("paired_rows") or 0)
@@ -175,35 +191,33 @@ def analyse(stats: dict[str, Any], config: RolloutConfig, *, past_deadline: bool
         if divergence is None or paired < config.min_requests
         else (divergence <= config.max_divergence)
     )
-    checks.append(
-        Check(
-            name="prediction_divergence",
-            threshold=f"Jensen-Shannon <= {config.max_divergence:g} on the same rows as the "
-            "champion, unless feedback shows the challenger right where they differ",
-            observed="-"
-            if divergence is None
-            else f"{divergence:.3f} on {paired:,} rows"
-            + (" (explained by feedback)" if within is False and feedback_vouches else ""),
-            passed=within if within is not False else feedback_vouches,
-        )
+    return Check(
+        name="prediction_divergence",
+        threshold=f"Jensen-Shannon <= {config.max_divergence:g} on the same rows as the "
+        "champion, unless feedback shows the challenger right where they differ",
+        observed="-"
+        if divergence is None
+        else f"{divergence:.3f} on {paired:,} rows"
+        + (" (explained by feedback)" if within is False and feedback_vouches else ""),
+        passed=within if within is not False else feedback_vouches,
     )
 
+
+def _verdict(
+    checks: tuple[Check, ...], config: RolloutConfig, *, requests: int, past_deadline: bool
+) -> tuple[Verdict, tuple[str, ...]]:
+    """The step's verdict and its reasons: any failure rolls back; enough clean requests promote."""
     failed_checks = [c for c in checks if c.passed is False]
     if failed_checks:
-        verdict = Verdict.rollback
-        reasons = tuple(
+        return Verdict.rollback, tuple(
             f"{c.name} failed: {c.observed} (want {c.threshold})" for c in failed_checks
         )
-    elif enough and all(c.passed is not False for c in checks):
-        verdict = Verdict.promote
-        reasons = (f"all checks passed on {requests:,} challenger requests",)
-    elif past_deadline:
+    if requests >= config.min_requests and all(c.passed is not False for c in checks):
+        return Verdict.promote, (f"all checks passed on {requests:,} challenger requests",)
+    if past_deadline:
         verdict = Verdict.approve if config.on_inconclusive == "approve" else Verdict.rollback
-        reasons = (
+        return verdict, (
             f"inconclusive at the deadline: {requests:,} challenger requests, "
             f"{config.min_requests:,} needed",
         )
-    else:
-        verdict = Verdict.hold
-        reasons = (f"collecting: {requests:,} of {config.min_requests:,} requests",)
-    return RolloutVerdict(verdict=verdict, checks=tuple(checks), reasons=reasons, requests=requests)
+    return Verdict.hold, (f"collecting: {requests:,} of {config.min_requests:,} requests",)

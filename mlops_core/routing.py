@@ -18,6 +18,8 @@ CHAMPION, CHALLENGER = "champion", "challenger"
 
 
 class Mode(StrEnum):
+    """How a challenger takes traffic: not at all, in shadow, as a canary, or blue-green."""
+
     idle = "idle"  # champion only
     shadow = "shadow"  # champion answers; challenger computes, logged only
     canary = "canary"  # challenger answers a weighted share
@@ -37,6 +39,7 @@ class Split:
             raise ValueError(f"a challenger weight is between 0 and 1, not {self.weight}")
 
     def to_dict(self) -> dict[str, object]:
+        """The split as plain JSON values."""
         return {"mode": self.mode.value, "weight": self.weight, "shadow": self.shadow}
 
 

@@ -251,6 +251,7 @@ class Settings(BaseSettings):
         return self
 
     def policy_config(self) -> PolicyConfig:
+        """The retrain policy's thresholds, cooldown and costs, as these settings set them."""
         from datetime import timedelta
 
         from mlops_core.policy import PolicyConfig
@@ -266,6 +267,7 @@ class Settings(BaseSettings):
         )
 
     def training_config(self) -> TrainingConfig:
+        """How much recent and older data a retrain uses and its iteration limit, as set here."""
         from mlops_core.training import TrainingConfig
 
         return TrainingConfig(
@@ -275,6 +277,7 @@ class Settings(BaseSettings):
         )
 
     def gate_config(self) -> GateConfig:
+        """The evaluation gates' margin, significance level and tolerances, as these settings set them."""
         from mlops_core.evaluation import GateConfig
 
         return GateConfig(
@@ -290,6 +293,7 @@ class Settings(BaseSettings):
         )
 
     def rollout_config(self) -> RolloutConfig:
+        """The rollout's mode, traffic steps (as fractions) and health limits, as these settings set them."""
         from mlops_core.rollout import RolloutConfig
 
         return RolloutConfig(
@@ -314,30 +318,37 @@ class Settings(BaseSettings):
 
     @property
     def artifacts_dir(self) -> Path:
+        """Where MLflow stores artifacts (``<home>/mlartifacts`` by default)."""
         return self.mlflow_artifacts_dir or self.home / "mlartifacts"
 
     @property
     def landing_dir(self) -> Path:
+        """Where batches land before they are settled."""
         return self.home / "landing"
 
     @property
     def processed_dir(self) -> Path:
+        """Where processed batches end, with their reports."""
         return self.home / "processed"
 
     @property
     def quarantine_dir(self) -> Path:
+        """Where batches that failed validation or could not be read end, with their reports."""
         return self.home / "quarantine"
 
     @property
     def datasets_dir(self) -> Path:
+        """Where registered datasets keep their specs and references."""
         return self.home / "datasets"
 
     @property
     def ledger_path(self) -> Path:
+        """The SQLite ledger that accounts for every landed file."""
         return self.home / "ledger.db"
 
     @property
     def data_docs_dir(self) -> Path:
+        """Where the Great Expectations Data Docs are built."""
         return self.home / "data_docs"
 
     @property
@@ -347,6 +358,7 @@ class Settings(BaseSettings):
 
     @property
     def inbox(self) -> Path:
+        """The folder the watcher reads (``<home>/inbox`` by default)."""
         return self.inbox_dir or self.home / "inbox"
 
     @property
@@ -356,6 +368,7 @@ class Settings(BaseSettings):
 
     @property
     def prefect_home(self) -> Path:
+        """Prefect's home for the embedded server (``PREFECT_HOME``)."""
         return self.home / "prefect"
 
 

@@ -17,6 +17,8 @@ NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$")
 
 
 class FeatureType(StrEnum):
+    """How a feature is treated: numeric or categorical."""
+
     numeric = "numeric"
     categorical = "categorical"
 
@@ -82,10 +84,12 @@ class DatasetSpec(BaseModel):
 
     @property
     def numeric(self) -> list[str]:
+        """The numeric features, in spec order."""
         return [c for c, t in self.features.items() if t is FeatureType.numeric]
 
     @property
     def categorical(self) -> list[str]:
+        """The categorical features, in spec order."""
         return [c for c, t in self.features.items() if t is FeatureType.categorical]
 
     @property
@@ -96,6 +100,7 @@ class DatasetSpec(BaseModel):
 
     @property
     def known_columns(self) -> list[str]:
+        """Every column the spec names: the required ones, then the label if there is one."""
         return [*self.required_columns, *([self.target] if self.target else [])]
 
     @classmethod
@@ -121,6 +126,7 @@ class DatasetSpec(BaseModel):
 
     @classmethod
     def from_mapping(cls, raw: Any, *, source: str = "<spec>") -> DatasetSpec:
+        """The spec in ``raw`` (parsed YAML), validated; a ``SpecError`` names ``source`` and the fault."""
         if not isinstance(raw, dict):
             raise SpecError(f"spec {source}: expected a mapping with name, target and features")
         try:
@@ -129,6 +135,7 @@ class DatasetSpec(BaseModel):
             raise SpecError(f"spec {source}: {_describe(exc)}") from None
 
     def to_yaml(self) -> str:
+        """The spec as YAML that ``from_yaml`` reads back (unset roles left out)."""
         data: dict[str, Any] = {"name": self.name}
         for role in ("target", "id", "timestamp"):
             if getattr(self, role) is not None:

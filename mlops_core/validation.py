@@ -1,27 +1,20 @@
 """Great Expectations validation: a suite learned from spec + reference, and a typed report per batch.
 
-The suite lives as GX JSON in the GX project folder (``settings.gx_dir``), where a person can read
-and edit it. Validation runs GX for real on a pandas copy of the batch; its results and Data Docs
-are runtime state under ``MLOPS_HOME``.
+This module computes: the suite's expectations from the spec and a profile of the reference, and
+the typed verdict from GX's results. Where the suites are stored and validations run (the GX
+project, Data Docs) is ``mlops_core.adapters.gx_project``.
 """
 
 from __future__ import annotations
 
-import contextlib
-import io
-import logging
 import math
-import os
-import re
-from collections.abc import Iterator, Sequence
-from pathlib import Path
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 import polars as pl
 from pydantic import BaseModel, ConfigDict
 
-from mlops_core.data import read_table
-from mlops_core.errors import MlopsError, SpecError, UnusableInputError
+from mlops_core.errors import SpecError
 from mlops_core.settings import Settings
 from mlops_core.spec import DatasetSpec
 
@@ -32,50 +25,6 @@ _NUMERIC_DTYPES = [
     "int8", "int16", "int32", "int64", "uint8", "uint16", "uint32", "uint64",
     "float16", "float32", "float64", "Int8", "Int16", "Int32", "Int64", "Float32", "Float64",
 ]  # fmt: skip
-
-GX_PROJECT_YML = """\
-# The Great Expectations project of this MLOps installation.
-# Expectation suites live in expectations/<dataset>.json: `mlops dataset add` writes them from the
-# dataset spec and a profile of its reference; edit them by hand when the learned bounds are wrong.
-# Validation results and Data Docs are runtime state: `mlops` writes them under $MLOPS_HOME
-# (validations in gx/validations/, the HTML site in data_docs/); set MLOPS_HOME (an absolute
-# path) before opening this project with GX directly.
-config_version: 4
-analytics_enabled: false
-progress_bars:
-  globally: false
-stores:
-  expectations_store:
-    class_name: ExpectationsStore
-    store_backend:
-      class_name: TupleFilesystemStoreBackend
-      base_directory: expectations/
-  validation_results_store:
-    class_name: ValidationResultsStore
-    store_backend:
-      class_name: TupleFilesystemStoreBackend
-      base_directory: ${MLOPS_HOME}/gx/validations/
-  checkpoint_store:
-    class_name: CheckpointStore
-    store_backend:
-      class_name: InMemoryStoreBackend
-  validation_definition_store:
-    class_name: ValidationDefinitionStore
-    store_backend:
-      class_name: InMemoryStoreBackend
-expectations_store_name: expectations_store
-validation_results_store_name: validation_results_store
-checkpoint_store_name: checkpoint_store
-data_docs_sites:
-  local_site:
-    class_name: SiteBuilder
-    show_how_to_buttons: false
-    store_backend:
-      class_name: TupleFilesystemStoreBackend
-      base_directory: ${MLOPS_HOME}/data_docs/
-    site_index_builder:
-      class_name: DefaultSiteIndexBuilder
-"""
 
 
 class ExpectationFailure(BaseModel):
@@ -90,6 +39,7 @@ class ExpectationFailure(BaseModel):
     expected: str
 
     def describe(self) -> str:
+        """One phrase for a person: where, what kind of problem, what was seen and what was expected."""
         where = f"column {self.column!r}" if self.column else "table"
         return f"{where}: {self.kind}: {self.observed} (expected {self.expected})"
 
@@ -119,6 +69,7 @@ class ValidationReport(BaseModel):
 
     @property
     def verdict(self) -> str:
+        """The verdict in one word: ``passed``, ``failed`` or ``unusable``."""
         if not self.usable:
             return "unusable"
         return "passed" if self.success else "failed"
@@ -142,6 +93,7 @@ class ValidationReport(BaseModel):
         return head
 
     def to_dict(self) -> dict[str, Any]:
+        """The report as JSON values, with its verdict."""
         data = self.model_dump(mode="json")
         data["verdict"] = self.verdict
         return data
@@ -273,197 +225,10 @@ def _categories(values: pl.Series) -> list[str]:
     return sorted(str(v) for v in values.cast(pl.String).drop_nulls().unique().to_list())
 
 
-# --------------------------------------------------------------------------- GX context
+# --------------------------------------------------------------------------- GX results
 
 
-def ensure_gx_project(gx_dir: Path) -> Path:
-    """Create the GX project folder (config and expectations/) when missing; return its path."""
-    (gx_dir / "expectations").mkdir(parents=True, exist_ok=True)
-    config = gx_dir / "great_expectations.yml"
-    if not config.exists():
-        config.write_text(GX_PROJECT_YML, encoding="utf-8")
-    return gx_dir
-
-
-def _context(settings: Settings, *, persist_suites: bool) -> Any:
-    """A GX context: suites from the project folder (or memory), results and docs under home."""
-    os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")
-    from great_expectations.data_context.types.base import DataContextConfig, ProgressBarsConfig
-
-    import great_expectations as gx
-
-    def files(path: Path) -> dict[str, Any]:
-        return {"class_name": "TupleFilesystemStoreBackend", "base_directory": str(path.resolve())}
-
-    memory = {"class_name": "InMemoryStoreBackend"}
-    expectations_backend = (
-        files(ensure_gx_project(settings.gx_dir) / "expectations") if persist_suites else memory
-    )
-    config = DataContextConfig(
-        config_version=4,
-        stores={
-            "expectations_store": {
-                "class_name": "ExpectationsStore",
-                "store_backend": expectations_backend,
-            },
-            "validation_results_store": {
-                "class_name": "ValidationResultsStore",
-                "store_backend": files(settings.gx_state_dir / "validations"),
-            },
-            "checkpoint_store": {"class_name": "CheckpointStore", "store_backend": memory},
-            "validation_definition_store": {
-                "class_name": "ValidationDefinitionStore",
-                "store_backend": memory,
-            },
-        },
-        expectations_store_name="expectations_store",
-        validation_results_store_name="validation_results_store",
-        checkpoint_store_name="checkpoint_store",
-        data_docs_sites={
-            "local_site": {
-                "class_name": "SiteBuilder",
-                "show_how_to_buttons": False,
-                "store_backend": files(settings.data_docs_dir),
-                "site_index_builder": {"class_name": "DefaultSiteIndexBuilder"},
-            }
-        },
-        analytics_enabled=False,
-        progress_bars=ProgressBarsConfig(globally=False),
-    )
-    with _quiet():
-        return gx.get_context(project_config=config, mode="ephemeral")
-
-
-@contextlib.contextmanager
-def _quiet() -> Iterator[None]:
-    """Silence GX's progress bars and chatter where our own output matters."""
-    gx_logger = logging.getLogger("great_expectations")
-    level = gx_logger.level
-    gx_logger.setLevel(logging.ERROR)
-    sink = io.StringIO()
-    try:
-        with contextlib.redirect_stderr(sink):
-            yield
-    finally:
-        gx_logger.setLevel(level)
-
-
-def suite_path(settings: Settings, dataset: str) -> Path:
-    return settings.gx_dir / "expectations" / f"{dataset}.json"
-
-
-def save_suite(suite: gx.ExpectationSuite, settings: Settings) -> Path:
-    """Write the suite as GX JSON into the GX project folder; return the file's path."""
-    context = _context(settings, persist_suites=True)
-    with _quiet():
-        context.suites.add_or_update(suite)
-    return suite_path(settings, suite.name)
-
-
-def load_suite(settings: Settings, dataset: str) -> gx.ExpectationSuite:
-    path = suite_path(settings, dataset)
-    if not path.exists():
-        raise MlopsError(
-            f"no expectation suite for dataset {dataset!r} at {path}",
-            hint="run `mlops dataset add` for it again, or set MLOPS_GX_DIR to the folder holding it",
-        )
-    context = _context(settings, persist_suites=True)
-    try:
-        with _quiet():
-            return context.suites.get(dataset)
-    except (
-        Exception
-    ) as exc:  # GX raises several types for a hand-edited suite that no longer parses
-        raise MlopsError(f"expectation suite {path} cannot be loaded ({exc})") from None
-
-
-# --------------------------------------------------------------------------- validating
-
-
-def validate_file(
-    path: Path,
-    spec: DatasetSpec,
-    suite: gx.ExpectationSuite,
-    settings: Settings,
-    *,
-    data_docs: bool = True,
-    label: str | None = None,
-) -> ValidationReport:
-    """Validate one batch file; unusable input yields a report with ``usable=False``, not an error."""
-    source = label or str(path)
-    try:
-        frame = read_table(path, max_bytes=settings.max_batch_bytes)
-    except UnusableInputError as exc:
-        return ValidationReport(
-            dataset=spec.name, source=source, usable=False, success=False, error=str(exc)
-        )
-    return validate_frame(frame, spec, suite, settings, source=source, data_docs=data_docs)
-
-
-def validate_frame(
-    frame: pl.DataFrame,
-    spec: DatasetSpec,
-    suite: gx.ExpectationSuite,
-    settings: Settings,
-    *,
-    source: str,
-    data_docs: bool = True,
-    run_name: str | None = None,
-) -> ValidationReport:
-    """Run ``suite`` on ``frame`` with Great Expectations and return the typed verdict."""
-    from great_expectations.core.run_identifier import RunIdentifier
-
-    import great_expectations as gx
-
-    warnings = []
-    extra = [c for c in frame.columns if c not in spec.known_columns]
-    if extra:
-        warnings.append(f"extra column(s) not in the spec, ignored: {', '.join(extra)}")
-    table = _gx_frame(frame, spec)
-
-    context = _context(settings, persist_suites=False)
-    with _quiet():
-        # A copy bound to this run's context; the stored suite file is never rewritten here.
-        suite = context.suites.add(gx.ExpectationSuite(**suite.to_json_dict()))  # type: ignore[arg-type]
-        asset = context.data_sources.add_pandas("mlops").add_dataframe_asset(spec.name)
-        batch_definition = asset.add_batch_definition_whole_dataframe("batch")
-        definition = context.validation_definitions.add(
-            gx.ValidationDefinition(name=spec.name, data=batch_definition, suite=suite)
-        )
-        actions: list[Any] = (
-            [gx.checkpoint.UpdateDataDocsAction(name="data_docs")] if data_docs else []
-        )
-        checkpoint = context.checkpoints.add(
-            gx.Checkpoint(
-                name=spec.name,
-                validation_definitions=[definition],
-                actions=actions,
-                result_format="BASIC",
-            )
-        )
-        run_id = RunIdentifier(run_name=_run_name(run_name or source))
-        outcome = checkpoint.run(batch_parameters={"dataframe": table}, run_id=run_id)
-    result = next(iter(outcome.run_results.values()))
-    failures = _failures(result.results, dtypes={c: str(t) for c, t in frame.schema.items()})
-    docs = str((settings.data_docs_dir / "index.html").resolve()) if data_docs else None
-    return ValidationReport(
-        dataset=spec.name,
-        source=source,
-        usable=True,
-        success=not failures,
-        rows=frame.height,
-        evaluated=len(result.results),
-        failures=tuple(failures),
-        warnings=tuple(warnings),
-        data_docs=docs,
-    )
-
-
-def _run_name(text: str) -> str:
-    return re.sub(r"[^A-Za-z0-9_.-]+", "_", Path(text).name)[:80] or "batch"
-
-
-def _gx_frame(frame: pl.DataFrame, spec: DatasetSpec) -> Any:
+def gx_frame(frame: pl.DataFrame, spec: DatasetSpec) -> Any:
     """The batch as pandas for GX: categoricals as pandas categories, a missing label as nulls."""
     casts = [
         pl.col(c).cast(pl.String).cast(pl.Categorical)
@@ -482,7 +247,7 @@ def _gx_frame(frame: pl.DataFrame, spec: DatasetSpec) -> Any:
     return table
 
 
-def _failures(results: Sequence[Any], *, dtypes: dict[str, str]) -> list[ExpectationFailure]:
+def failures_of(results: Sequence[Any], *, dtypes: dict[str, str]) -> list[ExpectationFailure]:
     """Failed expectations as typed failures; a missing or mistyped column is reported once."""
     mistyped = {
         item.expectation_config.kwargs.get("column")

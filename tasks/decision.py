@@ -12,76 +12,62 @@ from prefect import task
 from prefect.cache_policies import NO_CACHE
 
 from mlops_core.adapters.audit import attach, record_decision
-from mlops_core.adapters.catalog import DatasetCatalog
-from mlops_core.adapters.registry import ModelRegistry
-from mlops_core.data import read_table
-from mlops_core.drift import DriftConfig, DriftReport
+from mlops_core.adapters.context import DatasetContext
+from mlops_core.assessment import Assessment, DriftSignal, assess
+from mlops_core.drift import DriftReport
 from mlops_core.errors import MlopsError
-from mlops_core.lifecycle import Assessment, assess
+from mlops_core.outcomes import RecordedDecision
 from mlops_core.policy import Decision, decide
-from mlops_core.settings import Settings
+from mlops_core.tags import BATCHES, CHAMPION, CHAMPION_VERSION, CONTEXT, ROLLBACK
+from tasks.drift import drift_config
 
 
 @task(retries=2, retry_delay_seconds=[1, 5], cache_policy=NO_CACHE)
 def assess_batch(
-    settings: Settings,
-    dataset: str,
-    path: Path,
-    validation_passed: bool,
-    drift: dict[str, Any] | None,
+    ctx: DatasetContext, path: Path, validation_passed: bool, drift: DriftReport | None
 ) -> Assessment:
     """The policy's evidence: observed and estimated accuracy, cooldown, labels, cost basis."""
     frame = None
     if validation_passed:
         try:
-            frame = read_table(path, max_bytes=settings.max_batch_bytes)
+            frame = ctx.read_batch(path)
         except MlopsError:
             validation_passed = False
-    return assess(settings, dataset, frame, validation_passed=validation_passed, drift=drift)
+    signal = DriftSignal.of(drift) if drift is not None else None
+    return assess(ctx, frame, validation_passed=validation_passed, drift=signal)
 
 
 @task(retries=2, retry_delay_seconds=[1, 5], cache_policy=NO_CACHE)
-def assess_frame(
-    settings: Settings, dataset: str, frame: pl.DataFrame, batches: tuple[str, ...]
-) -> Assessment:
+def assess_frame(ctx: DatasetContext, frame: pl.DataFrame, batches: tuple[str, ...]) -> Assessment:
     """The policy's evidence on rows that just got their labels (they passed validation)."""
-    return assess(settings, dataset, frame, validation_passed=True, drift=None, exclude=batches)
+    return assess(ctx, frame, validation_passed=True, drift=None, exclude=batches)
 
 
 @task(cache_policy=NO_CACHE)
-def decide_batch(settings: Settings, assessment: Assessment) -> Decision:
+def decide_batch(ctx: DatasetContext, assessment: Assessment) -> Decision:
     """Apply the policy (pure) with the thresholds from settings."""
-    return decide(assessment.evidence, settings.policy_config())
+    return decide(assessment.evidence, ctx.settings.policy_config())
 
 
 @task(cache_policy=NO_CACHE)
-def plot_batch_drift(
-    settings: Settings, dataset: str, path: Path, drift: dict[str, Any]
-) -> list[Path]:
+def plot_batch_drift(ctx: DatasetContext, path: Path, drift: DriftReport) -> list[Path]:
     """The drift plots (effect sizes, distributions) as PNG files in a temporary folder."""
     from mlops_core.plots import plot_drift
 
-    registered = DatasetCatalog(settings).get(dataset)
     out = Path(tempfile.mkdtemp(prefix="mlops-drift-"))
     return plot_drift(
-        DriftReport.model_validate(drift),
-        registered.reference(),
-        read_table(path, max_bytes=settings.max_batch_bytes),
-        registered.spec,
-        out,
-        config=DriftConfig(false_alarm_rate=settings.drift_false_alarm_rate),
+        drift, ctx.reference(), ctx.read_batch(path), ctx.spec, out, config=drift_config(ctx)
     )
 
 
 @task(retries=2, retry_delay_seconds=[1, 5], cache_policy=NO_CACHE)
 def record_batch_decision(
-    settings: Settings,
-    dataset: str,
+    ctx: DatasetContext,
     sha256: str,
     decision: Decision,
     assessment: Assessment,
     validation: dict[str, Any],
-    drift: dict[str, Any] | None,
+    drift: DriftReport | None,
     plots: list[Path],
     extra_tags: dict[str, str] | None = None,
     kind: str = "batch",
@@ -93,11 +79,10 @@ def record_batch_decision(
         "assessment.json": json.dumps(assessment.to_dict(), indent=2, default=str),
     }
     if drift is not None:
-        artifacts["drift/drift.json"] = json.dumps(drift, indent=2, default=str)
-    extra = {"mlops.champion_version": assessment.champion_version or "", **(extra_tags or {})}
+        artifacts["drift/drift.json"] = json.dumps(drift.to_dict(), indent=2, default=str)
+    extra = {CHAMPION_VERSION: assessment.champion_version or "", **(extra_tags or {})}
     return record_decision(
-        settings,
-        dataset,
+        ctx.registry,
         decision,
         batch_sha256=sha256,
         artifacts=artifacts,
@@ -108,49 +93,36 @@ def record_batch_decision(
 
 
 @task(retries=2, retry_delay_seconds=[1, 5], cache_policy=NO_CACHE)
-def roll_back(settings: Settings, dataset: str, decision_run_id: str | None) -> dict[str, str]:
+def roll_back(ctx: DatasetContext, decision_run_id: str | None) -> dict[str, str]:
     """The policy's rollback: one alias move, noted on the decision run."""
-    aliases = ModelRegistry(settings, dataset).rollback()
+    aliases = ctx.registry.rollback()
     if decision_run_id:
-        attach(
-            settings,
-            dataset,
-            decision_run_id,
-            tags={"mlops.rollback": f"champion is now v{aliases.get('champion')}"},
-        )
+        tags = {ROLLBACK: f"champion is now v{aliases.get(CHAMPION)}"}
+        attach(ctx.registry, decision_run_id, tags=tags)
     return aliases
 
 
 @task(cache_policy=NO_CACHE)
 def review_recent_drift(
-    settings: Settings, dataset: str, alarms: int, window_minutes: int
-) -> dict[str, Any]:
-    """Decide on the newest ``alarms`` processed batches together (the automation's context)."""
-    from mlops_core.lifecycle import processed_batches
-
-    spec = DatasetCatalog(settings).get(dataset).spec
-    recent = list(processed_batches(settings, dataset, spec))[-alarms:]
+    ctx: DatasetContext, alarms: int, window_minutes: int
+) -> RecordedDecision | None:
+    """The decision on the newest ``alarms`` processed batches together (the automation's
+    context), and its run; None when there is nothing processed to review."""
+    recent = list(ctx.processed_batches())[-alarms:]
     if not recent:
-        return {"action": None, "reason": "no processed batches to review"}
+        return None
     frame = pl.concat([f for _, f in recent], how="diagonal_relaxed")
     shas = tuple(e.sha256 for e, _ in recent)
-    assessment = assess(
-        settings,
-        dataset,
-        frame,
-        validation_passed=True,
-        drift={"is_drift": True, "p_value": 0.0, "drivers": []},
-        exclude=shas,
-    )
-    decision = decide(assessment.evidence, settings.policy_config())
+    signal = DriftSignal(is_drift=True, p_value=0.0)
+    assessment = assess(ctx, frame, validation_passed=True, drift=signal, exclude=shas)
+    decision = decide(assessment.evidence, ctx.settings.policy_config())
     context = f"drift detected in {alarms} batches within {window_minutes} minutes"
     run_id = record_decision(
-        settings,
-        dataset,
+        ctx.registry,
         decision,
         batch_sha256=shas[-1],
         artifacts={"assessment.json": json.dumps(assessment.to_dict(), indent=2, default=str)},
-        extra_tags={"mlops.context": context, "mlops.batches": ",".join(s[:12] for s in shas)},
+        extra_tags={CONTEXT: context, BATCHES: ",".join(s[:12] for s in shas)},
         run_name=f"review-drift-{decision.action.value}",
     )
-    return {"action": decision.action.value, "reasons": list(decision.reasons), "run_id": run_id}
+    return RecordedDecision(decision, run_id)

@@ -7,10 +7,8 @@ from pathlib import Path
 from prefect import task
 from prefect.cache_policies import NO_CACHE
 
-from mlops_core.adapters.catalog import DatasetCatalog
-from mlops_core.data import read_table
+from mlops_core.adapters.context import DatasetContext
 from mlops_core.drift import DriftConfig, DriftDetector, DriftReport
-from mlops_core.settings import Settings
 from mlops_core.spec import DatasetSpec
 
 # A detector is fitted once per reference file (and version), spec and config in this process.
@@ -28,15 +26,17 @@ def _fitted(reference: Path, spec: DatasetSpec, config: DriftConfig) -> DriftDet
     return _FITTED[key]
 
 
-def fitted_detector(settings: Settings, dataset: str, config: DriftConfig) -> DriftDetector:
+def drift_config(ctx: DatasetContext) -> DriftConfig:
+    """The drift tests' configuration from settings."""
+    return DriftConfig(false_alarm_rate=ctx.settings.drift_false_alarm_rate)
+
+
+def fitted_detector(ctx: DatasetContext) -> DriftDetector:
     """The dataset's detector, fitted on its reference once per process."""
-    registered = DatasetCatalog(settings).get(dataset)
-    return _fitted(registered.reference_path, registered.spec, config)
+    return _fitted(ctx.registered.reference_path, ctx.spec, drift_config(ctx))
 
 
 @task(cache_policy=NO_CACHE)
-def detect_batch_drift(settings: Settings, dataset: str, path: Path) -> DriftReport:
+def detect_batch_drift(ctx: DatasetContext, path: Path) -> DriftReport:
     """Test the batch against the dataset's reference: MMD, classifier and per-feature tests."""
-    config = DriftConfig(false_alarm_rate=settings.drift_false_alarm_rate)
-    detector = fitted_detector(settings, dataset, config)
-    return detector.detect(read_table(path, max_bytes=settings.max_batch_bytes))
+    return fitted_detector(ctx).detect(ctx.read_batch(path))

@@ -6,29 +6,30 @@ from prefect import task
 from prefect.cache_policies import NO_CACHE
 
 from mlops_core.adapters.catalog import DatasetCatalog
-from mlops_core.adapters.landing import LandingZone
+from mlops_core.adapters.context import DatasetContext
 from mlops_core.batches import BatchState, LedgerEntry
 from mlops_core.settings import Settings
 
 
 @task(retries=2, retry_delay_seconds=[1, 5], cache_policy=NO_CACHE)
-def unfinished(settings: Settings, dataset: str, kind: str) -> list[LedgerEntry]:
+def unfinished(ctx: DatasetContext, kind: str) -> list[LedgerEntry]:
     """Landed files nobody claimed and claims older than ``reconcile_stale_seconds``."""
-    return LandingZone(settings, kind).pending(
-        dataset, stale_after_seconds=settings.reconcile_stale_seconds
+    return ctx.zone(kind).pending(
+        ctx.name, stale_after_seconds=ctx.settings.reconcile_stale_seconds
     )
 
 
 @task(retries=2, retry_delay_seconds=[1, 5], cache_policy=NO_CACHE)
-def release_stale(settings: Settings, entry: LedgerEntry, kind: str) -> bool:
+def release_stale(ctx: DatasetContext, entry: LedgerEntry, kind: str) -> bool:
     """A crashed run's claim back to ``landed`` (only if still stale, under the ledger's lock)."""
     if entry.state is not BatchState.processing:
         return True
-    return LandingZone(settings, kind).release(
-        entry.dataset, entry.sha256, stale_after_seconds=settings.reconcile_stale_seconds
+    return ctx.zone(kind).release(
+        entry.dataset, entry.sha256, stale_after_seconds=ctx.settings.reconcile_stale_seconds
     )
 
 
 @task(cache_policy=NO_CACHE)
 def dataset_names(settings: Settings) -> list[str]:
+    """Every registered dataset's name."""
     return DatasetCatalog(settings).names()

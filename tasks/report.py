@@ -11,10 +11,9 @@ from prefect import task
 from prefect.artifacts import create_link_artifact, create_markdown_artifact
 from prefect.cache_policies import NO_CACHE
 
-from mlops_core.adapters.registry import ModelRegistry
+from mlops_core.adapters.context import DatasetContext
 from mlops_core.adapters.stack_state import read_state
 from mlops_core.reporting import batch_markdown, mlflow_run_url
-from mlops_core.settings import Settings
 
 
 def _key(*parts: str) -> str:
@@ -23,8 +22,7 @@ def _key(*parts: str) -> str:
 
 @task(cache_policy=NO_CACHE)
 def publish_report(
-    settings: Settings,
-    dataset: str,
+    ctx: DatasetContext,
     sha256: str,
     validation: dict[str, Any] | None,
     drift: dict[str, Any] | None,
@@ -34,11 +32,12 @@ def publish_report(
     title: str = "Batch",
 ) -> str:
     """A markdown artifact (verdict, drift table, decision, MLflow links) and the plots as links."""
+    settings, dataset = ctx.settings, ctx.name
     state = read_state(settings)
     mlflow_ui = state.mlflow_ui_url if state else None
     links: dict[str, str | None] = {}
     if decision_run_id:
-        experiment = ModelRegistry(settings, dataset).experiment_id()
+        experiment = ctx.registry.experiment_id()
         links["MLflow decision run"] = mlflow_run_url(mlflow_ui, experiment, decision_run_id)
         if links["MLflow decision run"] is None:
             links[f"MLflow run {decision_run_id} ({settings.tracking_uri})"] = None

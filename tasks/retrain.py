@@ -9,50 +9,43 @@ from prefect import task
 from prefect.cache_policies import NO_CACHE
 
 from mlops_core.adapters.audit import attach, record_evaluation
-from mlops_core.adapters.registry import CHAMPION, ModelRegistry
-from mlops_core.evaluation import GateReport
-from mlops_core.lifecycle import (
+from mlops_core.adapters.context import DatasetContext
+from mlops_core.challenger import (
     Challenger,
     TrainingData,
     gate_challenger,
     gather_training_data,
+    retrain_limit_name,
     train_challenger,
 )
-from mlops_core.settings import Settings
+from mlops_core.evaluation import GateReport
+from mlops_core.outcomes import RetrainOutcome
+from mlops_core.tags import CHAMPION, DECISION_RUN, GATE_RUN, GATES, RETRAIN, RETRAIN_REASON
 
 
 @task(retries=2, retry_delay_seconds=[1, 5], cache_policy=NO_CACHE)
-def gather_data(settings: Settings, dataset: str, first_model: bool) -> TrainingData:
+def gather_data(ctx: DatasetContext, first_model: bool) -> TrainingData:
     """The training window and the recent rows held out for the gates."""
-    return gather_training_data(settings, dataset, first_model=first_model)
+    return gather_training_data(ctx, first_model=first_model)
 
 
 @task(cache_policy=NO_CACHE)
 def train(
-    settings: Settings,
-    dataset: str,
-    data: TrainingData,
-    batch_sha256: str,
-    decision_run_id: str | None,
+    ctx: DatasetContext, data: TrainingData, batch_sha256: str, decision_run_id: str | None
 ) -> Challenger:
     """Fit and register a new version (registered, not yet any role)."""
-    return train_challenger(
-        settings, dataset, data, batch_sha256=batch_sha256, parent_run_id=decision_run_id
-    )
+    return train_challenger(ctx, data, batch_sha256=batch_sha256, parent_run_id=decision_run_id)
 
 
 @task(cache_policy=NO_CACHE)
-def gate(
-    settings: Settings, dataset: str, challenger: Challenger, data: TrainingData
-) -> GateReport:
+def gate(ctx: DatasetContext, challenger: Challenger, data: TrainingData) -> GateReport:
     """Run every gate against the champion on the held-out recent rows."""
-    return gate_challenger(settings, dataset, challenger, data)
+    return gate_challenger(ctx, challenger, data)
 
 
 @task(retries=2, retry_delay_seconds=[1, 5], cache_policy=NO_CACHE)
 def record_gates(
-    settings: Settings,
-    dataset: str,
+    ctx: DatasetContext,
     challenger: Challenger,
     report: GateReport,
     batch_sha256: str,
@@ -63,8 +56,7 @@ def record_gates(
     if report.champion_accuracy is not None:
         metrics["champion_accuracy"] = report.champion_accuracy
     run_id = record_evaluation(
-        settings,
-        dataset,
+        ctx.registry,
         version=challenger.version,
         report_json=json.dumps(report.to_dict(), indent=2),
         report_markdown=report.markdown() + "\n",
@@ -74,55 +66,53 @@ def record_gates(
         parent_run_id=decision_run_id,
         train_run_id=challenger.run_id,
     )
-    ModelRegistry(settings, dataset).set_version_tags(
+    ctx.registry.set_version_tags(
         challenger.version,
         {
-            "mlops.gates": "passed" if report.passed else "failed",
-            "mlops.gate_run_id": run_id,
-            **({"mlops.decision_run_id": decision_run_id} if decision_run_id else {}),
+            GATES: "passed" if report.passed else "failed",
+            GATE_RUN: run_id,
+            **({DECISION_RUN: decision_run_id} if decision_run_id else {}),
         },
     )
     return run_id
 
 
 @task(retries=2, retry_delay_seconds=[1, 5], cache_policy=NO_CACHE)
-def promote(settings: Settings, dataset: str, version: str) -> dict[str, str]:
+def promote(ctx: DatasetContext, version: str) -> dict[str, str]:
     """A passing challenger: alias ``challenger``, then ``champion`` (old one to ``previous``)."""
-    registry = ModelRegistry(settings, dataset)
-    registry.set_challenger(version)
-    return registry.promote(version)
+    ctx.registry.set_challenger(version)
+    return ctx.registry.promote(version)
 
 
 @task(cache_policy=NO_CACHE)
-def champion_version(settings: Settings, dataset: str) -> str | None:
-    return ModelRegistry(settings, dataset).aliases().get(CHAMPION)
+def champion_version(ctx: DatasetContext) -> str | None:
+    """The version the champion alias points at; None before the first model."""
+    return ctx.registry.aliases().get(CHAMPION)
 
 
 @task(retries=2, retry_delay_seconds=[1, 5], cache_policy=NO_CACHE)
 def note_outcome(
-    settings: Settings, dataset: str, decision_run_id: str, outcome: dict[str, Any], gates_md: str
+    ctx: DatasetContext, decision_run_id: str, outcome: RetrainOutcome, gates: GateReport | None
 ) -> None:
-    """The subflow's outcome on the decision run: a tag, and the gate report beside its reasons."""
-    artifacts = {"retrain.json": json.dumps(outcome, indent=2, default=str)}
-    if gates_md:
-        artifacts["gate_report.md"] = gates_md
+    """The subflow's outcome on the decision run: a tag, and the gate report (when the gates were
+    recorded) beside its reasons."""
+    artifacts = {"retrain.json": json.dumps(outcome.to_dict(), indent=2, default=str)}
+    if gates is not None:
+        artifacts["gate_report.md"] = gates.markdown() + "\n"
     attach(
-        settings,
-        dataset,
+        ctx.registry,
         decision_run_id,
-        tags={"mlops.retrain": outcome["status"], "mlops.retrain_reason": outcome["reason"]},
+        tags={RETRAIN: outcome.status.value, RETRAIN_REASON: outcome.reason},
         artifacts=artifacts,
     )
 
 
 @task(retries=2, retry_delay_seconds=[1, 5], cache_policy=NO_CACHE)
-def ensure_retrain_limit(settings: Settings, dataset: str) -> None:
+def ensure_retrain_limit(dataset: str) -> None:
     """The dataset's retrain concurrency limit (1) exists on the Prefect server."""
     from prefect.client.orchestration import get_client
     from prefect.client.schemas.actions import GlobalConcurrencyLimitCreate
     from prefect.exceptions import ObjectNotFound
-
-    from mlops_core.lifecycle import retrain_limit_name
 
     name = retrain_limit_name(dataset)
     with get_client(sync_client=True) as client:
@@ -146,6 +136,7 @@ def start_progress(dataset: str, batch_sha256: str) -> Any:
 
 
 def show_progress(artifact_id: Any, percent: float, stage: str) -> None:
+    """Log the retrain's stage and move its progress artifact to ``percent`` (a lost update is ignored)."""
     from prefect import get_run_logger
     from prefect.artifacts import update_progress_artifact
 

@@ -14,9 +14,19 @@ import numpy as np
 import uvicorn
 
 from mlops_cli.scenarios import CREDIT_SPEC, generate_applications
+from mlops_core.adapters.context import DatasetContext
 from mlops_core.adapters.registry import ModelRegistry
+from mlops_core.challenger import gather_training_data, train_challenger
 from mlops_core.settings import Settings
 from mlops_core.training import TrainingConfig, train_model
+
+
+def first_champion(settings: Settings, dataset: str = "credit") -> str:
+    """Train a first model on the reference, the way `mlops train` does, and promote it."""
+    ctx = DatasetContext.open(settings, dataset)
+    version = train_challenger(ctx, gather_training_data(ctx, first_model=True)).version
+    ctx.registry.promote(version)
+    return version
 
 
 def register(settings: Settings, frame, *, max_iter: int = 100) -> str:

@@ -14,14 +14,13 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from live import first_champion
 from mlflow.tracking import MlflowClient
 
 from mlops_cli.scenarios import CREDIT_SPEC, generate_applications
 from mlops_core.adapters.catalog import DatasetCatalog
 from mlops_core.adapters.landing import LandingZone
-from mlops_core.adapters.registry import ModelRegistry
 from mlops_core.batches import FINAL_STATES
-from mlops_core.lifecycle import gather_training_data, train_challenger
 from mlops_core.settings import Settings
 
 MLOPS = str(Path(sys.executable).parent / "mlops")
@@ -63,8 +62,7 @@ def prepare(root: Path, **extra_env: str) -> tuple[dict[str, str], Settings]:
         env.pop(key, None)  # the stack's own Prefect server, its home under MLOPS_HOME
     settings = Settings(home=root / "home", gx_dir=root / "gx")
     DatasetCatalog(settings).add(CREDIT_SPEC, reference)
-    data = gather_training_data(settings, DATASET, first_model=True)
-    ModelRegistry(settings, DATASET).promote(train_challenger(settings, DATASET, data).version)
+    first_champion(settings, DATASET)
     return env, settings
 
 

@@ -3,7 +3,7 @@
 import tomllib
 from pathlib import Path
 
-from mlops_core.validation import GX_PROJECT_YML
+from mlops_core.adapters.gx_project import GX_PROJECT_YML
 
 REPO = Path(__file__).resolve().parents[1]
 

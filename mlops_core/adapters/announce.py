@@ -16,6 +16,7 @@ from mlops_core.data import scan_table
 
 
 def arrival_payload(entry: LedgerEntry) -> dict[str, Any]:
+    """The arrival event's payload: dataset, sha256, path, rows (-1 if unknown), original name."""
     try:
         rows = int(scan_table(entry.location).select(pl.len()).collect().item())
     except Exception:  # noqa: BLE001 -- the row count is informative only

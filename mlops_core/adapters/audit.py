@@ -16,21 +16,31 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from mlops_core.adapters.registry import ModelRegistry
+from mlops_core.adapters.registry import ModelRegistry, RunWriter
 from mlops_core.policy import Decision
-from mlops_core.settings import Settings
-
-RUN_TYPE, BATCH, DECISION, REASONS, KEY = (
-    "mlops.run_type",
-    "mlops.batch_sha256",
-    "mlops.decision",
-    "mlops.reasons",
-    "mlops.decision_key",
+from mlops_core.rollout import RolloutVerdict
+from mlops_core.tags import (
+    BATCH_SHA256,
+    DECISION,
+    DECISION_KEY,
+    GATES,
+    MANUAL,
+    MODEL_VERSION,
+    REASONS,
+    ROLLOUT_MODE,
+    ROLLOUT_STEP,
+    ROLLOUT_VERDICT,
+    RUN_TYPE,
+    SUPERSEDED,
+    TAG_VALUE_LIMIT,
+    TRAIN_RUN,
 )
 
 
 @dataclass(frozen=True)
 class DecisionRecord:
+    """One recorded decision: its run, when it started (epoch ms), the action, its reasons and the batch."""
+
     run_id: str
     started: int
     action: str
@@ -39,6 +49,7 @@ class DecisionRecord:
 
 
 def decision_markdown(decision: Decision, batch_sha256: str) -> str:
+    """The decision as the markdown page a person reads in MLflow: action, batch, reasons and evidence."""
     lines = [
         f"# Decision: {decision.action.value}",
         "",
@@ -60,8 +71,7 @@ def decision_markdown(decision: Decision, batch_sha256: str) -> str:
 
 
 def record_decision(
-    settings: Settings,
-    dataset: str,
+    registry: ModelRegistry,
     decision: Decision,
     *,
     batch_sha256: str = "",
@@ -77,54 +87,46 @@ def record_decision(
     With ``key``, a finished decision run already recorded under that key is returned instead of
     recording a second one (a batch processed again after its first run crashed).
     """
-    registry = ModelRegistry(settings, dataset)
-    client = registry.client
     if key:
-        recorded = _recorded_under(client, registry.experiment_id(), key)
+        recorded = _recorded_under(registry.client, registry.experiment_id(), key)
         if recorded is not None:
             return recorded
     tags = {
         RUN_TYPE: "decision",
-        BATCH: batch_sha256,
+        BATCH_SHA256: batch_sha256,
         DECISION: decision.action.value,
-        REASONS: "; ".join(decision.reasons)[:5000],
+        REASONS: "; ".join(decision.reasons)[:TAG_VALUE_LIMIT],
     }
     if key:
-        tags[KEY] = key
-    if parent_run_id:
-        tags["mlflow.parentRunId"] = parent_run_id
+        tags[DECISION_KEY] = key
     tags.update(extra_tags or {})
-    run = client.create_run(
-        registry.experiment_id(),
-        tags=tags,
-        run_name=run_name or f"decision-{decision.action.value}-{batch_sha256[:12] or 'manual'}",
-    )
-    run_id = run.info.run_id
-    status = "FAILED"
-    try:
-        evidence: dict[str, Any] = decision.to_dict()["evidence"]
-        for key, value in evidence.items():
-            if isinstance(value, bool) or value is None or isinstance(value, str | list):
-                client.log_param(run_id, key, json.dumps(value))
-            elif isinstance(value, int | float):
-                client.log_metric(run_id, key, float(value))
-            else:
-                client.log_param(run_id, key, str(value))
-        for name, value in (
-            ("expected_benefit", decision.expected_benefit),
-            ("retrain_cost", decision.retrain_cost),
-        ):
-            if value is not None:
-                client.log_metric(run_id, name, float(value))
-        client.log_text(run_id, decision_markdown(decision, batch_sha256), "decision.md")
-        for name, text in (artifacts or {}).items():
-            client.log_text(run_id, text, name)
+    name = run_name or f"decision-{decision.action.value}-{batch_sha256[:12] or 'manual'}"
+    with registry.run(tags, name=name, parent_run_id=parent_run_id) as run:
+        _log_evidence(run, decision)
+        run.text(decision_markdown(decision, batch_sha256), "decision.md")
+        for artifact, text in (artifacts or {}).items():
+            run.text(text, artifact)
         for path in files or []:
-            client.log_artifact(run_id, str(path), "drift")
-        status = "FINISHED"
-    finally:
-        client.set_terminated(run_id, status=status)
-    return run_id
+            run.file(path, "drift")
+    return run.run_id
+
+
+def _log_evidence(run: RunWriter, decision: Decision) -> None:
+    """The decision's evidence as params (flags, texts, lists) and metrics (numbers)."""
+    evidence: dict[str, Any] = decision.to_dict()["evidence"]
+    for key, value in evidence.items():
+        if isinstance(value, bool) or value is None or isinstance(value, str | list):
+            run.param(key, json.dumps(value))
+        elif isinstance(value, int | float):
+            run.metric(key, float(value))
+        else:
+            run.param(key, str(value))
+    for name, number in (
+        ("expected_benefit", decision.expected_benefit),
+        ("retrain_cost", decision.retrain_cost),
+    ):
+        if number is not None:
+            run.metric(name, float(number))
 
 
 def _recorded_under(client: Any, experiment_id: str, key: str) -> str | None:
@@ -132,21 +134,20 @@ def _recorded_under(client: Any, experiment_id: str, key: str) -> str | None:
     crash left ``RUNNING`` are closed as ``KILLED`` and tagged superseded."""
     runs = client.search_runs(
         [experiment_id],
-        filter_string=f"tags.`{KEY}` = '{key}'",
+        filter_string=f"tags.`{DECISION_KEY}` = '{key}'",
         order_by=["attributes.start_time ASC"],
     )
     finished = [run.info.run_id for run in runs if run.info.status == "FINISHED"]
     for run in runs:
         if run.info.status == "RUNNING":
-            client.set_tag(run.info.run_id, "mlops.superseded", "true")
+            client.set_tag(run.info.run_id, SUPERSEDED, "true")
             client.set_terminated(run.info.run_id, status="KILLED")
     return finished[0] if finished else None
 
 
-def recent_decisions(settings: Settings, dataset: str, limit: int = 10) -> list[DecisionRecord]:
-    """The newest decision runs of ``dataset``, newest first."""
-    registry = ModelRegistry(settings, dataset)
-    experiment = registry.client.get_experiment_by_name(dataset)
+def recent_decisions(registry: ModelRegistry, limit: int = 10) -> list[DecisionRecord]:
+    """The newest decision runs of the registry's dataset, newest first."""
+    experiment = registry.client.get_experiment_by_name(registry.name)
     if experiment is None:
         return []
     runs = registry.client.search_runs(
@@ -161,31 +162,28 @@ def recent_decisions(settings: Settings, dataset: str, limit: int = 10) -> list[
             started=run.info.start_time,
             action=run.data.tags.get(DECISION, ""),
             reasons=run.data.tags.get(REASONS, ""),
-            batch_sha256=run.data.tags.get(BATCH, ""),
+            batch_sha256=run.data.tags.get(BATCH_SHA256, ""),
         )
         for run in runs
     ]
 
 
 def attach(
-    settings: Settings,
-    dataset: str,
+    registry: ModelRegistry,
     run_id: str,
     *,
     tags: dict[str, str] | None = None,
     artifacts: dict[str, str] | None = None,
 ) -> None:
     """Add what happened after a decision (the retrain's outcome, the gate report) to its run."""
-    client = ModelRegistry(settings, dataset).client
     for key, value in (tags or {}).items():
-        client.set_tag(run_id, key, value[:5000])
+        registry.client.set_tag(run_id, key, value[:TAG_VALUE_LIMIT])
     for name, text in (artifacts or {}).items():
-        client.log_text(run_id, text, name)
+        registry.client.log_text(run_id, text, name)
 
 
 def record_evaluation(
-    settings: Settings,
-    dataset: str,
+    registry: ModelRegistry,
     *,
     version: str,
     report_json: str,
@@ -197,38 +195,57 @@ def record_evaluation(
     train_run_id: str | None = None,
 ) -> str:
     """Log a gate report as an ``evaluate`` run (child of the decision run); return its id."""
-    registry = ModelRegistry(settings, dataset)
-    client = registry.client
     tags = {
         RUN_TYPE: "evaluate",
-        BATCH: batch_sha256,
-        "mlops.model_version": version,
-        "mlops.gates": "passed" if passed else "failed",
+        BATCH_SHA256: batch_sha256,
+        MODEL_VERSION: version,
+        GATES: "passed" if passed else "failed",
     }
-    if parent_run_id:
-        tags["mlflow.parentRunId"] = parent_run_id
     if train_run_id:
-        tags["mlops.train_run_id"] = train_run_id
-    run = client.create_run(registry.experiment_id(), tags=tags, run_name=f"gates-v{version}")
-    run_id = run.info.run_id
-    status = "FAILED"
-    try:
+        tags[TRAIN_RUN] = train_run_id
+    with registry.run(tags, name=f"gates-v{version}", parent_run_id=parent_run_id) as run:
         for key, value in metrics.items():
-            client.log_metric(run_id, key, float(value))
-        client.log_text(run_id, report_json, "gate_report.json")
-        client.log_text(run_id, report_markdown, "gate_report.md")
-        status = "FINISHED"
-    finally:
-        client.set_terminated(run_id, status=status)
-    return run_id
+            run.metric(key, float(value))
+        run.text(report_json, "gate_report.json")
+        run.text(report_markdown, "gate_report.md")
+    return run.run_id
+
+
+def record_rollout_step(
+    registry: ModelRegistry,
+    *,
+    version: str,
+    step: int,
+    mode: str,
+    weight: float,
+    verdict: RolloutVerdict,
+    stats: dict[str, Any],
+    parent_run_id: str | None,
+) -> str:
+    """One rollout step and its verdict as a ``rollout`` run; return its id."""
+    tags = {
+        RUN_TYPE: "rollout",
+        BATCH_SHA256: "",
+        MODEL_VERSION: version,
+        ROLLOUT_STEP: str(step),
+        ROLLOUT_MODE: mode,
+        ROLLOUT_VERDICT: verdict.verdict.value,
+        REASONS: "; ".join(verdict.reasons)[:TAG_VALUE_LIMIT],
+    }
+    name = f"rollout-v{version}-step{step}-{mode}"
+    with registry.run(tags, name=name, parent_run_id=parent_run_id) as run:
+        run.metric("weight", weight)
+        run.metric("challenger_requests", verdict.requests)
+        run.text(json.dumps(verdict.to_dict(), indent=2), "verdict.json")
+        run.text(json.dumps(stats, indent=2, default=str), "stats.json")
+    return run.run_id
 
 
 MANUAL_ACTIONS = ("promote", "rollback", "retrain")
 
 
 def record_manual(
-    settings: Settings,
-    dataset: str,
+    registry: ModelRegistry,
     action: str,
     *,
     reason: str,
@@ -242,27 +259,19 @@ def record_manual(
     """
     if action not in MANUAL_ACTIONS:
         raise ValueError(f"a manual decision is one of {MANUAL_ACTIONS}, not {action!r}")
-    registry = ModelRegistry(settings, dataset)
-    client = registry.client
     tags = {
         RUN_TYPE: "decision",
-        BATCH: "",
+        BATCH_SHA256: "",
         DECISION: action,
         REASONS: reason,
-        "mlops.manual": "true",
+        MANUAL: "true",
     }
-    run = client.create_run(registry.experiment_id(), tags=tags, run_name=f"manual-{action}")
-    run_id = run.info.run_id
-    status = "FAILED"
-    try:
-        client.log_param(run_id, "aliases_before", json.dumps(before))
+    with registry.run(tags, name=f"manual-{action}") as run:
+        run.param("aliases_before", json.dumps(before))
         if after is not None:
-            client.log_param(run_id, "aliases_after", json.dumps(after))
+            run.param("aliases_after", json.dumps(after))
         lines = [f"# Manual decision: {action}", "", f"- {reason}", "", f"before: `{before}`"]
         if after is not None:
             lines.append(f"after: `{after}`")
-        client.log_text(run_id, "\n".join(lines) + "\n", "decision.md")
-        status = "FINISHED"
-    finally:
-        client.set_terminated(run_id, status=status)
-    return run_id
+        run.text("\n".join(lines) + "\n", "decision.md")
+    return run.run_id

@@ -12,6 +12,20 @@ from mlops_core.errors import SpecError, UnknownDatasetError, UnusableInputError
 from mlops_core.settings import Settings
 from mlops_core.spec import DatasetSpec, check_dataset_name
 
+# Specs parsed once per process and file version: every flow run and command looks its dataset up.
+_SPECS: dict[tuple[str, int, int], DatasetSpec] = {}
+
+
+def _cached_spec(path: Path) -> DatasetSpec:
+    """The spec in ``path``, parsed again only when the file changed."""
+    stat = path.stat()
+    key = (str(path.resolve()), stat.st_mtime_ns, stat.st_size)
+    if key not in _SPECS:
+        if len(_SPECS) >= 64:
+            _SPECS.pop(next(iter(_SPECS)))
+        _SPECS[key] = DatasetSpec.from_yaml(path)
+    return _SPECS[key]
+
 
 @dataclass(frozen=True)
 class RegisteredDataset:
@@ -24,9 +38,11 @@ class RegisteredDataset:
 
     @property
     def name(self) -> str:
+        """The dataset's name, from its spec."""
         return self.spec.name
 
     def reference(self) -> pl.DataFrame:
+        """The stored reference table, read in full."""
         return pl.read_parquet(self.reference_path)
 
 
@@ -37,9 +53,11 @@ class DatasetCatalog:
         self.settings = settings
 
     def folder(self, name: str) -> Path:
+        """Where dataset ``name`` is stored; a ``BadNameError`` when the name is unsafe."""
         return self.settings.datasets_dir / check_dataset_name(name)
 
     def names(self) -> list[str]:
+        """The registered datasets' names, sorted."""
         root = self.settings.datasets_dir
         if not root.is_dir():
             return []
@@ -47,7 +65,7 @@ class DatasetCatalog:
 
     def get(self, name: str) -> RegisteredDataset:
         """The registered dataset ``name``, or ``UnknownDatasetError`` listing the known ones."""
-        from mlops_core.validation import suite_path
+        from mlops_core.adapters.gx_project import suite_path
 
         folder = self.folder(name)
         spec_path = folder / "spec.yaml"
@@ -58,7 +76,7 @@ class DatasetCatalog:
                 hint="register it with `mlops dataset add SPEC.yaml --reference FILE`",
             )
         return RegisteredDataset(
-            spec=DatasetSpec.from_yaml(spec_path),
+            spec=_cached_spec(spec_path),
             spec_path=spec_path,
             reference_path=folder / "reference.parquet",
             suite_path=suite_path(self.settings, name),
@@ -73,7 +91,8 @@ class DatasetCatalog:
 
     def add(self, spec: DatasetSpec, reference_file: Path) -> RegisteredDataset:
         """Register ``spec`` with its reference: store both and build the expectation suite."""
-        from mlops_core.validation import build_suite, check_reference, save_suite
+        from mlops_core.adapters.gx_project import save_suite
+        from mlops_core.validation import build_suite, check_reference
 
         check_dataset_name(spec.name)  # before reading anything: a spec built in code is unchecked
         reference = self.read_reference(Path(reference_file))

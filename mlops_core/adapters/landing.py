@@ -22,13 +22,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from mlops_core.batches import (
-    CLAIMABLE,
-    FINAL_STATES,
-    BatchState,
-    LedgerEntry,
-    Receipt,
-)
+from mlops_core.batches import CLAIMABLE, FINAL_STATES, BatchState, LedgerEntry, Receipt
 from mlops_core.data import sniff_format
 from mlops_core.errors import LandingError, UnusableInputError
 from mlops_core.settings import Settings
@@ -117,6 +111,7 @@ class LandingZone:
         return self._entry(row) if row else None
 
     def get(self, dataset: str, sha256: str) -> LedgerEntry | None:
+        """What the ledger knows of the file ``sha256`` of ``dataset``; None when it never landed."""
         with self._transaction() as connection:
             return self._select(connection, dataset, sha256)
 
@@ -344,7 +339,6 @@ class LandingZone:
                 (state.value, str(location), reason, now, dataset, sha256),
             )
         return settled
-
 
 
 def _discard(path: Path) -> None:

@@ -13,19 +13,29 @@ import io
 import statistics
 import tempfile
 import warnings
-from dataclasses import dataclass
+from collections.abc import Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import polars as pl
 
 from mlops_core.errors import MlopsError
-from mlops_core.performance import model_input
+from mlops_core.performance import PerformanceEstimator, model_input
+from mlops_core.ports import LoadedModel, RegisteredVersion, TrainingInput, TrainingRecord
 from mlops_core.settings import Settings
 from mlops_core.spec import DatasetSpec, check_dataset_name
-
-CHAMPION, CHALLENGER, PREVIOUS = "champion", "challenger", "previous"
-ALIASES = (CHAMPION, CHALLENGER, PREVIOUS)
+from mlops_core.tags import (
+    CHALLENGER,
+    CHAMPION,
+    DATA_UNTIL,
+    PARENT_RUN,
+    PREVIOUS,
+    RUN_TYPE,
+    TAG_VALUE_LIMIT,
+    TRAIN_RUN,
+    TRAINING_BATCHES,
+)
 
 # MLflow 3 saves scikit-learn models with skops, which refuses types it cannot vouch for. These
 # are the ones our own pipeline (histogram gradient boosting behind a column transformer) holds;
@@ -40,24 +50,17 @@ SKOPS_TRUSTED_TYPES = [
 HOLDOUT_ARTIFACT = "holdout.parquet"
 
 
-@dataclass(frozen=True)
-class TrainingInput:
-    """One file a model was trained on, for MLflow's dataset lineage."""
+def _lineage_dataset(item: TrainingInput) -> Any:
+    """A training input as an MLflow dataset (source, name and digest), for ``log_input``."""
+    from mlflow.data.dataset_source_registry import resolve_dataset_source
+    from mlflow.data.meta_dataset import MetaDataset
 
-    sha256: str
-    path: str
-    rows: int
-
-    def dataset(self) -> Any:
-        from mlflow.data.dataset_source_registry import resolve_dataset_source
-        from mlflow.data.meta_dataset import MetaDataset
-
-        with warnings.catch_warnings():  # two equivalent local-file source classes: either is right
-            warnings.simplefilter("ignore", UserWarning)
-            source = resolve_dataset_source(Path(self.path).resolve().as_uri())
-        return MetaDataset(  # type: ignore[abstract]
-            source, name=f"batch-{self.sha256[:12]}", digest=self.sha256[:36]
-        )
+    with warnings.catch_warnings():  # two equivalent local-file source classes: either is right
+        warnings.simplefilter("ignore", UserWarning)
+        source = resolve_dataset_source(Path(item.path).resolve().as_uri())
+    return MetaDataset(  # type: ignore[abstract]
+        source, name=f"batch-{item.sha256[:12]}", digest=item.sha256[:36]
+    )
 
 
 def _requirements() -> list[str]:
@@ -69,13 +72,33 @@ def _requirements() -> list[str]:
     return [*pinned, *(f"{name}=={version(name)}" for name in ("numpy", "pandas", "mlflow"))]
 
 
-@dataclass(frozen=True)
-class RegisteredVersion:
-    """A model version in the registry and the run that logged it."""
+class RunWriter:
+    """One open MLflow run the project is writing: params, metrics, texts, files, tags."""
 
-    name: str
-    version: str
-    run_id: str
+    def __init__(self, client: Any, run_id: str) -> None:
+        self.client = client
+        self.run_id = run_id
+
+    def param(self, key: str, value: str) -> None:
+        """Log one param."""
+        self.client.log_param(self.run_id, key, value)
+
+    def metric(self, key: str, value: float) -> None:
+        """Log one metric."""
+        self.client.log_metric(self.run_id, key, float(value))
+
+    def text(self, text: str, name: str) -> None:
+        """Log ``text`` as the artifact ``name``."""
+        self.client.log_text(self.run_id, text, name)
+
+    def file(self, path: Path, folder: str) -> None:
+        """Log a file as an artifact under ``folder``."""
+        self.client.log_artifact(self.run_id, str(path), folder)
+
+
+# A version's model, holdout and fitted estimator, loaded once per process (tracking URI, name,
+# version): the batch flow judges every batch with the champion, and loading takes ~1 s.
+_LOADED: dict[tuple[str, str, str], LoadedModel] = {}
 
 
 class ModelRegistry:
@@ -109,7 +132,7 @@ class ModelRegistry:
         metrics: dict[str, float] | None = None,
         tags: dict[str, str] | None = None,
         holdout: pl.DataFrame | None = None,
-        lineage: list[TrainingInput] | None = None,
+        lineage: tuple[TrainingInput, ...] | list[TrainingInput] | None = None,
         parent_run_id: str | None = None,
     ) -> RegisteredVersion:
         """Log a fitted pipeline in a ``train`` run and register it as a new version.
@@ -125,16 +148,22 @@ class ModelRegistry:
         mlflow.set_registry_uri(self.settings.tracking_uri)
         sample = model_input(example.head(5), spec)
         signature = infer_signature(sample, pipeline.predict_proba(sample))
-        run_tags = {"mlops.run_type": "train", **(tags or {})}
+        run_tags = {RUN_TYPE: "train", **(tags or {})}
         if parent_run_id:
-            run_tags["mlflow.parentRunId"] = parent_run_id
+            run_tags[PARENT_RUN] = parent_run_id
         if lineage:
-            run_tags["mlops.training_batches"] = ",".join(i.sha256[:12] for i in lineage)[:5000]
-        with mlflow.start_run(experiment_id=self.experiment_id(), tags=run_tags) as run:
+            run_tags[TRAINING_BATCHES] = ",".join(i.sha256[:12] for i in lineage)[:TAG_VALUE_LIMIT]
+        # The fluent run MLflow's model logging needs, opened on a run our context manager owns.
+        with (
+            self.run(run_tags, name=None) as writer,
+            mlflow.start_run(run_id=writer.run_id) as run,
+        ):
             mlflow.log_params(params or {})
             mlflow.log_metrics(metrics or {})
             for item in lineage or []:
-                mlflow.log_input(item.dataset(), context="training", tags={"rows": str(item.rows)})
+                mlflow.log_input(
+                    _lineage_dataset(item), context="training", tags={"rows": str(item.rows)}
+                )
             if holdout is not None:
                 with tempfile.TemporaryDirectory() as folder:
                     path = Path(folder) / HOLDOUT_ARTIFACT
@@ -155,10 +184,62 @@ class ModelRegistry:
                     pip_requirements=_requirements(),
                 )
         version = str(info.registered_model_version)
-        self.client.set_model_version_tag(self.name, version, "mlops.train_run_id", run.info.run_id)
+        self.client.set_model_version_tag(self.name, version, TRAIN_RUN, run.info.run_id)
         for key, value in (tags or {}).items():
             self.client.set_model_version_tag(self.name, version, key, value)
         return RegisteredVersion(self.name, version, run.info.run_id)
+
+    @contextlib.contextmanager
+    def run(
+        self, tags: dict[str, str], *, name: str | None, parent_run_id: str | None = None
+    ) -> Iterator[RunWriter]:
+        """An MLflow run in the dataset's experiment: FINISHED when the block ends, FAILED if it
+        raises. Every run the project writes goes through here (``name=None``: MLflow names it)."""
+        if parent_run_id:
+            tags = {**tags, PARENT_RUN: parent_run_id}
+        run = self.client.create_run(self.experiment_id(), tags=tags, run_name=name)
+        status = "FAILED"
+        try:
+            yield RunWriter(self.client, run.info.run_id)
+            status = "FINISHED"
+        finally:
+            self.client.set_terminated(run.info.run_id, status=status)
+
+    def load_version(self, version: str) -> Any:
+        """The scikit-learn model of one registered version."""
+        import mlflow
+
+        mlflow.set_registry_uri(self.settings.tracking_uri)
+        return mlflow.sklearn.load_model(f"models:/{self.name}/{version}")
+
+    def loaded(self, version: RegisteredVersion, spec: DatasetSpec) -> LoadedModel:
+        """The version's model, its holdout and its fitted estimator, loaded once per process."""
+        key = (self.settings.tracking_uri, self.name, version.version)
+        if key not in _LOADED:
+            model = self.load_version(version.version)
+            holdout = self.holdout(version.run_id)
+            if len(_LOADED) >= 8:
+                _LOADED.pop(next(iter(_LOADED)))
+            estimator = PerformanceEstimator(spec).fit(model, holdout)
+            _LOADED[key] = LoadedModel(version, model, holdout, estimator)
+        return _LOADED[key]
+
+    def last_training(self) -> TrainingRecord | None:
+        """When the newest finished training run started, and the newest event time it saw."""
+        runs = self.training_runs(limit=1)
+        if not runs:
+            return None
+        run = runs[0]
+        until = run.data.tags.get(DATA_UNTIL)
+        return TrainingRecord(
+            started_at=datetime.fromtimestamp(run.info.start_time / 1000, tz=UTC),
+            data_until=datetime.fromisoformat(until) if until else None,
+        )
+
+    def drop_challenger(self, version: str) -> None:
+        """Take ``version`` out of the challenger role (nothing when another version holds it)."""
+        if self.aliases().get(CHALLENGER) == version:
+            self.client.delete_registered_model_alias(self.name, CHALLENGER)
 
     def version_of(self, alias: str) -> RegisteredVersion | None:
         """The version a role points at, with the run that trained it; None when the role is empty."""
@@ -171,6 +252,7 @@ class ModelRegistry:
         return RegisteredVersion(self.name, str(found.version), str(found.run_id))
 
     def has_version(self, version: str) -> bool:
+        """Whether ``version`` of the dataset's model is registered."""
         from mlflow.exceptions import MlflowException
 
         try:
@@ -185,6 +267,7 @@ class ModelRegistry:
             self.client.set_model_version_tag(self.name, version, key, value)
 
     def version_tags(self, version: str) -> dict[str, str]:
+        """The tags on one model version (its lineage)."""
         return dict(self.client.get_model_version(self.name, version).tags or {})
 
     def holdout(self, run_id: str) -> pl.DataFrame:
@@ -194,9 +277,11 @@ class ModelRegistry:
             return pl.read_parquet(path)
 
     def run_metrics(self, run_id: str) -> dict[str, float]:
+        """The metrics run ``run_id`` logged, by name."""
         return dict(self.client.get_run(run_id).data.metrics)
 
     def run_tags(self, run_id: str) -> dict[str, str]:
+        """The tags of run ``run_id``."""
         return dict(self.client.get_run(run_id).data.tags)
 
     def training_runs(self, limit: int = 20) -> list[Any]:
@@ -233,6 +318,7 @@ class ModelRegistry:
         return {alias: str(version) for alias, version in (model.aliases or {}).items()}
 
     def set_challenger(self, version: str) -> None:
+        """Make ``version`` the challenger."""
         self.client.set_registered_model_alias(self.name, CHALLENGER, version)
 
     def promote(self, version: str) -> dict[str, str]:
@@ -276,4 +362,5 @@ class ModelRegistry:
             self.client.set_registered_model_tag(self.name, key, value)
 
     def tags(self) -> dict[str, str]:
+        """The tags on the registered model (the rollout state lives here)."""
         return dict(self.client.get_registered_model(self.name).tags or {})

@@ -17,6 +17,8 @@ from mlops_core.settings import Settings
 
 @dataclass(frozen=True)
 class StackState:
+    """What a running `mlops up` recorded: its Prefect and MLflow URLs and its process ids."""
+
     prefect_api_url: str
     prefect_ui_url: str
     mlflow_ui_url: str | None = None
@@ -25,6 +27,7 @@ class StackState:
 
 
 def write_state(settings: Settings, state: StackState) -> None:
+    """Record ``state`` in ``<home>/stack.json``, replacing any earlier record in one step."""
     settings.home.mkdir(parents=True, exist_ok=True)
     staged = settings.stack_file.with_suffix(".tmp")
     staged.write_text(json.dumps(asdict(state), indent=2), encoding="utf-8")
@@ -32,6 +35,7 @@ def write_state(settings: Settings, state: StackState) -> None:
 
 
 def read_state(settings: Settings) -> StackState | None:
+    """The stack recorded in ``<home>/stack.json``; None when there is none or it cannot be read."""
     try:
         payload: dict[str, Any] = json.loads(settings.stack_file.read_text(encoding="utf-8"))
         return StackState(**payload)
@@ -40,6 +44,7 @@ def read_state(settings: Settings) -> StackState | None:
 
 
 def clear_state(settings: Settings) -> None:
+    """Remove ``<home>/stack.json`` (if any): no stack is recorded as running."""
     settings.stack_file.unlink(missing_ok=True)
 
 

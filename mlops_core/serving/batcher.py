@@ -19,22 +19,27 @@ from concurrent.futures import Future
 from typing import Any
 
 import numpy as np
+import numpy.typing as npt
+
+Scores = npt.NDArray[np.float64]  # positive-class probabilities, one per row
 
 
 class Batcher:
+    """One model's micro-batcher: a worker thread scoring the queued rows of concurrent requests."""
+
     def __init__(self, model: Any, *, wait_ms: float = 2.0, max_rows: int = 512) -> None:
         self.model = model
         self.wait = wait_ms / 1000
         self.max_rows = max_rows
-        self._queue: queue.Queue[tuple[Any, Future[np.ndarray]] | None] = queue.Queue()
+        self._queue: queue.Queue[tuple[Any, Future[Scores]] | None] = queue.Queue()
         self._lock = threading.Lock()  # a put and the close never interleave
         self._closed = False
         self._thread = threading.Thread(target=self._run, name="mlops-batcher", daemon=True)
         self._thread.start()
 
-    def scores(self, frame: Any, timeout: float = 30.0) -> np.ndarray:
+    def scores(self, frame: Any, timeout: float = 30.0) -> Scores:
         """The positive-class probabilities of ``frame``'s rows (blocks until scored)."""
-        future: Future[np.ndarray] = Future()
+        future: Future[Scores] = Future()
         with self._lock:
             closed = self._closed
             if not closed:
@@ -46,7 +51,7 @@ class Batcher:
                 return self._score([frame])
         return future.result(timeout=timeout)
 
-    def _score(self, frames: list[Any]) -> np.ndarray:
+    def _score(self, frames: list[Any]) -> Scores:
         import pandas as pd
 
         combined = frames[0] if len(frames) == 1 else pd.concat(frames, ignore_index=True)
@@ -91,7 +96,7 @@ class Batcher:
                 rows += len(item[0])
             self._answer(items)
 
-    def _answer(self, items: list[tuple[Any, Future[np.ndarray]]]) -> None:
+    def _answer(self, items: list[tuple[Any, Future[Scores]]]) -> None:
         try:
             scores = self._score([frame for frame, _ in items])
         except Exception as exc:  # noqa: BLE001 -- each waiting request gets the failure

@@ -17,21 +17,39 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from mlops_core.adapters.registry import CHALLENGER, CHAMPION, ModelRegistry
+from mlops_core.adapters.registry import ModelRegistry
 from mlops_core.routing import Mode, Split
 from mlops_core.settings import Settings
+from mlops_core.tags import (
+    CHALLENGER,
+    CHAMPION,
+    ROLLOUT_MODE,
+    ROLLOUT_STEP,
+    ROLLOUT_TAGS,
+    ROLLOUT_VERSION,
+    ROLLOUT_WEIGHT,
+)
+
+# The rollout tag names stay importable from here, where the rollout flow and tests find them.
+__all__ = [
+    "ROLLOUT_MODE",
+    "ROLLOUT_STEP",
+    "ROLLOUT_TAGS",
+    "ROLLOUT_VERSION",
+    "ROLLOUT_WEIGHT",
+    "Loaded",
+    "ModelFollower",
+    "Snapshot",
+    "split_from_tags",
+]
 
 logger = logging.getLogger("mlops.serving")
-
-ROLLOUT_MODE = "mlops.rollout.mode"
-ROLLOUT_WEIGHT = "mlops.rollout.weight"
-ROLLOUT_VERSION = "mlops.rollout.version"
-ROLLOUT_STEP = "mlops.rollout.step"
-ROLLOUT_TAGS = (ROLLOUT_MODE, ROLLOUT_WEIGHT, ROLLOUT_VERSION, ROLLOUT_STEP)
 
 
 @dataclass(frozen=True)
 class Loaded:
+    """A model version in memory, with the micro-batcher its requests are scored through."""
+
     version: str
     model: Any
     batcher: Any = None  # mlops_core.serving.batcher.Batcher: concurrent requests scored together
@@ -47,6 +65,7 @@ class Snapshot:
     loaded_at: float = 0.0
 
     def key(self) -> tuple[Any, ...]:
+        """What identifies this snapshot: the two versions and the split (equal keys, same models)."""
         return (
             self.champion.version if self.champion else None,
             self.challenger.version if self.challenger else None,
@@ -83,19 +102,13 @@ class ModelFollower:
         self.settings = settings
         self.dataset = dataset
         self.registry = ModelRegistry(settings, dataset)
-        self.loader = loader or self._load_version
+        self.loader = loader or self.registry.load_version
         self.on_load = on_load or (lambda role, version: None)
         self.snapshot = Snapshot()
         self.refresh_failures = 0
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
-
-    def _load_version(self, version: str) -> Any:
-        import mlflow
-
-        mlflow.set_registry_uri(self.settings.tracking_uri)
-        return mlflow.sklearn.load_model(f"models:/{self.dataset}/{version}")
 
     def refresh(self) -> bool:
         """Follow the registry now; true when the snapshot changed."""
@@ -150,6 +163,7 @@ class ModelFollower:
             return True
 
     def describe(self) -> dict[str, Any]:
+        """The dataset, the champion and challenger versions served, and the split (JSON-ready)."""
         snap = self.snapshot
         return {
             "dataset": self.dataset,
@@ -159,6 +173,7 @@ class ModelFollower:
         }
 
     def start(self) -> None:
+        """Refresh from a background thread every ``serve_poll_seconds`` (a second call does nothing)."""
         if self._thread is not None:
             return
 
@@ -170,6 +185,7 @@ class ModelFollower:
         self._thread.start()
 
     def stop(self) -> None:
+        """Stop the background refreshes, waiting up to 5 seconds for the thread to end."""
         self._stop.set()
         if self._thread is not None:
             self._thread.join(timeout=5)

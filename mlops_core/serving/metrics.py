@@ -41,6 +41,8 @@ METRIC_NAMES = (
 
 
 class ServerMetrics:
+    """The server's Prometheus metrics, in a registry of their own."""
+
     content_type = CONTENT_TYPE_LATEST
 
     def __init__(self) -> None:
@@ -75,22 +77,28 @@ class ServerMetrics:
         )
 
     def request(self, variant: str, version: str, seconds: float) -> None:
+        """Count an answered request and observe its latency."""
         self.requests.labels(variant, version).inc()
         self.latency.labels(variant).observe(seconds)
 
     def error(self, variant: str, version: str) -> None:
+        """Count a failed model call."""
         self.errors.labels(variant, version).inc()
 
     def loaded(self, role: str, version: str) -> None:
+        """Count a model loaded from the registry."""
         self.loads.labels(role, version).inc()
 
     def shadow(self, disagreements: int) -> None:
+        """Count shadow predictions that differed from the answer."""
         self.disagreements.inc(disagreements)
 
     def feedback(self) -> None:
+        """Count a feedback request."""
         self.feedbacks.inc()
 
     def routing(self, split: Split, challenger: str) -> None:
+        """Set the rollout gauges to ``split`` (the challenger's weight, the mode with its version)."""
         self.weight.set(split.weight)
         self.info.clear()
         self.info.labels(
@@ -98,4 +106,5 @@ class ServerMetrics:
         ).set(1)
 
     def render(self) -> bytes:
+        """Every metric in Prometheus' text format (``content_type``)."""
         return bytes(generate_latest(self.registry))

@@ -32,6 +32,8 @@ logger = logging.getLogger("mlops.serving")
 
 @dataclass(frozen=True)
 class Seen:
+    """One variant's part in a request: when, which version, how long, and its probabilities."""
+
     at: float
     request_id: str
     variant: str
@@ -52,6 +54,7 @@ class Traffic:
         self._lock = threading.Lock()
 
     def add(self, seen: Seen) -> None:
+        """Remember ``seen``, forgetting the oldest request (and its feedback) when full."""
         with self._lock:
             if len(self._seen) == self._seen.maxlen:
                 old = self._seen[0]
@@ -61,6 +64,7 @@ class Traffic:
             self._by_id[seen.request_id] = seen
 
     def feedback(self, request_id: str, labels: tuple[int, ...]) -> bool:
+        """Whether ``request_id`` is a remembered request; its ``labels`` are kept when it is."""
         with self._lock:
             if request_id not in self._by_id:
                 return False
@@ -152,6 +156,7 @@ class LogWriter:
         self.written = {"batch": 0, "labels": 0}
 
     def predictions(self, rows: list[dict[str, Any]]) -> None:
+        """Buffer prediction-log ``rows``, landing a batch at ``serve_log_rows`` rows."""
         with self._lock:
             if not self._predictions:
                 self._first["batch"] = time.monotonic()
@@ -161,6 +166,7 @@ class LogWriter:
             self.flush("batch")
 
     def labels(self, rows: list[dict[str, Any]]) -> None:
+        """Buffer feedback-label ``rows``, landing labels at ``serve_log_rows`` rows."""
         with self._lock:
             if not self._labels:
                 self._first["labels"] = time.monotonic()
@@ -210,6 +216,8 @@ class LogWriter:
             announce(receipt.entry, kind)
 
     def start(self) -> None:
+        """Land each buffer from a background thread once its oldest row is ``seconds`` old."""
+
         def loop() -> None:
             while not self._stop.wait(0.5):
                 now = time.monotonic()
@@ -221,6 +229,7 @@ class LogWriter:
         self._thread.start()
 
     def stop(self) -> None:
+        """Stop the background thread and land what is still buffered."""
         self._stop.set()
         if self._thread is not None:
             self._thread.join(timeout=5)

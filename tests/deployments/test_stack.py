@@ -11,6 +11,7 @@ from typing import Any
 
 import numpy as np
 import pytest
+from live import first_champion
 from mlflow.tracking import MlflowClient
 from stackproc import StackProcess, wait
 
@@ -19,7 +20,6 @@ from mlops_core.adapters.catalog import DatasetCatalog
 from mlops_core.adapters.landing import LandingZone
 from mlops_core.adapters.registry import ModelRegistry
 from mlops_core.batches import BatchState
-from mlops_core.lifecycle import gather_training_data, train_challenger
 from mlops_core.settings import Settings
 
 
@@ -40,8 +40,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[StackProcess]:
     env.pop("PREFECT_HOME", None)  # the stack's Prefect home goes under MLOPS_HOME
     settings = Settings(home=root / "home", gx_dir=root / "gx")
     DatasetCatalog(settings).add(CREDIT_SPEC, reference)
-    data = gather_training_data(settings, "credit", first_model=True)
-    ModelRegistry(settings, "credit").promote(train_challenger(settings, "credit", data).version)
+    first_champion(settings)
     running = StackProcess(env, settings)
     yield running
     output = running.stop()  # every process the stack started is gone

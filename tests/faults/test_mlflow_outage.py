@@ -25,10 +25,11 @@ from flows.reconcile import reconcile
 from mlops_cli.scenarios import CREDIT_SPEC, generate_applications
 from mlops_cli.stack import free_port, stop_group
 from mlops_core.adapters.catalog import DatasetCatalog
+from mlops_core.adapters.context import DatasetContext
 from mlops_core.adapters.landing import LandingZone
 from mlops_core.adapters.registry import ModelRegistry
 from mlops_core.batches import BatchState
-from mlops_core.lifecycle import gather_training_data, train_challenger
+from mlops_core.challenger import gather_training_data, train_challenger
 from mlops_core.settings import Settings
 
 pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("prefect_api")]
@@ -104,8 +105,9 @@ def test_a_batch_survives_an_mlflow_outage_and_reconcile_finishes_it(
         generate_applications(np.random.default_rng(0), 4_000).write_parquet(reference)
         DatasetCatalog(settings).add(CREDIT_SPEC, reference)
         registry = ModelRegistry(settings, DATASET)
-        data = gather_training_data(settings, DATASET, first_model=True)
-        registry.promote(train_challenger(settings, DATASET, data).version)
+        ctx = DatasetContext.open(settings, DATASET)
+        data = gather_training_data(ctx, first_model=True)
+        registry.promote(train_challenger(ctx, data).version)
         champion = registry.aliases()["champion"]
 
         zone = LandingZone(settings)

@@ -80,12 +80,14 @@ def test_a_rollback_by_hand_stops_the_rollout_which_does_not_undo_it(
 
     answer = human["answer"]
     assert answer.returncode == 0, answer.stdout + answer.stderr
-    assert result["status"] == "interrupted", result
+    assert result.status == "interrupted", result
     assert stopped_at - human["at"] < 15  # noticed within a few seconds
-    assert result["steps"] == []  # no step was judged, none promoted
+    assert result.steps == ()  # no step was judged, none promoted
     # The person's move stands: v1 champion, v2 previous; the canary's challenger is gone.
     assert registry.aliases() == {"champion": v1, "previous": v2}
     assert registry.tags()["mlops.rollout.mode"] == "idle"
     assert routing["champion"] == v1 and not routing.get("challenger"), routing
-    assert [d.action for d in recent_decisions(settings, "credit", 1)] == ["rollback"]
+    assert [d.action for d in recent_decisions(ModelRegistry(settings, "credit"), 1)] == [
+        "rollback"
+    ]
     assert set(load.status) == {200}, f"user-facing failures: {load.status}"

@@ -55,7 +55,9 @@ def test_a_retrain_that_raises_leaves_the_champion_and_says_so(
     registry = ModelRegistry(settings, "credit")
     versions_before = len(registry.client.search_model_versions("name='credit'"))
     sha = hashlib.sha256(f"{tmp_path}/{point}".encode()).hexdigest()
-    decision = record_manual(settings, "credit", "retrain", reason="fault drill", before={})
+    decision = record_manual(
+        ModelRegistry(settings, "credit"), "retrain", reason="fault drill", before={}
+    )
 
     monkeypatch.setenv("MLOPS_FAILPOINTS", f"{point}=raise")
     outcome = retrain_evaluate_deploy(dataset="credit", batch_sha256=sha, decision_run_id=decision)

@@ -36,7 +36,7 @@ def test_clean_batch_is_processed(
     report = json.loads(outcome.location.with_name(f"{sha}.report.json").read_text())
     assert report["detail"]["validation"]["verdict"] == "passed"
     assert report["detail"]["drift"]["is_drift"] is False
-    assert outcome.drift is not None and outcome.drift["false_alarm_rate"] == 0.05
+    assert outcome.drift is not None and outcome.drift.false_alarm_rate == 0.05
 
 
 def test_corrupted_batch_is_quarantined_with_its_reason(
@@ -82,7 +82,7 @@ def test_shifted_batch_is_processed_with_drift_named(
     sha = land(tmp_path, settings, frame, "shifted.parquet")
     outcome = process_batch(dataset="credit", sha256=sha)
     assert outcome.state is BatchState.processed, "drift is not corruption: the batch is kept"
-    assert outcome.drift["is_drift"] and "credit_score" in outcome.drift["drivers"]
+    assert outcome.drift.is_drift and "credit_score" in outcome.drift.drivers
     report = json.loads(outcome.location.with_name(f"{sha}.report.json").read_text())
     assert report["detail"]["drift"]["p_value"] <= 0.05
 
@@ -102,14 +102,14 @@ def test_every_batch_gets_a_decision_run_with_its_evidence(
     )
     client = MlflowClient(tracking_uri=settings.tracking_uri)
     kept = process_batch(dataset="credit", sha256=land(tmp_path, settings, shifted, "s.parquet"))
-    assert kept.decision["action"] == "watch", kept.decision["reasons"]
+    assert kept.decision.action == "watch", kept.decision.reasons
     artifacts = {a.path for a in client.list_artifacts(kept.decision_run_id)}
     assert {"decision.md", "validation.json", "assessment.json", "drift"} <= artifacts
     drift_files = {a.path for a in client.list_artifacts(kept.decision_run_id, "drift")}
     assert {"drift/drift.json", "drift/effect_sizes.png", "drift/distributions.png"} <= drift_files
 
     refused = process_batch(dataset="credit", sha256=land(tmp_path, settings, broken, "b.parquet"))
-    assert refused.state is BatchState.quarantined and refused.decision["action"] == "none"
+    assert refused.state is BatchState.quarantined and refused.decision.action == "none"
     run = client.get_run(refused.decision_run_id)
     assert (
         run.data.tags["mlops.decision"] == "none"

@@ -65,9 +65,10 @@ def test_labels_are_joined_to_their_batch_and_bad_labels_quarantined(
     again = process_labels(dataset="credit", sha256=bad_sha)
     assert again.already_settled
 
-    from mlops_core.labels import attach_labels, known_labels
+    from mlops_core.adapters.context import DatasetContext
+    from mlops_core.labels import attach_labels
 
-    known = known_labels(settings, "credit", registered.spec)
+    known = DatasetContext.open(settings, "credit").history.known_labels()
     joined = attach_labels(frame.drop("default"), known, registered.spec)
     assert joined["default"].null_count() == 100
     assert (

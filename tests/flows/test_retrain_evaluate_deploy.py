@@ -36,7 +36,9 @@ def test_first_champion_is_trained_gated_and_recorded(
     settings: Settings, registered: RegisteredDataset
 ) -> None:
     registry = ModelRegistry(settings, "credit")
-    decision = record_manual(settings, "credit", "retrain", reason="first model", before={})
+    decision = record_manual(
+        ModelRegistry(settings, "credit"), "retrain", reason="first model", before={}
+    )
     outcome = retrain_evaluate_deploy(dataset="credit", decision_run_id=decision)
     assert outcome.status == "promoted", outcome.reason
     assert registry.aliases() == {"champion": outcome.version}
@@ -86,7 +88,7 @@ def test_a_worse_challenger_is_refused_and_the_champion_stays(
     registry = ModelRegistry(settings, "credit")
     assert registry.aliases() == {"champion": first.version}, "nothing but the champion moved"
     assert registry.version_tags(outcome.version)["mlops.gates"] == "failed"
-    failed = {g["name"] for g in outcome.gates["gates"] if not g["passed"]}
+    failed = {g.name for g in outcome.gates.gates if not g.passed}
     assert "primary" in failed
 
 
@@ -104,7 +106,7 @@ def test_a_training_failure_leaves_the_champion_untouched(
     # Train only on the newest rows, which all carry one label: the booster cannot be fitted.
     monkeypatch.setenv("MLOPS_TRAIN_RECENT_ROWS", "300")
     monkeypatch.setenv("MLOPS_TRAIN_OLDER_ROWS", "0")
-    decision = record_manual(settings, "credit", "retrain", reason="test", before={})
+    decision = record_manual(ModelRegistry(settings, "credit"), "retrain", reason="test", before={})
     outcome = retrain_evaluate_deploy(
         dataset="credit", batch_sha256="d" * 64, decision_run_id=decision
     )
@@ -141,16 +143,16 @@ def test_concept_drift_batch_leads_to_a_promoted_challenger(
     sha = LandingZone(settings).submit(path, "credit").entry.sha256
     outcome = process_batch(dataset="credit", sha256=sha)
     assert outcome.state is BatchState.processed
-    assert outcome.decision["action"] == "retrain", outcome.decision["reasons"]
-    assert "observed accuracy" in outcome.decision["reasons"][0]
-    assert outcome.retrain["status"] == "promoted", outcome.retrain["reason"]
+    assert outcome.decision.action == "retrain", outcome.decision.reasons
+    assert "observed accuracy" in outcome.decision.reasons[0]
+    assert outcome.retrain.status == "promoted", outcome.retrain.reason
     aliases = ModelRegistry(settings, "credit").aliases()
-    assert aliases == {"champion": outcome.retrain["version"], "previous": first.version}
+    assert aliases == {"champion": outcome.retrain.version, "previous": first.version}
 
     client = MlflowClient(tracking_uri=settings.tracking_uri)
     decision_run = client.get_run(outcome.decision_run_id)
     assert decision_run.data.tags["mlops.batch_sha256"] == sha
     assert decision_run.data.tags["mlops.decision"] == "retrain"
-    train_run = client.get_run(outcome.retrain["train_run_id"])
+    train_run = client.get_run(outcome.retrain.train_run_id)
     assert train_run.data.tags["mlflow.parentRunId"] == outcome.decision_run_id
     assert sha[:36] in {i.dataset.digest for i in train_run.inputs.dataset_inputs}

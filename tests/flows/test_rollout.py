@@ -33,13 +33,13 @@ def test_a_good_challenger_is_promoted_step_by_step(
     current = Settings()
     with Server(create_app(current, log_traffic=False)) as server, Load(server.url) as load:
         result = rollout(dataset="credit", version=good, server_url=server.url)
-    assert result["status"] == "promoted", result
-    assert [s["weight"] for s in result["steps"]] == [0.5, 1.0]
-    assert all(s["verdict"] == "promote" for s in result["steps"])
+    assert result.status == "promoted", result
+    assert [s.weight for s in result.steps] == [0.5, 1.0]
+    assert all(s.verdict == "promote" for s in result.steps)
     assert ModelRegistry(current, "credit").aliases() == {"champion": good, "previous": champion}
     assert load.status[200] > 0 and set(load.status) == {200}, load.status
     assert load.variants["challenger"] > 0
-    run = ModelRegistry(current, "credit").client.get_run(result["steps"][0]["run_id"])
+    run = ModelRegistry(current, "credit").client.get_run(result.steps[0].run_id)
     assert run.data.tags["mlops.run_type"] == "rollout"
 
 
@@ -72,8 +72,8 @@ def test_a_failing_challenger_is_rolled_back_and_no_user_sees_it(
         Load(server.url) as load,
     ):
         result = rollout(dataset="credit", version=bad, server_url=server.url)
-    assert result["status"] == "rolled back", result
-    assert "error_rate failed" in result["steps"][-1]["reasons"][0]
+    assert result.status == "rolled back", result
+    assert "error_rate failed" in result.steps[-1].reasons[0]
     assert ModelRegistry(current, "credit").aliases() == {"champion": champion}
     assert set(load.status) == {200}, f"user-facing failures: {load.status}"
 
@@ -87,8 +87,8 @@ def test_a_much_worse_challenger_is_rolled_back_on_feedback(
     current = Settings()
     with Server(create_app(current, log_traffic=False)) as server, Load(server.url) as load:
         result = rollout(dataset="credit", version=worse, server_url=server.url)
-    assert result["status"] == "rolled back", result
-    reasons = " ".join(result["steps"][-1]["reasons"])
+    assert result.status == "rolled back", result
+    reasons = " ".join(result.steps[-1].reasons)
     assert "feedback_accuracy failed" in reasons or "prediction_divergence failed" in reasons
     assert ModelRegistry(current, "credit").aliases() == {"champion": champion}
     assert set(load.status) == {200}
@@ -112,9 +112,9 @@ def test_blue_green_and_shadow(
     current = Settings()
     with Server(create_app(current, log_traffic=False)) as server, Load(server.url) as load:
         result = rollout(dataset="credit", version=good, server_url=server.url)
-    assert result["status"] == status, result
-    assert [s["weight"] for s in result["steps"]] == weights
-    assert result["steps"][0]["mode"] == mode and result["steps"][0]["requests"] >= 60
+    assert result.status == status, result
+    assert [s.weight for s in result.steps] == weights
+    assert result.steps[0].mode == mode and result.steps[0].requests >= 60
     expected = (
         {"champion": good, "previous": champion} if status == "promoted" else {"champion": champion}
     )

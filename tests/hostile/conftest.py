@@ -10,8 +10,9 @@ from schemathesis.python import asgi
 
 from mlops_cli.scenarios import Stream
 from mlops_core.adapters.catalog import DatasetCatalog
+from mlops_core.adapters.context import DatasetContext
 from mlops_core.adapters.registry import ModelRegistry
-from mlops_core.lifecycle import gather_training_data, train_challenger
+from mlops_core.challenger import gather_training_data, train_challenger
 from mlops_core.serving import create_app
 from mlops_core.serving.follower import ROLLOUT_MODE, ROLLOUT_VERSION, ROLLOUT_WEIGHT
 from mlops_core.settings import Settings
@@ -35,10 +36,11 @@ def server(tmp_path_factory: pytest.TempPathFactory, stream: Stream) -> Iterator
         env.setenv("MLOPS_ADMIN_TOKEN", ADMIN_TOKEN)
         current = Settings()
         DatasetCatalog(current).add(stream.spec, stream.reference_path)
-        data = gather_training_data(current, "credit", first_model=True)
+        ctx = DatasetContext.open(current, "credit")
+        data = gather_training_data(ctx, first_model=True)
         registry = ModelRegistry(current, "credit")
-        registry.promote(train_challenger(current, "credit", data).version)
-        second = train_challenger(current, "credit", data).version
+        registry.promote(train_challenger(ctx, data).version)
+        second = train_challenger(ctx, data).version
         registry.set_challenger(second)
         registry.set_tags({ROLLOUT_MODE: "canary", ROLLOUT_WEIGHT: "0.5", ROLLOUT_VERSION: second})
         app = create_app(current, follow=False, log_traffic=False)

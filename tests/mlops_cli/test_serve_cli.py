@@ -11,18 +11,16 @@ from pathlib import Path
 
 import httpx
 import numpy as np
+from live import first_champion
 
 from mlops_cli.scenarios import generate_applications
 from mlops_cli.stack import free_port
 from mlops_core.adapters.catalog import RegisteredDataset
-from mlops_core.adapters.registry import ModelRegistry
-from mlops_core.lifecycle import gather_training_data, train_challenger
 from mlops_core.settings import Settings
 
 
 def test_mlops_serve_answers_over_http(settings: Settings, registered: RegisteredDataset) -> None:
-    data = gather_training_data(settings, "credit", first_model=True)
-    ModelRegistry(settings, "credit").promote(train_challenger(settings, "credit", data).version)
+    first_champion(settings)
     port = free_port()
     process = subprocess.Popen(
         [str(Path(sys.executable).parent / "mlops"), "serve", "--port", str(port)],

@@ -8,6 +8,7 @@ from mlops_cli.main import app
 from mlops_core.adapters.audit import record_decision
 from mlops_core.adapters.catalog import RegisteredDataset
 from mlops_core.adapters.landing import LandingZone
+from mlops_core.adapters.registry import ModelRegistry
 from mlops_core.batches import failure_reason
 from mlops_core.policy import Evidence, decide
 from mlops_core.settings import Settings
@@ -31,8 +32,7 @@ def test_status_lists_datasets_models_and_decisions(
         }
     ]
     record_decision(
-        settings,
-        "credit",
+        ModelRegistry(settings, "credit"),
         decide(Evidence(validation_passed=True, drift=True)),
         batch_sha256="d" * 64,
     )

@@ -12,9 +12,10 @@ from fastapi.testclient import TestClient
 
 from mlops_cli.scenarios import generate_applications
 from mlops_core.adapters.catalog import RegisteredDataset
+from mlops_core.adapters.context import DatasetContext
 from mlops_core.adapters.landing import LandingZone
 from mlops_core.adapters.registry import ModelRegistry
-from mlops_core.lifecycle import gather_training_data, train_challenger
+from mlops_core.challenger import gather_training_data, train_challenger
 from mlops_core.serving import create_app
 from mlops_core.serving.follower import ROLLOUT_MODE, ROLLOUT_VERSION, ROLLOUT_WEIGHT
 from mlops_core.serving.metrics import METRIC_NAMES
@@ -23,11 +24,12 @@ from mlops_core.settings import Settings
 
 @pytest.fixture
 def models(settings: Settings, registered: RegisteredDataset) -> tuple[str, str]:
-    data = gather_training_data(settings, "credit", first_model=True)
+    ctx = DatasetContext.open(settings, "credit")
+    data = gather_training_data(ctx, first_model=True)
     registry = ModelRegistry(settings, "credit")
-    first = train_challenger(settings, "credit", data).version
+    first = train_challenger(ctx, data).version
     registry.promote(first)
-    second = train_challenger(settings, "credit", data).version
+    second = train_challenger(ctx, data).version
     return first, second
 
 

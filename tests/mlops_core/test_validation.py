@@ -9,14 +9,9 @@ import pytest
 
 from mlops_cli.scenarios import Corruption, corrupt, generate_applications
 from mlops_core.adapters.catalog import RegisteredDataset
+from mlops_core.adapters.gx_project import load_suite, suite_path, validate_file, validate_frame
 from mlops_core.settings import Settings
-from mlops_core.validation import (
-    build_suite,
-    load_suite,
-    suite_path,
-    validate_file,
-    validate_frame,
-)
+from mlops_core.validation import build_suite
 
 
 def clean_batch(seed: int = 3, n: int = 400) -> pl.DataFrame:
@@ -206,3 +201,14 @@ def test_suite_bounds_come_from_the_reference(settings: Settings) -> None:
         e for e in suite.expectations if e.expectation_type == "expect_column_values_to_be_in_set"
     )
     assert sorted(in_set.value_set) == ["a", "b"]
+
+
+def test_the_gx_project_holds_suites_and_no_runtime_state(
+    registered: RegisteredDataset, settings: Settings
+) -> None:
+    report = validate_file(
+        registered.reference_path, registered.spec, load_suite(settings, "credit"), settings
+    )
+    assert report.success
+    stored = sorted(p.name for p in (settings.gx_dir / "expectations").iterdir())
+    assert stored == ["credit.json"], "GX wrote runtime state beside the suites"

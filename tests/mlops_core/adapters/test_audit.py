@@ -3,6 +3,7 @@
 from datetime import timedelta
 
 from mlops_core.adapters.audit import decision_markdown, recent_decisions, record_decision
+from mlops_core.adapters.registry import ModelRegistry
 from mlops_core.policy import Evidence, decide
 from mlops_core.settings import Settings
 
@@ -19,11 +20,14 @@ def test_decisions_are_runs_with_reasons_and_evidence(settings: Settings) -> Non
             since_last_retrain=timedelta(days=2),
         )
     )
-    first = record_decision(settings, "credit", quiet, batch_sha256="a" * 64)
+    first = record_decision(ModelRegistry(settings, "credit"), quiet, batch_sha256="a" * 64)
     second = record_decision(
-        settings, "credit", degraded, batch_sha256="b" * 64, artifacts={"drift.json": "{}"}
+        ModelRegistry(settings, "credit"),
+        degraded,
+        batch_sha256="b" * 64,
+        artifacts={"drift.json": "{}"},
     )
-    records = recent_decisions(settings, "credit")
+    records = recent_decisions(ModelRegistry(settings, "credit"))
     assert [r.run_id for r in records] == [second, first]
     assert [r.action for r in records] == ["retrain", "none"]
     assert records[0].batch_sha256 == "b" * 64 and "observed accuracy 70.0%" in records[0].reasons
@@ -48,15 +52,13 @@ def test_markdown_reads_like_a_record() -> None:
 
 
 def test_no_experiment_means_no_decisions(settings: Settings) -> None:
-    assert recent_decisions(settings, "credit") == []
+    assert recent_decisions(ModelRegistry(settings, "credit")) == []
 
 
 def test_a_keyed_decision_is_recorded_once_and_half_written_runs_are_closed(
     settings: Settings,
 ) -> None:
     from mlflow.tracking import MlflowClient
-
-    from mlops_core.adapters.registry import ModelRegistry
 
     decision = decide(Evidence(validation_passed=True, drift=True))
     registry = ModelRegistry(settings, "credit")
@@ -65,16 +67,16 @@ def test_a_keyed_decision_is_recorded_once_and_half_written_runs_are_closed(
         registry.experiment_id(), tags={"mlops.decision_key": "batch:" + "f" * 64}
     ).info.run_id
     first = record_decision(
-        settings, "credit", decision, batch_sha256="f" * 64, key="batch:" + "f" * 64
+        ModelRegistry(settings, "credit"), decision, batch_sha256="f" * 64, key="batch:" + "f" * 64
     )
     again = record_decision(
-        settings, "credit", decision, batch_sha256="f" * 64, key="batch:" + "f" * 64
+        ModelRegistry(settings, "credit"), decision, batch_sha256="f" * 64, key="batch:" + "f" * 64
     )
     other = record_decision(
-        settings, "credit", decision, batch_sha256="e" * 64, key="batch:" + "e" * 64
+        ModelRegistry(settings, "credit"), decision, batch_sha256="e" * 64, key="batch:" + "e" * 64
     )
     assert again == first and other != first
     client = MlflowClient(tracking_uri=settings.tracking_uri)
     assert client.get_run(orphan).info.status == "KILLED"
     assert client.get_run(orphan).data.tags["mlops.superseded"] == "true"
-    assert [d.run_id for d in recent_decisions(settings, "credit")] == [other, first]
+    assert [d.run_id for d in recent_decisions(ModelRegistry(settings, "credit"))] == [other, first]

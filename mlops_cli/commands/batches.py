@@ -1,0 +1,212 @@
+"""The life of a batch from the command line: submit, labels, reconcile, validate, process."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated
+
+import typer
+
+from mlops_cli.options import (
+    DatasetOpt,
+    JsonOpt,
+    ReferenceOpt,
+    SpecOpt,
+    emit_json,
+    out,
+    reports_errors,
+    required_dataset,
+    settings,
+)
+from mlops_cli.render import (
+    ledger_entry_json,
+    print_batch_outcome,
+    print_reconciled,
+    print_validation,
+)
+from mlops_core import events
+
+if TYPE_CHECKING:
+    from mlops_core.batches import Receipt
+    from mlops_core.settings import Settings
+
+BatchFileArg = Annotated[Path, typer.Argument(help="The batch file (parquet or CSV).")]
+
+
+@reports_errors
+def submit(
+    file: BatchFileArg,
+    dataset: DatasetOpt = None,
+    spec: SpecOpt = None,
+    reference: ReferenceOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Land a batch in the landing zone under its sha256 (a duplicate is recognised, not landed twice)."""
+    receipt = _land_batch(settings(), file, dataset, spec, reference)
+    _report_arrival(receipt, "batch", as_json)
+
+
+@reports_errors
+def labels(
+    file: Annotated[Path, typer.Argument(help="Labels: a table with the id and label columns.")],
+    dataset: DatasetOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Land delayed labels (id + label per row) and emit mlops.labels.arrived."""
+    from mlops_core.adapters.catalog import DatasetCatalog
+    from mlops_core.adapters.landing import LandingZone
+    from mlops_core.labels import label_columns
+
+    current = settings()
+    name = required_dataset(dataset)
+    label_columns(DatasetCatalog(current).get(name).spec)  # a spec without id/target: refuse now
+    receipt = LandingZone(current, "labels").submit(file, name)
+    _report_arrival(receipt, "labels", as_json)
+
+
+@reports_errors
+def reconcile(
+    dataset: Annotated[
+        str | None, typer.Option(help="The dataset to sweep (default: every dataset).")
+    ] = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Process, exactly once, landed batches and labels that nothing processed (or that crashed)."""
+    from mlops_core.adapters.catalog import DatasetCatalog
+
+    current = settings()
+    if dataset is not None:
+        required_dataset(dataset)
+        DatasetCatalog(current).get(dataset)
+
+    from flows.reconcile import reconcile as reconcile_flow
+
+    done = reconcile_flow(dataset=dataset or "all")
+    if as_json:
+        emit_json(done)
+    else:
+        print_reconciled(done)
+    if any(item.get("error") for item in done):
+        raise typer.Exit(1)
+
+
+@reports_errors
+def validate(
+    file: BatchFileArg,
+    dataset: DatasetOpt = None,
+    spec: SpecOpt = None,
+    reference: ReferenceOpt = None,
+    as_json: JsonOpt = False,
+    docs: Annotated[bool, typer.Option("--docs/--no-docs", help="Build Data Docs.")] = True,
+) -> None:
+    """Validate a file with the dataset's expectation suite. Exit 0 passed, 1 failed, 2 unusable."""
+    from mlops_core.adapters.catalog import DatasetCatalog
+    from mlops_core.adapters.gx_project import load_suite, validate_file
+    from mlops_core.errors import SpecError
+    from mlops_core.spec import DatasetSpec, check_dataset_name
+    from mlops_core.validation import build_suite
+
+    current = settings()
+    if dataset is not None:
+        check_dataset_name(dataset)
+        registered = DatasetCatalog(current).get(dataset)
+        data_spec, suite = registered.spec, load_suite(current, dataset)
+    elif spec is not None and reference is not None:
+        # An ad-hoc check: learn the suite from the reference in memory, register nothing.
+        data_spec = DatasetSpec.from_yaml(spec)
+        reference_table = DatasetCatalog(current).read_reference(reference)
+        suite = build_suite(data_spec, reference_table, current)
+    else:
+        raise SpecError("give --dataset NAME, or --spec FILE with --reference FILE")
+    report = validate_file(file, data_spec, suite, current, data_docs=docs)
+    if as_json:
+        emit_json(report.to_dict())
+    else:
+        print_validation(report)
+    raise typer.Exit(report.exit_code)
+
+
+@reports_errors
+def process(
+    file: BatchFileArg,
+    dataset: DatasetOpt = None,
+    spec: SpecOpt = None,
+    reference: ReferenceOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Land a batch and run the batch flow on it right here (a plain Prefect flow call, no server)."""
+    receipt = _land_batch(settings(), file, dataset, spec, reference)
+    if not as_json:
+        out.print(receipt.describe(), highlight=False, soft_wrap=True)
+
+    from flows.process_batch import process_batch
+
+    outcome = process_batch(dataset=receipt.entry.dataset, sha256=receipt.entry.sha256)
+    if as_json:
+        emit_json({"duplicate": receipt.duplicate, **outcome.to_dict()})
+    else:
+        print_batch_outcome(outcome)
+    raise typer.Exit(0 if outcome.state.value == "processed" else 1)
+
+
+def _land_batch(
+    current: Settings,
+    file: Path,
+    dataset: str | None,
+    spec: Path | None,
+    reference: Path | None,
+) -> Receipt:
+    """The receipt of landing ``file`` for the dataset that --dataset or --spec names."""
+    from mlops_core.adapters.catalog import DatasetCatalog
+    from mlops_core.adapters.landing import LandingZone
+    from mlops_core.spec import check_dataset_name
+
+    if dataset is not None:
+        check_dataset_name(dataset)
+    registered = DatasetCatalog(current).resolve(dataset, spec, reference)
+    return LandingZone(current).submit(file, registered.name)
+
+
+def _report_arrival(receipt: Receipt, kind: str, as_json: bool) -> None:
+    """Nothing returned: announces a newly landed file and says what became of it."""
+    announced = _announce(receipt, kind)
+    if as_json:
+        emit_json(
+            {
+                "duplicate": receipt.duplicate,
+                "announced": announced,
+                **ledger_entry_json(receipt.entry),
+            }
+        )
+        return
+    out.print(receipt.describe(), highlight=False, soft_wrap=True)
+    if not receipt.duplicate:
+        _say_announced(announced, kind)
+
+
+def _announce(receipt: Receipt, kind: str) -> str | None:
+    """Emit the arrival event when a Prefect server listens; the API URL used, or None."""
+    if receipt.duplicate:
+        return None
+    url = os.environ.get("PREFECT_API_URL")
+    if not url:
+        return None
+    from mlops_core.adapters.announce import announce
+
+    announce(receipt.entry, kind)
+    return url
+
+
+def _say_announced(url: str | None, kind: str) -> None:
+    """Nothing returned: says where the arrival event went, or why the file waits unprocessed."""
+    event = events.BATCH_ARRIVED if kind == "batch" else events.LABELS_ARRIVED
+    if url:
+        out.print(f"announced {event} to {url}", highlight=False)
+    else:
+        out.print(
+            "no Prefect server is listening (no `mlops up`, PREFECT_API_URL unset): the file "
+            "waits in the landing zone; `mlops reconcile` or the next `mlops up` processes it",
+            highlight=False,
+            soft_wrap=True,
+        )

@@ -1,0 +1,95 @@
+"""What keeps running: ``mlops up`` (the whole stack) and ``mlops demo`` (the loop, live)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from mlops_cli.options import out, reports_errors, settings
+from mlops_core.errors import MlopsError
+
+
+@reports_errors
+def up(
+    mlflow_ui: Annotated[
+        bool, typer.Option("--mlflow-ui", help="Also start the MLflow UI on the same store.")
+    ] = False,
+    default_runner: Annotated[
+        bool,
+        typer.Option("--default-runner", help="Serve with prefect.serve's defaults (slower)."),
+    ] = False,
+) -> None:
+    """Start the stack: Prefect server, served deployments + automations, watcher (Ctrl-C stops)."""
+    import signal
+    import threading
+
+    from mlops_cli.stack import Stack
+    from mlops_core.adapters.stack_state import healthy, read_state
+
+    current = settings()
+    running = read_state(current)
+    if running is not None and healthy(running.prefect_api_url):
+        raise MlopsError(
+            f"a stack is already running for {current.home} (Prefect UI {running.prefect_ui_url}, "
+            f"started by process {running.owner_pid})",
+            hint="use it, or stop it with Ctrl-C in its terminal",
+        )
+    stack = Stack(
+        current,
+        mlflow_ui=mlflow_ui,
+        default_runner=default_runner,
+        log=lambda text: out.print(text, highlight=False, soft_wrap=True),
+    )
+    stopping = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stopping.set())
+    try:
+        state = stack.start()
+        out.print("[bold green]ready[/bold green]", highlight=False)
+        out.print(f"Prefect UI:  {state.prefect_ui_url}", highlight=False)
+        out.print(f"Prefect API: {state.prefect_api_url}", highlight=False)
+        if state.mlflow_ui_url:
+            out.print(f"MLflow UI:   {state.mlflow_ui_url}", highlight=False)
+        out.print(f"inbox:       {current.inbox}/<dataset>/  (labels: .../<dataset>/labels/)")
+        out.print("stop with Ctrl-C", highlight=False)
+        while not stopping.wait(0.5):
+            for child in stack.dead():
+                raise MlopsError(
+                    f"{child.name} stopped unexpectedly (exit code {child.process.returncode})",
+                    hint=f"see its log: {child.log}; the rest of the stack is stopped too",
+                )
+    except KeyboardInterrupt:
+        pass
+    finally:
+        out.print("stopping...", highlight=False)
+        stack.stop()
+        out.print("stopped: no process left behind", highlight=False)
+
+
+@reports_errors
+def demo(
+    seed: Annotated[int, typer.Option(help="Seed of the scenario stream.")] = 7,
+    batch_rows: Annotated[int, typer.Option(help="Rows per batch.")] = 2_000,
+    reference_rows: Annotated[int, typer.Option(help="Rows of the reference table.")] = 10_000,
+    keep_running: Annotated[
+        bool, typer.Option("--keep-running", help="Leave the stack up to explore (Ctrl-C stops).")
+    ] = False,
+    rows_json: Annotated[
+        Path | None, typer.Option("--rows-json", help="Also write the per-batch rows as JSON.")
+    ] = None,
+) -> None:
+    """The whole loop, live, through real Prefect events, on the built-in credit-risk stream."""
+    from mlops_cli.demo import run_demo
+
+    rows = run_demo(
+        settings(),
+        seed=seed,
+        batch_rows=batch_rows,
+        reference_rows=reference_rows,
+        console=out,
+        keep_running=keep_running,
+    )
+    if rows_json is not None:
+        rows_json.write_text(json.dumps(rows, indent=2, default=str), encoding="utf-8")

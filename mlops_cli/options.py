@@ -1,0 +1,82 @@
+"""What every ``mlops`` command shares: its options, its settings, its consoles, its error line.
+
+Light on purpose: every command module imports this at start-up, and the CLI must start fast.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import os
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Annotated, Any, TypeVar
+
+import typer
+from rich.console import Console
+
+from mlops_core.errors import MlopsError
+from mlops_core.settings import Settings, prefect_environment
+
+# Piped output (CI logs, `make demo | tee`) gets a wide page rather than rich's 80 columns.
+out = Console(width=None if sys.stdout.isatty() else 150)
+err = Console(stderr=True, width=None if sys.stderr.isatty() else 150)
+F = TypeVar("F", bound=Callable[..., Any])
+
+DatasetOpt = Annotated[
+    str | None, typer.Option("--dataset", "-d", help="A registered dataset's name.")
+]
+SpecOpt = Annotated[
+    Path | None, typer.Option("--spec", help="A dataset spec YAML file, instead of --dataset.")
+]
+ReferenceOpt = Annotated[
+    Path | None,
+    typer.Option("--reference", help="The reference table (parquet or CSV) for --spec."),
+]
+JsonOpt = Annotated[bool, typer.Option("--json", help="Print the result as JSON.")]
+
+
+def settings() -> Settings:
+    """Settings for this invocation; also points an embedded Prefect at our home."""
+    try:
+        current = Settings()
+    except Exception as exc:  # pydantic reports which MLOPS_* variable is wrong
+        raise MlopsError(f"invalid MLOPS_* setting: {' '.join(str(exc).split())}") from None
+    for key, value in prefect_environment(current).items():
+        os.environ.setdefault(key, value)
+    if "PREFECT_API_URL" not in os.environ:
+        from mlops_core.adapters.stack_state import running_api_url
+
+        url = running_api_url(current)  # a running `mlops up`: flows and events go to it
+        if url:
+            os.environ["PREFECT_API_URL"] = url
+    return current
+
+
+def reports_errors(command: F) -> F:
+    """Turn user mistakes (``MlopsError``) into one line on stderr and an exit code, not a traceback."""
+
+    @functools.wraps(command)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return command(*args, **kwargs)
+        except MlopsError as exc:
+            err.print(f"[red]mlops:[/red] {exc}", highlight=False, soft_wrap=True)
+            raise typer.Exit(exc.exit_code) from None
+
+    return wrapper  # type: ignore[return-value]
+
+
+def emit_json(payload: Any) -> None:
+    """Nothing returned: ``payload`` is written to stdout as indented JSON, one document."""
+    sys.stdout.write(json.dumps(payload, indent=2, default=str) + "\n")
+
+
+def required_dataset(dataset: str | None) -> str:
+    """The checked name given with ``--dataset``; a command that needs one refuses to go without."""
+    from mlops_core.spec import check_dataset_name
+
+    if dataset is None:
+        raise MlopsError("say which dataset with --dataset NAME", hint="see `mlops dataset list`")
+    return check_dataset_name(dataset)

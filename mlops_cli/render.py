@@ -1,0 +1,212 @@
+"""How the ``mlops`` commands show their results to a person: lines and rich tables on ``out``.
+
+The reports' own types are imported for type checking only: importing them for real would load
+polars and pydantic models at start-up, and the CLI must start fast.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from rich.table import Table
+
+from mlops_cli.options import out
+from mlops_core.tags import ALIASES
+
+if TYPE_CHECKING:
+    from mlops_core.batches import LedgerEntry
+    from mlops_core.drift import DriftReport
+    from mlops_core.outcomes import BatchOutcome
+    from mlops_core.validation import ValidationReport
+
+
+def ledger_entry_json(entry: LedgerEntry) -> dict[str, Any]:
+    """The JSON form of a ledger entry that ``submit``, ``labels`` and ``status`` print."""
+    return {
+        "dataset": entry.dataset,
+        "sha256": entry.sha256,
+        "state": entry.state.value,
+        "location": str(entry.location),
+        "original_name": entry.original_name,
+        "reason": entry.reason,
+    }
+
+
+def print_validation(report: ValidationReport) -> None:
+    """Nothing returned: prints the verdict line, a table of the failures, warnings, Data Docs."""
+    colour = {"passed": "green", "failed": "red", "unusable": "red"}[report.verdict]
+    if report.usable:
+        line = f"[{colour}]{report.verdict}[/{colour}] {report.source}: {report.rows:,} rows, "
+        line += f"{report.evaluated} expectations, {len(report.failures)} failed"
+    else:
+        line = f"[{colour}]{report.verdict}[/{colour}]: {report.error}"
+    out.print(line, highlight=False, soft_wrap=True)
+    if report.failures:
+        table = Table("column", "problem", "observed", "expected", show_lines=False)
+        for failure in report.failures:
+            table.add_row(
+                failure.column or "(table)", failure.kind, failure.observed, failure.expected
+            )
+        out.print(table)
+    for warning in report.warnings:
+        out.print(f"[yellow]warning:[/yellow] {warning}", highlight=False, soft_wrap=True)
+    if report.data_docs:
+        out.print(f"Data Docs: {report.data_docs}", highlight=False, soft_wrap=True)
+
+
+def drift_line(report: DriftReport) -> str:
+    """The drift verdict in one line: yes or no, the combined p-value, the first drivers."""
+    verdict = "yes" if report.is_drift else "no"
+    drivers = ", ".join(report.drivers[:4])
+    return f"{verdict} (combined p={report.p_value:.3g})" + (
+        f", drivers: {drivers}" if drivers else ""
+    )
+
+
+def print_drift(report: DriftReport) -> None:
+    """Nothing returned: prints the verdict, a table of the tests, and the ten largest features."""
+    colour = "red" if report.is_drift else "green"
+    verdict = "drift" if report.is_drift else "no drift"
+    out.print(
+        f"[{colour}]{verdict}[/{colour}]: combined p = {report.p_value:.3g} at a family-wise "
+        f"false-alarm rate of {report.false_alarm_rate:g} (Holm over {len(report.tests)} tests); "
+        f"reference {report.reference_rows:,} rows, batch {report.current_rows:,} rows",
+        highlight=False,
+        soft_wrap=True,
+    )
+    tests = Table("test", "p", "Holm p", "effect", "rows ref/batch", "drift")
+    for test in report.tests:
+        effect = (
+            f"{test.effect_size:.3g} {test.effect_metric}" if test.effect_size is not None else ""
+        )
+        tests.add_row(
+            test.name,
+            f"{test.p_value:.3g}",
+            f"{test.adjusted_p_value:.3g}",
+            effect,
+            f"{test.reference_rows:,}/{test.current_rows:,}",
+            "yes" if test.is_drift else "no",
+        )
+    out.print(tests)
+    if report.features:
+        features = Table("feature", "test", "Bonferroni p", "effect", "metric", "drift")
+        ranked = sorted(report.features, key=lambda f: -f.effect_size)
+        for feature in ranked[:10]:
+            features.add_row(
+                feature.feature,
+                feature.test,
+                f"{feature.adjusted_p_value:.3g}",
+                f"{feature.effect_size:.3f}",
+                feature.effect_metric,
+                "yes" if feature.is_drift else "no",
+            )
+        out.print(features)
+
+
+def print_retrain(outcome: dict[str, Any]) -> None:
+    """Nothing returned: prints a retrain outcome (its JSON form), its gates, the champion move."""
+    colour = {"promoted": "green", "refused": "yellow"}.get(outcome["status"], "red")
+    version = f" v{outcome['version']}" if outcome.get("version") else ""
+    out.print(
+        f"retrain: [{colour}]{outcome['status']}[/{colour}]{version} -- {outcome['reason']}",
+        highlight=False,
+        soft_wrap=True,
+    )
+    gates = (outcome.get("gates") or {}).get("gates") or []
+    if gates:
+        table = Table(title="gates", title_justify="left")
+        for column in ("gate", "threshold", "observed", "result"):
+            table.add_column(column)
+        for gate in gates:
+            table.add_row(
+                gate["name"],
+                gate["threshold"],
+                gate["observed"],
+                "[green]pass[/green]" if gate["passed"] else "[red]FAIL[/red]",
+            )
+        out.print(table)
+    before, after = outcome.get("champion_before"), outcome.get("champion_after")
+    out.print(
+        f"champion: {'v' + before if before else 'none'} -> {'v' + after if after else 'none'}",
+        highlight=False,
+    )
+
+
+def print_batch_outcome(outcome: BatchOutcome) -> None:
+    """Nothing returned: prints where a batch ended, its drift, the decision and the retrain."""
+    where = f"{outcome.state.value}: {outcome.location}"
+    out.print(
+        where + (f" ({outcome.reason})" if outcome.reason else ""),
+        highlight=False,
+        soft_wrap=True,
+    )
+    if outcome.drift is not None:
+        out.print(f"drift: {drift_line(outcome.drift)}", highlight=False, soft_wrap=True)
+    if outcome.decision is not None:
+        out.print(
+            f"decision: [bold]{outcome.decision.action.value}[/bold] -- "
+            + "; ".join(outcome.decision.reasons)
+            + f"  (MLflow run {outcome.decision_run_id})",
+            highlight=False,
+            soft_wrap=True,
+        )
+    if outcome.retrain is not None:
+        print_retrain(outcome.retrain.to_dict())
+
+
+def print_reconciled(done: list[dict[str, Any]]) -> None:
+    """Nothing returned: prints one line per file a reconcile sweep settled (or failed to)."""
+    if not done:
+        out.print("nothing to reconcile: every landed file is settled or being processed")
+    for item in done:
+        note = " (already settled by another run)" if item["already_settled"] else ""
+        if item.get("error"):
+            note = f" ({item['error']})"
+        out.print(
+            f"{item['dataset']} {item['kind']} {item['sha256'][:12]}: {item['state']}"
+            f"{', decision ' + item['decision'] if item['decision'] else ''}{note}",
+            highlight=False,
+            soft_wrap=True,
+        )
+
+
+def print_status(datasets: list[dict[str, Any]]) -> None:
+    """Nothing returned: prints each dataset's models, rollout tags, decisions, unfinished files."""
+    if not datasets:
+        out.print("no datasets registered yet (see `mlops dataset add --help`)")
+    for entry in datasets:
+        out.print(
+            f"[bold]{entry['dataset']}[/bold]: {_roles(entry) or 'no model yet (mlops train)'}",
+            highlight=False,
+        )
+        for key, value in entry["rollout"].items():
+            out.print(f"  {key} = {value}", highlight=False)
+        for decision in entry["decisions"]:
+            batch = decision["batch_sha256"][:12] or "-"
+            out.print(
+                f"  {decision['action']:<8} batch {batch}  {decision['reasons']}",
+                highlight=False,
+                soft_wrap=True,
+            )
+        for item in entry["unfinished"]:
+            out.print(
+                f"  {item['state']:<8} {item['kind']} {item['sha256'][:12]} ({item['original_name']})"
+                + (f": {item['reason']}" if item["reason"] else ""),
+                highlight=False,
+                soft_wrap=True,
+            )
+
+
+def _roles(entry: dict[str, Any]) -> str:
+    """Each role's model version, with its holdout accuracy where it is known."""
+    models, metrics = entry["models"], entry["metrics"]
+    return ", ".join(
+        f"{role} v{models[role]}"
+        + (
+            f" (accuracy {metrics[role]['holdout_accuracy']:.1%})"
+            if "holdout_accuracy" in metrics.get(role, {})
+            else ""
+        )
+        for role in ALIASES
+        if role in models
+    )

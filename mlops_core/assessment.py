@@ -1,0 +1,215 @@
+"""Assessing a batch: the champion's observed and estimated accuracy, and the rest of the policy's
+evidence.
+
+``assess`` turns a batch into the policy's ``Evidence``: observed accuracy when the batch has
+labels, CBPE-estimated accuracy when it has none, the champion against the previous champion on
+the same labelled rows, labelled rows since the last training, time since the last training (in
+the data's own time when the spec names a timestamp, so a replayed stream behaves as it would
+have live), and the median duration of past training runs. It reads the world through a
+``DatasetPort``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import numpy as np
+import polars as pl
+
+from mlops_core.drift import DriftReport
+from mlops_core.performance import (
+    PerformanceEstimate,
+    PerformanceReport,
+    evaluate_performance,
+    predictions,
+)
+from mlops_core.policy import Evidence
+from mlops_core.ports import DatasetPort, LoadedModel, TrainingRecord
+from mlops_core.spec import DatasetSpec
+
+
+@dataclass(frozen=True)
+class DriftSignal:
+    """What the policy takes from a drift verdict: whether, how sure, and which features."""
+
+    is_drift: bool
+    p_value: float
+    drivers: tuple[str, ...] = ()
+
+    @classmethod
+    def of(cls, report: DriftReport) -> DriftSignal:
+        """The signal of a drift report."""
+        return cls(report.is_drift, report.p_value, tuple(report.drivers))
+
+    def evidence_fields(self) -> dict[str, Any]:
+        """The ``Evidence`` keyword arguments this signal fills."""
+        return {
+            "drift": bool(self.is_drift),
+            "drift_p_value": float(self.p_value),
+            "drift_drivers": tuple(self.drivers),
+        }
+
+
+@dataclass(frozen=True)
+class Assessment:
+    """The evidence for the policy, and the performance reports behind it."""
+
+    evidence: Evidence
+    champion_version: str | None
+    performance: PerformanceReport | None = None
+    estimate: PerformanceEstimate | None = None
+    notes: tuple[str, ...] = ()
+
+    def to_dict(self) -> dict[str, Any]:
+        """The assessment as JSON."""
+        return {
+            "champion_version": self.champion_version,
+            "evidence": self.evidence.model_dump(mode="json"),
+            "performance": self.performance.model_dump(mode="json") if self.performance else None,
+            "estimate": self.estimate.model_dump(mode="json") if self.estimate else None,
+            "notes": list(self.notes),
+        }
+
+
+def labelled(frame: pl.DataFrame, spec: DatasetSpec) -> pl.DataFrame:
+    """The rows of ``frame`` that carry a label (none when the label column is absent)."""
+    if spec.target is None or spec.target not in frame.columns:
+        return frame.head(0)
+    return frame.filter(pl.col(spec.target).is_not_null())
+
+
+def data_time(frame: pl.DataFrame, spec: DatasetSpec) -> datetime | None:
+    """The newest event time in ``frame`` (UTC), when the spec names a timestamp column."""
+    if spec.timestamp is None or spec.timestamp not in frame.columns:
+        return None
+    column = frame[spec.timestamp]
+    try:
+        if column.dtype == pl.String:
+            column = column.str.to_datetime(strict=False)
+        newest = column.max()
+    except Exception:  # noqa: BLE001 -- an unparseable timestamp only loses the data-time clock
+        return None
+    if not isinstance(newest, datetime):
+        return None
+    return newest if newest.tzinfo else newest.replace(tzinfo=UTC)
+
+
+def paired_difference(
+    first: Any, second: Any, frame: pl.DataFrame, spec: DatasetSpec, *, seed: int = 0
+) -> tuple[float, float]:
+    """Accuracy of ``first`` minus ``second`` on the same labelled rows, and its 95% upper bound.
+
+    Paired bootstrap over rows (1,000 resamples): both models are judged on the same resample.
+    """
+    rows = labelled(frame, spec)
+    truth = rows[str(spec.target)].to_numpy()
+    a = (predictions(first, rows, spec)[0].astype(truth.dtype) == truth).astype(np.float64)
+    b = (predictions(second, rows, spec)[0].astype(truth.dtype) == truth).astype(np.float64)
+    diff = a - b
+    rng = np.random.default_rng(seed)
+    means = diff[rng.integers(0, diff.size, (1_000, diff.size))].mean(axis=1)
+    return float(diff.mean()), float(np.quantile(means, 0.975))
+
+
+def assess(
+    port: DatasetPort,
+    frame: pl.DataFrame | None,
+    *,
+    validation_passed: bool,
+    drift: DriftSignal | None,
+    now: datetime | None = None,
+    exclude: tuple[str, ...] = (),
+) -> Assessment:
+    """The policy's evidence for one batch (see the module docstring).
+
+    ``exclude`` names batches (sha256) whose rows are already in ``frame``, so they are not
+    counted twice among the labelled rows since the last training.
+    """
+    spec = port.spec
+    drift_fields = drift.evidence_fields() if drift is not None else {}
+    if not validation_passed or frame is None:
+        return Assessment(Evidence(validation_passed=False, **drift_fields), None)
+
+    champion = port.champion()
+    rows = labelled(frame, spec)
+    if champion is None:
+        return Assessment(
+            Evidence(validation_passed=True, labelled_rows=rows.height, **drift_fields),
+            None,
+            notes=("no champion yet: run `mlops train` to train the first one",),
+        )
+
+    estimate = champion.estimator.estimate(frame)
+    performance = None
+    versus_previous: tuple[float | None, float | None] = (None, None)
+    if rows.height:
+        performance = evaluate_performance(
+            champion.model,
+            rows,
+            champion.holdout,
+            spec,
+            threshold=port.settings.retrain_accuracy_drop,
+        )
+        versus_previous = _against_previous(port, champion, rows)
+
+    since, labelled_since = _since_last_training(
+        port, port.last_training(), frame, rows.height, now=now, exclude=set(exclude)
+    )
+    evidence = Evidence(
+        validation_passed=True,
+        **drift_fields,
+        reference_accuracy=champion.estimator.reference_accuracy_,
+        observed_accuracy=performance.current if performance else None,
+        observed_degraded=performance.degraded if performance else None,
+        estimated_accuracy=estimate.estimated_accuracy,
+        estimated_ci_high=estimate.ci_high,
+        labelled_rows=labelled_since,
+        since_last_retrain=since,
+        median_training_seconds=port.median_training_seconds(),
+        champion_minus_previous=versus_previous[0],
+        champion_minus_previous_ci_high=versus_previous[1],
+    )
+    return Assessment(evidence, champion.version.version, performance, estimate)
+
+
+def _against_previous(
+    port: DatasetPort, champion: LoadedModel, rows: pl.DataFrame
+) -> tuple[float | None, float | None]:
+    """The champion's accuracy minus the previous champion's on the same labelled rows, and the
+    difference's 95% upper bound (both None without a previous champion)."""
+    previous = port.previous()
+    if previous is None or previous.version.version == champion.version.version:
+        return None, None
+    return paired_difference(champion.model, previous.model, rows, port.spec)
+
+
+def _since_last_training(
+    port: DatasetPort,
+    last: TrainingRecord | None,
+    frame: pl.DataFrame,
+    labelled_here: int,
+    *,
+    now: datetime | None,
+    exclude: set[str],
+) -> tuple[timedelta | None, int]:
+    """Time since the last training (data time when both sides have it) and labelled rows since."""
+    if last is None:
+        return None, labelled_here
+    batch_time = data_time(frame, port.spec)
+    if last.data_until is not None and batch_time is not None:
+        since = batch_time - last.data_until
+    else:
+        since = (now or datetime.now(UTC)) - last.started_at
+    return since, labelled_here + labelled_rows_since(port, last.started_at, exclude)
+
+
+def labelled_rows_since(port: DatasetPort, since: datetime, exclude: set[str]) -> int:
+    """Labelled rows (labels joined) in batches processed after ``since``, ``exclude`` aside."""
+    total = 0
+    for entry, frame in port.processed_batches():
+        if entry.sha256 in exclude or datetime.fromisoformat(entry.updated_at) <= since:
+            continue
+        total += labelled(frame, port.spec).height
+    return total
