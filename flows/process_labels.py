@@ -61,7 +61,8 @@ def _judge_labels(ctx: DatasetContext, sha256: str, claimed: LedgerEntry) -> Bat
         )
         return BatchOutcome(ctx.name, sha256, settled.state, settled.location, str(exc), None)
 
-    frame, batches = labelled_rows(ctx, labels)
+    matched = labelled_rows(ctx, labels)
+    frame, batches = matched.frame, matched.batches
     summary = {
         "labels": labels.height,
         "matched_rows": 0 if frame is None else frame.height,

@@ -21,6 +21,7 @@ from mlops_core.adapters.landing import LandingZone
 from mlops_core.batches import BatchState
 from mlops_core.errors import MlopsError
 from mlops_core.settings import Settings
+from mlops_core.tags import CHAMPION, RETRAIN, ROLLBACK
 
 if TYPE_CHECKING:
     import polars as pl
@@ -167,14 +168,14 @@ class Outcomes:
         if not run_id or action not in ("retrain", "rollback"):
             return {}
         tags = self.registry.run_tags(run_id)
-        key = "mlops.retrain" if action == "retrain" else "mlops.rollback"
+        key = RETRAIN if action == "retrain" else ROLLBACK
         return tags if key in tags else None
 
     def retrain(self, detail: dict[str, Any]) -> str | None:
         """What the retrain or rollback did, as the decision run's tags say; ``None`` if nothing."""
         tags = self.acted(detail) or {}
-        return tags.get("mlops.retrain") or ("rolled back" if "mlops.rollback" in tags else None)
+        return tags.get(RETRAIN) or ("rolled back" if ROLLBACK in tags else None)
 
     def champion(self) -> str:
         """The champion's version now (``-`` before the first)."""
-        return self.registry.aliases().get("champion", "-")
+        return self.registry.aliases().get(CHAMPION, "-")

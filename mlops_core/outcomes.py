@@ -15,6 +15,8 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
+import polars as pl
+
 from mlops_core.batches import BatchState, LedgerEntry
 from mlops_core.drift import DriftReport
 from mlops_core.evaluation import GateReport
@@ -113,6 +115,14 @@ class RetrainOutcome:
             "status": self.status.value,
             "gates": self.gates.to_dict() if self.gates is not None else None,
         }
+
+
+@dataclass(frozen=True)
+class LabelledRows:
+    """The processed rows a labels file belongs to, labels joined in, and their batches."""
+
+    frame: pl.DataFrame | None  # None when no processed row carries these ids (yet)
+    batches: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)

@@ -10,6 +10,7 @@ from prefect.cache_policies import NO_CACHE
 
 from mlops_core.adapters.context import DatasetContext
 from mlops_core.labels import read_labels
+from mlops_core.outcomes import LabelledRows
 
 
 @task(cache_policy=NO_CACHE)
@@ -19,8 +20,6 @@ def read_label_file(ctx: DatasetContext, path: Path) -> pl.DataFrame:
 
 
 @task(cache_policy=NO_CACHE)
-def labelled_rows(
-    ctx: DatasetContext, labels: pl.DataFrame
-) -> tuple[pl.DataFrame | None, tuple[str, ...]]:
+def labelled_rows(ctx: DatasetContext, labels: pl.DataFrame) -> LabelledRows:
     """The processed rows these labels belong to, with the labels joined in by id."""
     return ctx.history.rows_for_labels(labels)

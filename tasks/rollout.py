@@ -137,12 +137,5 @@ def record_step(
 ) -> str:
     """Each step and its verdict as an MLflow run (``mlops.run_type=rollout``)."""
     return record_rollout_step(
-        ctx.registry,
-        version=version,
-        step=step,
-        mode=mode,
-        weight=weight,
-        verdict=verdict,
-        stats=stats,
-        parent_run_id=parent_run_id,
+        ctx.registry, version, step, mode, weight, verdict, stats, parent_run_id
     )

@@ -213,7 +213,6 @@ def record_evaluation(
 
 def record_rollout_step(
     registry: ModelRegistry,
-    *,
     version: str,
     step: int,
     mode: str,

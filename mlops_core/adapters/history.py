@@ -16,6 +16,7 @@ from mlops_core.batches import BatchState, LedgerEntry
 from mlops_core.data import read_table
 from mlops_core.errors import MlopsError
 from mlops_core.labels import attach_labels, label_columns, read_labels
+from mlops_core.outcomes import LabelledRows
 from mlops_core.spec import DatasetSpec
 
 
@@ -61,7 +62,7 @@ class BatchHistory:
             except MlopsError:
                 continue
 
-    def rows_for_labels(self, labels: pl.DataFrame) -> tuple[pl.DataFrame | None, tuple[str, ...]]:
+    def rows_for_labels(self, labels: pl.DataFrame) -> LabelledRows:
         """The processed rows these labels belong to, labelled; and the batches they came from."""
         spec = self.spec
         id_column = str(spec.id)
@@ -77,5 +78,5 @@ class BatchHistory:
                 frames.append(attach_labels(rows, labels, spec))
                 batches.append(entry.sha256)
         if not frames:
-            return None, ()
-        return pl.concat(frames, how="vertical_relaxed"), tuple(batches)
+            return LabelledRows(None)
+        return LabelledRows(pl.concat(frames, how="vertical_relaxed"), tuple(batches))
