@@ -15,7 +15,9 @@ import uvicorn
 
 from mlops_cli.scenarios import CREDIT_SPEC, generate_applications
 from mlops_core.adapters.context import DatasetContext
+from mlops_core.adapters.landing import LandingZone
 from mlops_core.adapters.registry import ModelRegistry
+from mlops_core.batches import BatchState
 from mlops_core.challenger import gather_training_data, train_challenger
 from mlops_core.settings import Settings
 from mlops_core.training import TrainingConfig, train_model
@@ -27,6 +29,17 @@ def first_champion(settings: Settings, dataset: str = "credit") -> str:
     version = train_challenger(ctx, gather_training_data(ctx, first_model=True)).version
     ctx.registry.promote(version)
     return version
+
+
+def land_processed(settings: Settings, tmp_path, frame, name: str) -> str:
+    """A labelled batch put through the landing zone's own claim and settle, as the flow does."""
+    path = tmp_path / name
+    frame.write_parquet(path)
+    zone = LandingZone(settings)
+    sha = zone.submit(path, "credit").entry.sha256
+    zone.claim("credit", sha)
+    zone.settle("credit", sha, BatchState.processed, {"validation": "test"})
+    return sha
 
 
 def register(settings: Settings, frame, *, max_iter: int = 100) -> str:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import polars as pl
 import pytest
+from live import land_processed
 from mlflow.tracking import MlflowClient
 
 from flows.process_batch import process_batch
@@ -19,17 +20,6 @@ from mlops_core.data import sha256_file
 from mlops_core.settings import Settings
 
 pytestmark = pytest.mark.usefixtures("prefect_api")
-
-
-def land_processed(settings: Settings, tmp_path, frame: pl.DataFrame, name: str) -> str:
-    """A labelled batch put through the landing zone's own claim and settle, as the flow does."""
-    path = tmp_path / name
-    frame.write_parquet(path)
-    zone = LandingZone(settings)
-    sha = zone.submit(path, "credit").entry.sha256
-    zone.claim("credit", sha)
-    zone.settle("credit", sha, BatchState.processed, {"validation": "test"})
-    return sha
 
 
 def test_first_champion_is_trained_gated_and_recorded(

@@ -3,40 +3,28 @@
 from __future__ import annotations
 
 import numpy as np
-import polars as pl
 import pytest
+from live import land_processed
 
 from mlops_cli.scenarios import CREDIT_SPEC, generate_applications
 from mlops_core.adapters.catalog import RegisteredDataset
 from mlops_core.adapters.context import DatasetContext
-from mlops_core.adapters.landing import LandingZone
 from mlops_core.assessment import data_time
-from mlops_core.batches import BatchState
 from mlops_core.challenger import gather_training_data
 from mlops_core.settings import Settings
-
-
-def settle(settings: Settings, tmp_path, frame: pl.DataFrame, name: str) -> str:
-    path = tmp_path / name
-    frame.write_parquet(path)
-    zone = LandingZone(settings)
-    sha = zone.submit(path, "credit").entry.sha256
-    zone.claim("credit", sha)
-    zone.settle("credit", sha, BatchState.processed, {})
-    return sha
 
 
 def test_training_data_holds_out_the_newest_batch_and_keeps_lineage(
     settings: Settings, registered: RegisteredDataset, tmp_path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    older = settle(
+    older = land_processed(
         settings,
         tmp_path,
         generate_applications(np.random.default_rng(3), 800, week=1),
         "a.parquet",
     )
     newest_frame = generate_applications(np.random.default_rng(4), 1_000, week=2)
-    newest = settle(settings, tmp_path, newest_frame, "b.parquet")
+    newest = land_processed(settings, tmp_path, newest_frame, "b.parquet")
     monkeypatch.setenv("MLOPS_TRAIN_RECENT_ROWS", "500")
     monkeypatch.setenv("MLOPS_TRAIN_OLDER_ROWS", "400")
     data = gather_training_data(DatasetContext.open(Settings(), "credit"))
