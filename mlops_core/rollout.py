@@ -191,15 +191,24 @@ def _divergence_check(
         if divergence is None or paired < config.min_requests
         else (divergence <= config.max_divergence)
     )
+    # Divergent, with the feedback that could explain it still short: wait for it (the step's
+    # deadline turns a wait into the inconclusive action), rather than racing the labels.
+    awaiting_feedback = within is False and feedback.passed is None
+    passed = within if within is not False else (None if awaiting_feedback else feedback_vouches)
+    if divergence is None:
+        observed = "-"
+    else:
+        observed = f"{divergence:.3f} on {paired:,} rows"
+        if within is False and feedback_vouches:
+            observed += " (explained by feedback)"
+        elif awaiting_feedback:
+            observed += " (waiting for the feedback that could explain it)"
     return Check(
         name="prediction_divergence",
         threshold=f"Jensen-Shannon <= {config.max_divergence:g} on the same rows as the "
         "champion, unless feedback shows the challenger right where they differ",
-        observed="-"
-        if divergence is None
-        else f"{divergence:.3f} on {paired:,} rows"
-        + (" (explained by feedback)" if within is False and feedback_vouches else ""),
-        passed=within if within is not False else feedback_vouches,
+        observed=observed,
+        passed=passed,
     )
 
 
@@ -212,7 +221,9 @@ def _verdict(
         return Verdict.rollback, tuple(
             f"{c.name} failed: {c.observed} (want {c.threshold})" for c in failed_checks
         )
-    if requests >= config.min_requests and all(c.passed is not False for c in checks):
+    # Every check decided (feedback may still be missing), on enough requests.
+    decided = all(c.passed is True for c in checks if c.name != "feedback_accuracy")
+    if requests >= config.min_requests and decided:
         return Verdict.promote, (f"all checks passed on {requests:,} challenger requests",)
     if past_deadline:
         verdict = Verdict.approve if config.on_inconclusive == "approve" else Verdict.rollback

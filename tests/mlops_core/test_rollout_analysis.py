@@ -79,6 +79,26 @@ def test_divergence_explained_by_better_feedback_passes() -> None:
     )
 
 
+def test_divergence_waits_for_the_feedback_that_could_explain_it() -> None:
+    """Paired rows count as requests arrive, feedback a moment later: a divergent challenger
+    whose feedback is one row short holds, then is judged when the labels are in."""
+    early = analyse(
+        stats(divergence=0.5, feedback=99, right=95, champion_right=75, only_new=22, only_old=2),
+        CONFIG,
+        past_deadline=False,
+    )
+    assert early.verdict is Verdict.hold
+    assert "waiting for the feedback" in next(
+        c.observed for c in early.checks if c.name == "prediction_divergence"
+    )
+    late = analyse(
+        stats(divergence=0.5, feedback=99, right=95, champion_right=75, only_new=22, only_old=2),
+        CONFIG,
+        past_deadline=True,
+    )
+    assert late.verdict is Verdict.rollback
+
+
 def test_plans() -> None:
     assert RolloutConfig().plan() == [("canary", w) for w in (0.05, 0.25, 0.5, 1.0)]
     assert RolloutConfig(mode="blue-green").plan() == [("blue-green", 0.0), ("blue-green", 1.0)]
