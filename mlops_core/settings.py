@@ -33,6 +33,11 @@ class Settings(BaseSettings):
     mlflow_artifacts_dir: Path | None = Field(
         default=None, description="Where MLflow stores artifacts; default <home>/mlartifacts."
     )
+    ledger_url: str | None = Field(
+        default=None,
+        description="The ledger's SQLAlchemy URL: default sqlite:///<home>/ledger.db; "
+        "postgresql+psycopg2://user@host:port/db for several workers on several machines.",
+    )
     gx_dir: Path = Field(
         default=Path("great_expectations"),
         description="The Great Expectations project folder holding the expectation suites.",
@@ -68,6 +73,12 @@ class Settings(BaseSettings):
 
     drift_false_alarm_rate: float = Field(
         default=0.05, gt=0, lt=1, description="Family-wise false-alarm rate of the drift verdict."
+    )
+    drift_permutations: int = Field(
+        default=1_000,
+        ge=100,
+        description="Permutations of the kernel (MMD) test: its p-value's resolution is "
+        "1/(permutations + 1); the test's cost grows with them.",
     )
 
     # Decision policy (see mlops_core/policy.py and the README's policy table).
@@ -195,7 +206,8 @@ class Settings(BaseSettings):
     )
     serve_url: str | None = Field(
         default=None,
-        description="The model server the rollout flow watches; unset: promote directly.",
+        description="The model server the rollout flow watches (comma-separated: every replica, "
+        "whose evidence the rollout adds up); unset: promote directly.",
     )
     rollout_mode: str = Field(
         default="canary", description="canary, blue-green or shadow (see the rollout flow)."
@@ -345,6 +357,18 @@ class Settings(BaseSettings):
     def ledger_path(self) -> Path:
         """The SQLite ledger that accounts for every landed file."""
         return self.home / "ledger.db"
+
+    @property
+    def ledger_database_url(self) -> str:
+        """The ledger's SQLAlchemy URL in force (SQLite under ``home`` by default)."""
+        if self.ledger_url:
+            return self.ledger_url
+        return f"sqlite:///{self.ledger_path.resolve()}"
+
+    @property
+    def serve_urls(self) -> tuple[str, ...]:
+        """Every model-server replica in ``serve_url`` (comma-separated), in order."""
+        return tuple(u.strip().rstrip("/") for u in (self.serve_url or "").split(",") if u.strip())
 
     @property
     def data_docs_dir(self) -> Path:

@@ -1,9 +1,19 @@
 """The landing zone: batches land under their sha256, are claimed once, and end processed or quarantined.
 
-Every file that enters is accounted for in a SQLite ledger (``<home>/ledger.db``) and ends in
-exactly one of ``processed/<dataset>/`` or ``quarantine/<dataset>/``, with a JSON report beside it.
-The file's location is the truth; the ledger row follows it within one transaction, so a crash
-between the two leaves a file that ``reconcile`` can still find by its name.
+Every file that enters is accounted for in a ledger, wherever ``MLOPS_LEDGER_URL`` points: a
+SQLite file (``<home>/ledger.db``) by default, for one machine; PostgreSQL when several workers on
+several machines share the landing zone. Every file ends in exactly one of ``processed/<dataset>/``
+or ``quarantine/<dataset>/``, with a JSON report beside it. The file's location is the truth; the
+ledger row follows it within one transaction, so a crash between the two leaves a file that
+``reconcile`` can still find by its name.
+
+A claim is exactly-once across processes and machines because it is one conditional statement,
+``UPDATE ... SET state = 'processing' WHERE ... AND state IN ('landed', 'failed')``, and a claim
+counts only when it changed one row: PostgreSQL (under READ COMMITTED) makes a second claimer wait
+for the first one's row lock and then re-checks the condition, which no longer holds; SQLite runs
+every transaction write-locked (``BEGIN IMMEDIATE``), one at a time. Releasing a stale claim and
+failing one are conditional the same way, and settling locks its row first (``SELECT ... FOR
+UPDATE`` on PostgreSQL), so two runs never both finish one batch.
 
 A run that could not finish (MLflow unreachable, a bug) leaves its batch in the landing zone as
 ``failed``, with the reason in the ledger; ``reconcile`` claims it again and finishes it.
@@ -15,12 +25,17 @@ import contextlib
 import hashlib
 import json
 import os
-import sqlite3
+import threading
 import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy import event
+from sqlalchemy import exc as sa_exc
+from sqlalchemy.engine import Connection, Engine
 
 from mlops_core.batches import CLAIMABLE, FINAL_STATES, BatchState, LedgerEntry, Receipt
 from mlops_core.data import sniff_format
@@ -30,21 +45,123 @@ from mlops_core.spec import check_dataset_name
 
 KINDS = {"batch": "batches", "labels": "labels"}  # what lands -> its ledger table
 
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS {table} (
-    dataset TEXT NOT NULL,
-    sha256 TEXT NOT NULL,
-    state TEXT NOT NULL,
-    location TEXT NOT NULL,
-    original_name TEXT NOT NULL,
-    file_format TEXT NOT NULL,
-    size_bytes INTEGER NOT NULL,
-    reason TEXT,
-    submitted_at TEXT NOT NULL,
-    updated_at TEXT NOT NULL,
-    PRIMARY KEY (dataset, sha256)
-)
-"""
+_METADATA = sa.MetaData()
+
+
+def _ledger_table(name: str) -> sa.Table:
+    return sa.Table(
+        name,
+        _METADATA,
+        sa.Column("dataset", sa.Text, primary_key=True),
+        sa.Column("sha256", sa.Text, primary_key=True),
+        sa.Column("state", sa.Text, nullable=False),
+        sa.Column("location", sa.Text, nullable=False),
+        sa.Column("original_name", sa.Text, nullable=False),
+        sa.Column("file_format", sa.Text, nullable=False),
+        sa.Column("size_bytes", sa.BigInteger, nullable=False),
+        sa.Column("reason", sa.Text),
+        # ISO 8601 in UTC with microseconds: sorts as text, the same on every backend.
+        sa.Column("submitted_at", sa.Text, nullable=False),
+        sa.Column("updated_at", sa.Text, nullable=False),
+    )
+
+
+_TABLES = {kind: _ledger_table(table) for kind, table in KINDS.items()}
+
+# One engine (and its connection pool) per ledger URL per process, tables created once.
+_ENGINES: dict[str, tuple[int, Engine]] = {}
+_ENGINES_LOCK = threading.Lock()
+
+
+def _shown(url: sa.URL) -> str:
+    return url.render_as_string(hide_password=True)
+
+
+def _unreachable(url: sa.URL, error: BaseException) -> LandingError:
+    """The ledger database did not answer: which one (no password), why in one line, what to do."""
+    cause = getattr(error, "orig", None) or error
+    first = (str(cause).strip().splitlines() or [type(cause).__name__])[0]
+    return LandingError(
+        f"the ledger database {_shown(url)} cannot be reached: {first[:300]}",
+        hint=(
+            "start that database, or point MLOPS_LEDGER_URL at one that runs (unset, it is the "
+            "SQLite file <MLOPS_HOME>/ledger.db); nothing was changed"
+        ),
+    )
+
+
+def _new_engine(url: sa.URL) -> Engine:
+    if url.get_backend_name() != "sqlite":
+        return sa.create_engine(url, pool_pre_ping=True)
+    if url.database and url.database != ":memory:":
+        Path(url.database).parent.mkdir(parents=True, exist_ok=True)
+    engine = sa.create_engine(url, connect_args={"timeout": 30})
+
+    # SQLAlchemy's recipe for pysqlite: sqlite3 emits no BEGIN of its own, we emit BEGIN
+    # IMMEDIATE, so every transaction holds the write lock from its start and they serialise.
+    @event.listens_for(engine, "connect")
+    def _connect(dbapi_connection: Any, _record: Any) -> None:
+        dbapi_connection.isolation_level = None
+        dbapi_connection.execute("PRAGMA journal_mode=WAL")
+
+    @event.listens_for(engine, "begin")
+    def _begin(connection: Connection) -> None:
+        connection.exec_driver_sql("BEGIN IMMEDIATE")
+
+    return engine
+
+
+def _create_tables(engine: Engine) -> None:
+    """Create the ledger's tables unless they exist; another process creating them at the same
+    moment (PostgreSQL's catalog refuses the second) is fine: their tables are ours."""
+    for attempt in range(3):
+        try:
+            _METADATA.create_all(engine, checkfirst=True)
+            return
+        except (sa_exc.IntegrityError, sa_exc.ProgrammingError, sa_exc.OperationalError) as exc:
+            text = str(exc.orig).lower()
+            if attempt == 2 or not ("already exists" in text or "duplicate key" in text):
+                raise
+
+
+def _engine(database_url: str) -> Engine:
+    """This process's engine of the ledger at ``database_url``, its tables created."""
+    try:
+        url = sa.make_url(database_url)
+    except sa_exc.ArgumentError:
+        raise LandingError(
+            "MLOPS_LEDGER_URL is not a database URL",
+            hint="set it to sqlite:///<path> or postgresql+psycopg2://<user>@<host>:<port>/<db>",
+        ) from None
+    with _ENGINES_LOCK:
+        known = _ENGINES.get(database_url)
+        if known is not None:
+            pid, engine = known
+            if pid == os.getpid():
+                return engine
+            # Inherited over fork: the parent's pooled connections stay the parent's.
+            engine.dispose(close=False)
+        try:
+            engine = _new_engine(url)
+        except (sa_exc.NoSuchModuleError, ImportError) as exc:
+            raise LandingError(
+                f"the ledger database {_shown(url)} needs a driver that is not installed ({exc})",
+                hint="use sqlite:/// or postgresql+psycopg2:// in MLOPS_LEDGER_URL",
+            ) from None
+        except OSError as exc:
+            raise LandingError(
+                f"the ledger database {_shown(url)} cannot be created ({exc.strerror or exc})",
+                hint="fix the folder's permissions or point MLOPS_LEDGER_URL elsewhere",
+            ) from None
+        try:
+            _create_tables(engine)
+        except sa_exc.DBAPIError as exc:
+            engine.dispose()
+            if isinstance(exc, sa_exc.OperationalError | sa_exc.InterfaceError):
+                raise _unreachable(url, exc) from None
+            raise
+        _ENGINES[database_url] = (os.getpid(), engine)
+        return engine
 
 
 class LandingZone:
@@ -55,7 +172,7 @@ class LandingZone:
             raise ValueError(f"kind is one of {sorted(KINDS)}, not {kind!r}")
         self.settings = settings
         self.kind = kind
-        self._table = KINDS[kind]
+        self._table = _TABLES[kind]
 
     def folder(self, root: Path, dataset: str) -> Path:
         """Where this kind of file lives for ``dataset`` under ``root`` (labels in a subfolder)."""
@@ -64,51 +181,68 @@ class LandingZone:
     # ------------------------------------------------------------------ ledger plumbing
 
     @contextlib.contextmanager
-    def _transaction(self) -> Iterator[sqlite3.Connection]:
-        """An immediate (write-locked) transaction, so concurrent submits and claims serialise."""
-        self.settings.home.mkdir(parents=True, exist_ok=True)
-        connection = sqlite3.connect(self.settings.ledger_path, timeout=30, isolation_level=None)
+    def _transaction(self) -> Iterator[Connection]:
+        """One transaction on the ledger, committed when the block ends, rolled back on error.
+
+        On SQLite it is write-locked from its start (``BEGIN IMMEDIATE``), so concurrent submits
+        and claims serialise; on PostgreSQL the statements themselves are conditional.
+        """
+        engine = _engine(self.settings.ledger_database_url)
         try:
-            connection.execute("PRAGMA journal_mode=WAL")
-            connection.execute(_SCHEMA.format(table=self._table))
-            connection.execute("BEGIN IMMEDIATE")
+            connection = engine.connect()
+        except sa_exc.DBAPIError as exc:
+            raise _unreachable(engine.url, exc) from None
+        with connection:
             try:
-                yield connection
-            except BaseException:
-                connection.execute("ROLLBACK")
+                with connection.begin():
+                    yield connection
+            except sa_exc.DBAPIError as exc:
+                if exc.connection_invalidated:  # the server went away in the middle
+                    raise _unreachable(engine.url, exc) from None
                 raise
-            connection.execute("COMMIT")
-        finally:
-            connection.close()
 
     @staticmethod
-    def _entry(row: tuple[Any, ...]) -> LedgerEntry:
+    def _entry(row: sa.Row[Any]) -> LedgerEntry:
+        values = row._mapping
         return LedgerEntry(
-            dataset=row[0],
-            sha256=row[1],
-            state=BatchState(row[2]),
-            location=Path(row[3]),
-            original_name=row[4],
-            file_format=row[5],
-            size_bytes=row[6],
-            reason=row[7],
-            submitted_at=row[8],
-            updated_at=row[9],
+            dataset=values["dataset"],
+            sha256=values["sha256"],
+            state=BatchState(values["state"]),
+            location=Path(values["location"]),
+            original_name=values["original_name"],
+            file_format=values["file_format"],
+            size_bytes=int(values["size_bytes"]),
+            reason=values["reason"],
+            submitted_at=values["submitted_at"],
+            updated_at=values["updated_at"],
         )
 
-    _COLUMNS = (
-        "dataset, sha256, state, location, original_name, file_format, size_bytes, reason, "
-        "submitted_at, updated_at"
-    )
+    def _key(self, dataset: str, sha256: str) -> sa.ColumnElement[bool]:
+        return sa.and_(self._table.c.dataset == dataset, self._table.c.sha256 == sha256)
 
     def _select(
-        self, connection: sqlite3.Connection, dataset: str, sha256: str
+        self, connection: Connection, dataset: str, sha256: str, *, lock: bool = False
     ) -> LedgerEntry | None:
-        row = connection.execute(
-            f"SELECT {self._COLUMNS} FROM {self._table} WHERE dataset = ? AND sha256 = ?",
-            (dataset, sha256),
-        ).fetchone()
+        query = sa.select(self._table).where(self._key(dataset, sha256))
+        if lock:  # FOR UPDATE on PostgreSQL; SQLite's write lock is already held
+            query = query.with_for_update()
+        row = connection.execute(query).first()
         return self._entry(row) if row else None
+
+    def _update(
+        self,
+        connection: Connection,
+        dataset: str,
+        sha256: str,
+        *,
+        when: sa.ColumnElement[bool],
+        **values: Any,
+    ) -> bool:
+        """Update one row only while ``when`` holds; True when this statement changed it."""
+        result = connection.execute(
+            sa.update(self._table).where(self._key(dataset, sha256), when).values(**values)
+        )
+        return result.rowcount == 1
 
     def get(self, dataset: str, sha256: str) -> LedgerEntry | None:
         """What the ledger knows of the file ``sha256`` of ``dataset``; None when it never landed."""
@@ -117,13 +251,14 @@ class LandingZone:
 
     def entries(self, dataset: str | None = None) -> list[LedgerEntry]:
         """Every ledger row (of one dataset when given), oldest first."""
-        query = f"SELECT {self._COLUMNS} FROM {self._table}"
-        params: tuple[str, ...] = ()
+        columns = self._table.c
+        query = sa.select(self._table).order_by(
+            columns.submitted_at, columns.dataset, columns.sha256
+        )
         if dataset is not None:
-            query += " WHERE dataset = ?"
-            params = (dataset,)
+            query = query.where(columns.dataset == dataset)
         with self._transaction() as connection:
-            rows = connection.execute(query + " ORDER BY submitted_at, rowid", params).fetchall()
+            rows = connection.execute(query).all()
         return [self._entry(row) for row in rows]
 
     # ------------------------------------------------------------------ the life of a batch
@@ -150,7 +285,6 @@ class LandingZone:
             with self._transaction() as connection:
                 known = self._select(connection, dataset, sha256)
                 if known is not None:
-                    _discard(staged)
                     return Receipt(entry=known, duplicate=True)
                 if problem is None:
                     state, folder, reason = BatchState.landed, incoming, None
@@ -172,24 +306,31 @@ class LandingZone:
                     submitted_at=now,
                     updated_at=now,
                 )
+                # The row first: a second submitter of the same file waits on it (PostgreSQL)
+                # and fails its insert before it touches the file this one lands.
+                connection.execute(
+                    sa.insert(self._table).values(
+                        dataset=dataset,
+                        sha256=sha256,
+                        state=state.value,
+                        location=str(location),
+                        original_name=source.name,
+                        file_format=file_format,
+                        size_bytes=size,
+                        reason=reason,
+                        submitted_at=now,
+                        updated_at=now,
+                    )
+                )
                 if problem is not None:
                     _write_json(entry.report_path, _report(entry, stage="submit", reason=reason))
                 os.replace(staged, location)
-                connection.execute(
-                    f"INSERT INTO {self._table} ({self._COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                    (
-                        dataset,
-                        sha256,
-                        state.value,
-                        str(location),
-                        source.name,
-                        file_format,
-                        size,
-                        reason,
-                        now,
-                        now,
-                    ),
-                )
+        except sa_exc.IntegrityError:
+            # Another process landed the same file between our look and our insert: theirs stands.
+            known = self.get(dataset, sha256)
+            if known is None:
+                raise
+            return Receipt(entry=known, duplicate=True)
         finally:
             _discard(staged)
         if problem is not None:
@@ -224,17 +365,17 @@ class LandingZone:
     def claim(self, dataset: str, sha256: str) -> LedgerEntry | None:
         """Mark a landed (or failed) batch as being processed; ``None`` when someone else has it
         or it is done."""
+        columns = self._table.c
         with self._transaction() as connection:
-            entry = self._select(connection, dataset, sha256)
-            if entry is None or entry.state not in CLAIMABLE:
-                return None
-            now = _now()
-            connection.execute(
-                f"UPDATE {self._table} SET state = ?, updated_at = ? "
-                "WHERE dataset = ? AND sha256 = ?",
-                (BatchState.processing.value, now, dataset, sha256),
+            claimed = self._update(
+                connection,
+                dataset,
+                sha256,
+                when=columns.state.in_([state.value for state in CLAIMABLE]),
+                state=BatchState.processing.value,
+                updated_at=_now(),
             )
-            return self._select(connection, dataset, sha256)
+            return self._select(connection, dataset, sha256) if claimed else None
 
     def pending(self, dataset: str, *, stale_after_seconds: float) -> list[LedgerEntry]:
         """What nothing finished: ``landed`` and ``failed`` files, and ``processing`` ones whose
@@ -254,9 +395,11 @@ class LandingZone:
     def release(self, dataset: str, sha256: str, *, stale_after_seconds: float) -> bool:
         """Put a stale ``processing`` claim back to ``landed`` so it can be claimed again.
 
-        Only when the claim is still older than ``stale_after_seconds`` (checked under the write
-        lock), so a live run's claim is never taken from it. True when released.
+        Only when the claim is still older than ``stale_after_seconds`` and still the very claim
+        that was read (same ``updated_at``), so a live run's claim is never taken from it and two
+        reconcilers never both release it. True when released.
         """
+        columns = self._table.c
         with self._transaction() as connection:
             entry = self._select(connection, dataset, sha256)
             if entry is None or entry.state is not BatchState.processing:
@@ -264,26 +407,32 @@ class LandingZone:
             age = (datetime.now(UTC) - datetime.fromisoformat(entry.updated_at)).total_seconds()
             if age < stale_after_seconds:
                 return False
-            connection.execute(
-                f"UPDATE {self._table} SET state = ?, updated_at = ? "
-                "WHERE dataset = ? AND sha256 = ?",
-                (BatchState.landed.value, _now(), dataset, sha256),
+            return self._update(
+                connection,
+                dataset,
+                sha256,
+                when=sa.and_(
+                    columns.state == BatchState.processing.value,
+                    columns.updated_at == entry.updated_at,
+                ),
+                state=BatchState.landed.value,
+                updated_at=_now(),
             )
-            return True
 
     def fail(self, dataset: str, sha256: str, reason: str) -> LedgerEntry | None:
         """Give a claimed batch back as ``failed``, with ``reason``: its file stays where it landed
         and ``reconcile`` will claim it again. None when this run no longer holds the claim."""
         with self._transaction() as connection:
-            entry = self._select(connection, dataset, sha256)
-            if entry is None or entry.state is not BatchState.processing:
-                return None
-            connection.execute(
-                f"UPDATE {self._table} SET state = ?, reason = ?, updated_at = ? "
-                "WHERE dataset = ? AND sha256 = ?",
-                (BatchState.failed.value, reason[:2000], _now(), dataset, sha256),
+            failed = self._update(
+                connection,
+                dataset,
+                sha256,
+                when=self._table.c.state == BatchState.processing.value,
+                state=BatchState.failed.value,
+                reason=reason[:2000],
+                updated_at=_now(),
             )
-            return self._select(connection, dataset, sha256)
+            return self._select(connection, dataset, sha256) if failed else None
 
     def settle(
         self,
@@ -302,7 +451,8 @@ class LandingZone:
             else self.settings.quarantine_dir
         )
         with self._transaction() as connection:
-            entry = self._select(connection, dataset, sha256)
+            # Locked until commit: a concurrent settle of this batch waits, then sees it settled.
+            entry = self._select(connection, dataset, sha256, lock=True)
             if entry is None:
                 raise LandingError(
                     f"batch {sha256[:12]} of dataset {dataset!r} is not in the ledger"
@@ -333,11 +483,20 @@ class LandingZone:
                 raise LandingError(
                     f"batch file {entry.location} is gone; the ledger cannot settle it"
                 )
-            connection.execute(
-                f"UPDATE {self._table} SET state = ?, location = ?, reason = ?, updated_at = ? "
-                "WHERE dataset = ? AND sha256 = ?",
-                (state.value, str(location), reason, now, dataset, sha256),
-            )
+            if not self._update(
+                connection,
+                dataset,
+                sha256,
+                when=self._table.c.state == BatchState.processing.value,
+                state=state.value,
+                location=str(location),
+                reason=reason,
+                updated_at=now,
+            ):
+                raise LandingError(
+                    f"batch {sha256[:12]} of dataset {dataset!r} stopped being processing while "
+                    f"it was settled; its file is at {location} and `mlops reconcile` accounts for it"
+                )
         return settled
 
 
