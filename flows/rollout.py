@@ -1,16 +1,18 @@
 """The rollout flow: the challenger reaches users step by step, judged on live traffic.
 
 For each step of the plan (``mlops_core.rollout``): write the split into the registry's rollout
-tags, wait until the model server follows it, then analyse the step's window from the server's
-``/rollout/stats`` until the verdict is no longer ``hold`` (or the deadline passes). ``promote``
-moves to the next step and, after the last, makes the challenger champion (the old one becomes
-``previous``); ``rollback`` drops the challenger and returns all traffic to the champion. Every
-step is an MLflow run and a ``mlops.rollout.step`` event. If a person moves the registry during
-the rollout (``mlops rollback``, ``mlops promote``), the flow notices -- it looks before every
-write it makes to the registry and every second while it waits -- and stands down: it takes its
-own challenger out of traffic and leaves the champion and previous aliases as the person set
-them. (MLflow has no compare-and-set on aliases, so a move in the instant between the look and
-the write can still be overwritten; the window is one registry round trip.)
+tags, wait until every model-server replica follows it, then analyse the step's window -- every
+replica's ``/rollout/stats`` added up (``mlops_core.replicas``) -- until the verdict is no longer
+``hold`` (or the deadline passes); a replica that cannot be read holds the step, never promotes
+it. ``promote`` moves to the next step and, after the last, makes the challenger champion (the
+old one becomes ``previous``); ``rollback`` drops the challenger and returns all traffic to the
+champion. Promotion and rollback are registry tags and aliases, which every replica follows.
+Every step is an MLflow run and a ``mlops.rollout.step`` event. If a person moves the registry
+during the rollout (``mlops rollback``, ``mlops promote``), the flow notices -- it looks before
+every write it makes to the registry and every second while it waits -- and stands down: it
+takes its own challenger out of traffic and leaves the champion and previous aliases as the
+person set them. (MLflow has no compare-and-set on aliases, so a move in the instant between the
+look and the write can still be overwritten; the window is one registry round trip.)
 """
 
 from __future__ import annotations
@@ -30,10 +32,10 @@ from tasks.events import emit
 from tasks.landing import open_dataset
 from tasks.rollout import (
     aliases,
-    await_server,
+    await_replicas,
     end_rollout,
     record_step,
-    server_get,
+    replica_clocks,
     set_step,
     stand_down,
     watch_step,
@@ -44,11 +46,16 @@ from tasks.rollout import (
 def rollout(
     dataset: str, version: str, server_url: str | None = None, parent_run_id: str | None = None
 ) -> RolloutOutcome:
-    """Roll ``version`` out through the model server at ``server_url`` (or ``MLOPS_SERVE_URL``)."""
+    """Roll ``version`` out through the model-server replicas at ``server_url`` (comma-separated;
+    default ``MLOPS_SERVE_URL``), judged on the evidence of all of them."""
     settings = Settings()
     config = settings.rollout_config()
-    url = server_url or settings.serve_url
-    if not url:
+    urls = (
+        settings.model_copy(update={"serve_url": server_url}).serve_urls
+        if server_url
+        else settings.serve_urls
+    )
+    if not urls:
         raise ValueError("no model server to roll out through: set MLOPS_SERVE_URL")
     ctx = open_dataset(settings, dataset)
     champion = aliases(ctx).get(CHAMPION)
@@ -59,15 +66,17 @@ def rollout(
             return _interrupted(ctx, version, step, now, steps)
         set_step(ctx, version, mode, weight, step)
         deadline = time.monotonic() + config.step_seconds
-        if (now := await_server(ctx, url, version, weight, champion, step, deadline)) is not None:
+        if (
+            now := await_replicas(ctx, urls, version, weight, champion, step, deadline)
+        ) is not None:
             return _interrupted(ctx, version, step, now, steps)
-        started = float(server_get(url, "/rollout/stats", {"since": time.time()})["now"])
+        started = replica_clocks(urls)
         emit(
             events.ROLLOUT_STEP,
             dataset,
             {"version": version, "step": step, "mode": mode, "weight": weight, "state": "started"},
         )
-        watched = watch_step(ctx, url, config, champion, version, started, deadline)
+        watched = watch_step(ctx, urls, config, champion, version, started, deadline)
         if watched.moved is not None or watched.verdict is None:
             return _interrupted(ctx, version, step, watched.moved or {}, steps)
         verdict = _approved(watched.verdict, config)

@@ -1,9 +1,12 @@
-"""Tasks of the rollout flow: move the registry's rollout state, watch the server, record steps."""
+"""Tasks of the rollout flow: move the registry's rollout state, watch every model-server replica,
+record steps."""
 
 from __future__ import annotations
 
 import time
-from typing import Any
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from typing import TYPE_CHECKING, Any
 
 from prefect import task
 from prefect.cache_policies import NO_CACHE
@@ -12,8 +15,12 @@ from mlops_core.adapters.audit import record_rollout_step
 from mlops_core.adapters.context import DatasetContext
 from mlops_core.delivery import registry_moved
 from mlops_core.outcomes import StepWatch
-from mlops_core.rollout import RolloutConfig, RolloutVerdict, Verdict, analyse
+from mlops_core.replicas import analyse_replicas, merge_stats
+from mlops_core.rollout import RolloutConfig, RolloutVerdict, Verdict
 from mlops_core.tags import CHALLENGER, ROLLOUT_MODE, ROLLOUT_STEP, ROLLOUT_VERSION, ROLLOUT_WEIGHT
+
+if TYPE_CHECKING:
+    import httpx
 
 
 @task(retries=2, retry_delay_seconds=[1, 5], cache_policy=NO_CACHE)
@@ -63,14 +70,31 @@ def stand_down(ctx: DatasetContext, version: str) -> dict[str, str]:
     return registry.aliases()
 
 
-@task(retries=3, retry_delay_seconds=[1, 2, 4], cache_policy=NO_CACHE)
-def server_get(url: str, path: str, params: dict[str, Any] | None = None) -> dict[str, Any]:
-    """GET a JSON route of the model server (the rollout's only view of live traffic)."""
+def read_replicas(
+    urls: Sequence[str],
+    path: str,
+    params: Callable[[str], dict[str, Any]] | None = None,
+    *,
+    transport: httpx.BaseTransport | None = None,
+) -> list[dict[str, Any]]:
+    """GET ``path`` from every replica at once (``params(url)`` its query): each answer with its
+    ``replica`` URL, or ``{"replica": url, "unreachable": why}`` -- no retries, the caller looks
+    again. ``transport`` is for tests (``httpx.MockTransport``)."""
     import httpx
 
-    answer = httpx.get(f"{url.rstrip('/')}{path}", params=params, timeout=10)
-    answer.raise_for_status()
-    return dict(answer.json())
+    def one(client: httpx.Client, url: str) -> dict[str, Any]:
+        try:
+            answer = client.get(f"{url.rstrip('/')}{path}", params=params(url) if params else None)
+            answer.raise_for_status()
+            return {**dict(answer.json()), "replica": url}
+        except (httpx.HTTPError, ValueError) as exc:  # ValueError: an answer that is not JSON
+            return {"replica": url, "unreachable": f"{type(exc).__name__}: {exc}"[:200]}
+
+    with (
+        httpx.Client(timeout=5, transport=transport) as client,
+        ThreadPoolExecutor(max_workers=max(1, len(urls))) as pool,
+    ):
+        return list(pool.map(lambda url: one(client, url), urls))
 
 
 def _moved(ctx: DatasetContext, champion: str | None, version: str) -> dict[str, str] | None:
@@ -80,46 +104,84 @@ def _moved(ctx: DatasetContext, champion: str | None, version: str) -> dict[str,
 
 
 @task(cache_policy=NO_CACHE)
-def await_server(
+def await_replicas(
     ctx: DatasetContext,
-    url: str,
+    urls: Sequence[str],
     version: str,
     weight: float,
     champion: str | None,
     step: int,
     deadline: float,
 ) -> dict[str, str] | None:
-    """Wait until the model server follows the step (it polls the registry; the flow does not
-    push): None once it does, the aliases if a person moves them meanwhile."""
+    """Wait until every model-server replica follows the step (each polls the registry; the flow
+    does not push): None once they all do, the aliases if a person moves them meanwhile."""
     while True:
-        routing = server_get(url, "/routing")
-        if routing.get("challenger") == version and routing.get("weight") == weight:
+        lagging = {
+            answer["replica"]: answer.get("unreachable")
+            or f"serves challenger {answer.get('challenger')} at weight {answer.get('weight')}"
+            for answer in read_replicas(urls, "/routing")
+            if answer.get("challenger") != version or answer.get("weight") != weight
+        }
+        if not lagging:
             return None
         if (now := _moved(ctx, champion, version)) is not None:
             return now
         if time.monotonic() > deadline:
-            raise TimeoutError(f"the model server at {url} did not follow step {step}")
+            raise TimeoutError(
+                f"{len(lagging)} of {len(urls)} model-server replicas did not follow step {step} "
+                f"(challenger {version} at weight {weight:g}) in time: "
+                + "; ".join(f"{url} ({state})" for url, state in lagging.items())
+                + " -- check that they reach the MLflow registry, or take them out of "
+                "MLOPS_SERVE_URL"
+            )
         time.sleep(0.5)
+
+
+@task(cache_policy=NO_CACHE)
+def replica_clocks(urls: Sequence[str]) -> dict[str, float]:
+    """Each replica's clock now, where its step window starts (this machine's for one that
+    cannot be read: it adds nothing to the step until it answers again)."""
+    here = time.time()
+    return {
+        answer["replica"]: float(answer.get("now", here))
+        for answer in read_replicas(urls, "/rollout/stats", lambda _: {"since": here})
+    }
+
+
+def look(
+    urls: Sequence[str],
+    started: dict[str, float],
+    config: RolloutConfig,
+    *,
+    past_deadline: bool,
+    transport: httpx.BaseTransport | None = None,
+) -> tuple[RolloutVerdict, dict[str, Any]]:
+    """One look at the step: every replica's window since it started, added up, and judged (no
+    promotion while a replica is missing)."""
+    windows = read_replicas(
+        urls, "/rollout/stats", lambda url: {"since": started[url]}, transport=transport
+    )
+    stats = merge_stats(windows)
+    return analyse_replicas(stats, config, past_deadline=past_deadline), stats
 
 
 @task(cache_policy=NO_CACHE)
 def watch_step(
     ctx: DatasetContext,
-    url: str,
+    urls: Sequence[str],
     config: RolloutConfig,
     champion: str | None,
     version: str,
-    started: float,
+    started: dict[str, float],
     deadline: float,
 ) -> StepWatch:
-    """Analyse the step's window every second until the verdict is no longer ``hold`` (or a
-    person moves the registry): the verdict and the stats it rests on."""
+    """Analyse the step's window, added up over the replicas, every second until the verdict is
+    no longer ``hold`` (or a person moves the registry): the verdict and the stats it rests on."""
     while True:
         time.sleep(1.0)
         if (now := _moved(ctx, champion, version)) is not None:
             return StepWatch(moved=now)
-        stats = server_get(url, "/rollout/stats", {"since": started})
-        verdict = analyse(stats, config, past_deadline=time.monotonic() > deadline)
+        verdict, stats = look(urls, started, config, past_deadline=time.monotonic() > deadline)
         if verdict.verdict is not Verdict.hold:
             return StepWatch(verdict=verdict, stats=stats)
 

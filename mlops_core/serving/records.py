@@ -3,7 +3,8 @@ prediction and feedback logs that close the loop through the landing zone.
 
 * ``Traffic`` holds the last requests (time, variant, latency, error, probabilities of the variant
   that answered and of the champion on the same rows) and the feedback joined to them, and
-  summarises a window for the rollout flow (``stats``).
+  summarises a window for the rollout flow (``stats``), with the histograms its divergence rests
+  on, so that several replicas' windows add up (``mlops_core.replicas.merge_stats``).
 * ``LogWriter`` buffers predictions (inputs, output, version, variant, request id, time) and
   feedback labels, and writes them as parquet micro-batches (every ``rows`` rows or ``seconds``
   seconds) into the landing zone as batches and labels, announcing them when a Prefect server
@@ -25,6 +26,7 @@ from typing import Any
 
 import numpy as np
 
+from mlops_core.replicas import BINS, histogram, js_divergence_of_counts
 from mlops_core.settings import Settings
 
 logger = logging.getLogger("mlops.serving")
@@ -120,23 +122,24 @@ class Traffic:
             for p, q in zip(s.probabilities, s.champion_probabilities, strict=False)
         ]
         result["paired_rows"] = len(pairs)
-        result["divergence"] = js_divergence([p for p, _ in pairs], [q for _, q in pairs])
+        # The bin counts, not only the divergence: replicas' windows add up (mlops_core.replicas).
+        histograms = {
+            "challenger": histogram([p for p, _ in pairs]),
+            "champion": histogram([q for _, q in pairs]),
+        }
+        result["divergence"] = js_divergence_of_counts(
+            histograms["challenger"], histograms["champion"]
+        )
+        result["histograms"] = histograms
         result["disagreement"] = (
             float(np.mean([(p >= 0.5) != (q >= 0.5) for p, q in pairs])) if pairs else None
         )
         return result
 
 
-def js_divergence(a: list[float], b: list[float], bins: int = 10) -> float | None:
+def js_divergence(a: list[float], b: list[float], bins: int = BINS) -> float | None:
     """Jensen-Shannon divergence (base 2, in [0, 1]) of two probability samples' histograms."""
-    if not a or not b:
-        return None
-    edges = np.linspace(0, 1, bins + 1)
-    p = np.histogram(a, edges)[0].astype(float) + 0.5
-    q = np.histogram(b, edges)[0].astype(float) + 0.5
-    p, q = p / p.sum(), q / q.sum()
-    m = (p + q) / 2
-    return float(0.5 * np.sum(p * np.log2(p / m)) + 0.5 * np.sum(q * np.log2(q / m)))
+    return js_divergence_of_counts(histogram(a, bins), histogram(b, bins))
 
 
 class LogWriter:

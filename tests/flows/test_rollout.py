@@ -1,9 +1,16 @@
-"""The rollout flow against a real uvicorn model server under live load (real MLflow registry):
-a good challenger is promoted step by step; a failing one and a much worse one are rolled back,
-and no user request fails on the way."""
+"""The rollout flow against real uvicorn model servers under live load (real MLflow registry):
+a good challenger is promoted step by step (through one server, and through two replicas whose
+evidence adds up); a failing one and a much worse one are rolled back, and no user request fails
+on the way. A replica that cannot be read holds a step rather than promote it."""
 
 from __future__ import annotations
 
+import json
+import socket
+import time
+from pathlib import Path
+
+import httpx
 import numpy as np
 import pytest
 from live import Load, Server, register
@@ -11,9 +18,13 @@ from live import Load, Server, register
 from flows.rollout import rollout
 from mlops_cli.scenarios import generate_applications
 from mlops_core.adapters.catalog import RegisteredDataset
+from mlops_core.adapters.context import DatasetContext
 from mlops_core.adapters.registry import ModelRegistry
+from mlops_core.rollout import RolloutConfig, Verdict
 from mlops_core.serving import create_app
+from mlops_core.serving.records import Seen, Traffic
 from mlops_core.settings import Settings
+from tasks.rollout import await_replicas, look, set_step
 
 pytestmark = pytest.mark.usefixtures("prefect_api")
 
@@ -122,3 +133,90 @@ def test_blue_green_and_shadow(
     assert set(load.status) == {200}
     if mode == "shadow":
         assert load.variants["challenger"] == 0, "a shadow never answers"
+
+
+def test_two_replicas_roll_out_together_and_both_serve_the_new_champion(
+    settings: Settings, champion: str, fast_rollout: None
+) -> None:
+    good = register(Settings(), generate_applications(np.random.default_rng(2), 6_000))
+    current = Settings()
+    with (
+        Server(create_app(current, log_traffic=False)) as a,
+        Server(create_app(current, log_traffic=False)) as b,
+        Load(a.url) as load_a,
+        Load(b.url, seed=1) as load_b,
+    ):
+        result = rollout(dataset="credit", version=good, server_url=f"{a.url},{b.url}")
+        # Users keep coming while each replica picks the promotion up from the registry.
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline and any(
+            httpx.get(f"{s.url}/routing").json()["champion"] != good for s in (a, b)
+        ):
+            time.sleep(0.2)
+        served = [httpx.get(f"{s.url}/routing").json() for s in (a, b)]
+    assert result.status == "promoted", result
+    assert [s.weight for s in result.steps] == [0.5, 1.0]
+    assert ModelRegistry(current, "credit").aliases() == {"champion": good, "previous": champion}
+    assert [(r["champion"], r["challenger"]) for r in served] == [(good, None), (good, None)]
+    for load in (load_a, load_b):
+        assert set(load.status) == {200}, f"user-facing failures: {load.status}"
+        assert load.variants["challenger"] > 0, "each replica gave the challenger traffic"
+    # Each step's record holds every replica's evidence, added up and in brief.
+    client = ModelRegistry(current, "credit").client
+    stats = json.loads(
+        Path(client.download_artifacts(result.steps[-1].run_id, "stats.json")).read_text()
+    )
+    assert stats["replicas"] == 2 and stats["missing"] == []
+    assert [r["replica"] for r in stats["per_replica"]] == [a.url, b.url]
+
+
+def dead_url() -> str:
+    """A local URL where nothing listens (connections are refused)."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return f"http://127.0.0.1:{probe.getsockname()[1]}"
+
+
+def test_a_step_with_a_replica_unreachable_holds_rather_than_promotes() -> None:
+    traffic = Traffic()
+    for i in range(300):
+        variant = "challenger" if i % 2 else "champion"
+        traffic.add(Seen(10.0 + i, f"r{i}", variant, "v", 0.01, False, (0.3,), (0.3,)))
+        traffic.feedback(f"r{i}", (0,))
+    live, down = "http://replica-a", "http://replica-b"
+
+    def transport(request: httpx.Request) -> httpx.Response:
+        if request.url.host == "replica-b":
+            raise httpx.ConnectError("connection refused", request=request)
+        return httpx.Response(200, json=traffic.stats(float(request.url.params["since"])))
+
+    config = RolloutConfig(min_requests=100, min_feedback=100)
+    started = {live: 0.0, down: 0.0}
+    mock = httpx.MockTransport(transport)
+    verdict, stats = look([live], {live: 0.0}, config, past_deadline=False, transport=mock)
+    assert verdict.verdict is Verdict.promote, "the live replica's evidence alone would promote"
+    verdict, stats = look([live, down], started, config, past_deadline=False, transport=mock)
+    assert verdict.verdict is Verdict.hold
+    assert down in verdict.reasons[0] and "ConnectError" in verdict.reasons[0]
+    assert stats["replicas"] == 2 and stats["missing"] == [down]
+    assert stats["variants"]["challenger"]["requests"] == 150
+    late, _ = look([live, down], started, config, past_deadline=True, transport=mock)
+    assert late.verdict is Verdict.rollback and down in late.reasons[0]
+
+
+def test_waiting_for_the_replicas_names_the_one_that_does_not_follow(
+    settings: Settings, champion: str, fast_rollout: None
+) -> None:
+    other = register(
+        Settings(), generate_applications(np.random.default_rng(5), 1_500), max_iter=60
+    )
+    ctx = DatasetContext.open(Settings(), "credit")
+    set_step.fn(ctx, other, "canary", 0.5, 0)
+    down = dead_url()
+    with (
+        Server(create_app(Settings(), log_traffic=False)) as a,
+        pytest.raises(TimeoutError) as failed,
+    ):
+        await_replicas.fn(ctx, [a.url, down], other, 0.5, champion, 0, time.monotonic() + 3)
+    assert "1 of 2 model-server replicas did not follow step 0" in str(failed.value)
+    assert f"{down} (ConnectError" in str(failed.value) and f"{a.url} (" not in str(failed.value)
