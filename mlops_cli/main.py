@@ -27,6 +27,7 @@ for command in (
     batches.labels,
     batches.reconcile,
     running.up,
+    running.down,
     batches.validate,
     batches.process,
     models.train,

@@ -35,6 +35,17 @@ def free_port() -> int:
         return int(probe.getsockname()[1])
 
 
+def http_ok(url: str, timeout: float = 2.0) -> bool:
+    """Whether ``url`` answers 200."""
+    import urllib.request
+
+    try:
+        with urllib.request.urlopen(url, timeout=timeout) as answer:
+            return bool(answer.status == 200)
+    except OSError:
+        return False
+
+
 def port_open(port: int, host: str = "127.0.0.1") -> bool:
     """Whether something accepts TCP connections on ``host:port``."""
     with contextlib.suppress(OSError), socket.create_connection((host, port), timeout=0.5):

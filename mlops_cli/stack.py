@@ -20,34 +20,22 @@ import contextlib
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import threading
 import time
-import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from mlops_cli.services import free_port, http_ok
 from mlops_core.adapters.stack_state import StackState, clear_state, healthy, write_state
 from mlops_core.errors import MlopsError
 from mlops_core.settings import Settings, prefect_environment
 
 
-def free_port() -> int:
-    """A TCP port on 127.0.0.1 that is free right now."""
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
-
-
 def _http_ok(url: str) -> bool:
-    try:
-        with urllib.request.urlopen(url, timeout=1) as answer:
-            return bool(answer.status == 200)
-    except OSError:
-        return False
+    return http_ok(url, timeout=1)
 
 
 @dataclass

@@ -28,7 +28,10 @@ def _fitted(reference: Path, spec: DatasetSpec, config: DriftConfig) -> DriftDet
 
 def drift_config(ctx: DatasetContext) -> DriftConfig:
     """The drift tests' configuration from settings."""
-    return DriftConfig(false_alarm_rate=ctx.settings.drift_false_alarm_rate)
+    return DriftConfig(
+        false_alarm_rate=ctx.settings.drift_false_alarm_rate,
+        permutations=ctx.settings.drift_permutations,
+    )
 
 
 def fitted_detector(ctx: DatasetContext) -> DriftDetector:

@@ -21,10 +21,29 @@ def up(
         bool,
         typer.Option("--default-runner", help="Serve with prefect.serve's defaults (slower)."),
     ] = False,
+    cluster: Annotated[
+        bool,
+        typer.Option(
+            "--cluster",
+            help="Start the distributed stack in the background instead: PostgreSQL, Redis, an S3 "
+            "stand-in, the MLflow server, 2 Prefect APIs + services, a work pool with workers, "
+            "model-server replicas (`mlops down` stops it).",
+        ),
+    ] = False,
+    workers: Annotated[int, typer.Option(help="--cluster: Prefect workers.", min=1)] = 2,
+    replicas: Annotated[int, typer.Option(help="--cluster: model-server replicas.", min=0)] = 2,
+    serve: Annotated[
+        str | None,
+        typer.Option(help="--cluster: the dataset the model servers serve (needs a champion)."),
+    ] = None,
 ) -> None:
     """Start the stack: Prefect server, served deployments + automations, watcher (Ctrl-C stops)."""
     import signal
     import threading
+
+    if cluster:
+        _up_cluster(workers=workers, replicas=replicas, serve=serve)
+        return
 
     from mlops_cli.stack import Stack
     from mlops_core.adapters.stack_state import healthy, read_state
@@ -66,6 +85,71 @@ def up(
         out.print("stopping...", highlight=False)
         stack.stop()
         out.print("stopped: no process left behind", highlight=False)
+
+
+def _up_cluster(*, workers: int, replicas: int, serve: str | None) -> None:
+    """Start the cluster stack in the background; print its URLs once every part answers."""
+    import time
+
+    from mlops_cli.cluster import Cluster, read_cluster
+    from mlops_cli.services import http_ok
+
+    current = settings()
+    running = read_cluster(current.home)
+    if running is not None and any(http_ok(f"{u}/health") for u in running["prefect_api_urls"]):
+        raise MlopsError(
+            f"a cluster is already running for {current.home} (Prefect API "
+            f"{running['prefect_api_urls'][0]})",
+            hint="use it (source its env.sh), or stop it with `mlops down`",
+        )
+    if serve is None:
+        from mlops_core.adapters.catalog import DatasetCatalog
+
+        names = DatasetCatalog(current).names()
+        serve = names[0] if len(names) == 1 else None
+    started = time.monotonic()
+    out.print(f"starting the cluster stack under {current.home.resolve() / 'cluster'} ...")
+    stack = Cluster(
+        current,
+        workers=workers,
+        replicas=replicas,
+        serve=serve,
+        log=lambda text: out.print(text, highlight=False, soft_wrap=True),
+    )
+    state = stack.start()
+    out.print(
+        f"[bold green]ready[/bold green] in {time.monotonic() - started:.0f} s", highlight=False
+    )
+    out.print(f"Prefect UI:      {state['prefect_ui_url']}", highlight=False)
+    for url in state["prefect_api_urls"]:
+        out.print(f"Prefect API:     {url}", highlight=False)
+    out.print(f"MLflow server:   {state['mlflow_url']}", highlight=False)
+    out.print(f"ledger:          {stack.client_environment()['MLOPS_LEDGER_URL']}", highlight=False)
+    out.print(
+        f"object store:    {state['s3']['endpoint']} (bucket {state['s3']['bucket']})",
+        highlight=False,
+    )
+    out.print(f"redis:           redis://127.0.0.1:{state['redis']['port']}", highlight=False)
+    for url in state["serve_urls"]:
+        out.print(f"model server:    {url}", highlight=False)
+    if not state["serve_urls"]:
+        out.print(
+            "model servers:   none (register a dataset, train it, then `mlops up --cluster "
+            "--serve <dataset>` after `mlops down`)",
+            highlight=False,
+        )
+    out.print(f"workers:         {workers} on work pool 'mlops'", highlight=False)
+    out.print(f"client settings: source {stack.root / 'env.sh'}", highlight=False)
+    out.print("stop with: mlops down", highlight=False)
+
+
+@reports_errors
+def down() -> None:
+    """Stop the cluster stack `mlops up --cluster` started (each part by its process id)."""
+    from mlops_cli.cluster import stop_recorded
+
+    stopped = stop_recorded(settings().home)
+    out.print(f"stopped: {', '.join(stopped)}", highlight=False)
 
 
 @reports_errors

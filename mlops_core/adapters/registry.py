@@ -114,10 +114,15 @@ class ModelRegistry:
         )
 
     def experiment_id(self) -> str:
-        """The dataset's experiment, created with artifacts under ``MLOPS_HOME`` when missing."""
+        """The dataset's experiment, created when missing: with artifacts under ``MLOPS_HOME``, or
+        -- on a tracking server, unless ``MLOPS_MLFLOW_ARTIFACTS_DIR`` is set -- wherever the
+        server keeps them (its proxied object store: clients need no storage credentials)."""
         experiment = self.client.get_experiment_by_name(self.name)
         if experiment is not None:
             return str(experiment.experiment_id)
+        remote = self.settings.tracking_uri.startswith(("http://", "https://"))
+        if remote and self.settings.mlflow_artifacts_dir is None:
+            return str(self.client.create_experiment(self.name))
         self.settings.artifacts_dir.mkdir(parents=True, exist_ok=True)
         location = (self.settings.artifacts_dir.resolve() / self.name).as_uri()
         return str(self.client.create_experiment(self.name, artifact_location=location))
