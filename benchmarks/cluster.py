@@ -155,6 +155,12 @@ def one_setting(workers: int, batches: int) -> dict[str, Any]:
         mlflow_runs = mlflow_run_count(client.tracking_uri)
     finally:
         cluster.stop()
+        if cluster.postgres is not None and cluster.postgres.folder.parent.name.startswith(
+            "mlops-postgres-"
+        ):  # PostgreSQL's data went to /tmp (a private home, as root): it was ours alone
+            import shutil
+
+            shutil.rmtree(cluster.postgres.folder.parent, ignore_errors=True)
     first_event = min(sent_at.values())
     to_created = [r["created"] - first_event for r in records if r["created"]]
     to_running = [r["start"] - r["created"] for r in records if r["start"] and r["created"]]

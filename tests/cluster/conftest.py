@@ -72,6 +72,11 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
         yield stack
     finally:
         stack.stop()
+        # As root under pytest's private tmp folder, PostgreSQL's data went to /tmp (services.py).
+        if stack.postgres is not None and stack.postgres.folder.parent.name.startswith(
+            "mlops-postgres-"
+        ):
+            shutil.rmtree(stack.postgres.folder.parent, ignore_errors=True)
 
 
 @pytest.fixture
