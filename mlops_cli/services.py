@@ -67,7 +67,7 @@ def wait_until(ready: object, what: str, timeout: float, log: Path | None = None
 def stop_process_group(
     process: subprocess.Popen[bytes] | subprocess.Popen[str], grace: float = 10.0
 ) -> None:
-    """SIGTERM the process group ``process`` leads, SIGKILL after ``grace`` seconds."""
+    """SIGTERM the process group led by ``process``, then SIGKILL what is left after ``grace``."""
     if process.poll() is not None:
         return
     with contextlib.suppress(ProcessLookupError):
@@ -78,6 +78,9 @@ def stop_process_group(
         with contextlib.suppress(ProcessLookupError):
             os.killpg(process.pid, signal.SIGKILL)
         process.wait(timeout=5)
+    # Children of the group that outlived its leader.
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(process.pid, signal.SIGKILL)
 
 
 def _postgres_bin(name: str) -> str:

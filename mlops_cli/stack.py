@@ -19,7 +19,6 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import signal
 import subprocess
 import sys
 import threading
@@ -29,6 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from mlops_cli.services import free_port, http_ok
+from mlops_cli.services import stop_process_group as stop_group
 from mlops_core.adapters.stack_state import StackState, clear_state, healthy, write_state
 from mlops_core.errors import MlopsError
 from mlops_core.settings import Settings, prefect_environment
@@ -231,23 +231,6 @@ class Stack:
             stop_group(child.process)
         self.children.clear()
         clear_state(self.settings)
-
-
-def stop_group(process: subprocess.Popen[str], grace: float = 10.0) -> None:
-    """SIGTERM the process group led by ``process``, then SIGKILL what is left after ``grace``."""
-    if process.poll() is not None:
-        return
-    with contextlib.suppress(ProcessLookupError):
-        os.killpg(process.pid, signal.SIGTERM)
-    try:
-        process.wait(timeout=grace)
-    except subprocess.TimeoutExpired:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(process.pid, signal.SIGKILL)
-        process.wait(timeout=5)
-    # Children of the group that outlived its leader.
-    with contextlib.suppress(ProcessLookupError, PermissionError):
-        os.killpg(process.pid, signal.SIGKILL)
 
 
 class InboxWatcher:
