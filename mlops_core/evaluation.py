@@ -133,17 +133,39 @@ def mcnemar_better(challenger_right: Flags, champion_right: Flags) -> float:
 
 
 def latency_p95_ms(
-    model: Classifier, frame: pl.DataFrame, spec: DatasetSpec, samples: int
-) -> float:
-    """95th percentile of single-row ``predict_proba`` time, in milliseconds."""
+    model: Classifier,
+    frame: pl.DataFrame,
+    spec: DatasetSpec,
+    samples: int,
+    *,
+    repeats: int = 5,
+    against: Classifier | None = None,
+) -> tuple[float, float | None]:
+    """95th percentile of single-row ``predict_proba`` time in ms: the model's, not the machine's.
+
+    Each row is timed ``repeats`` times and its best time kept, as ``timeit`` does: another
+    process taking the CPU can only add time, so the fastest run is the one it disturbed least.
+    Native thread pools are held to one thread while timing (a single row gains nothing from
+    them, and on a busy machine their barriers wait for threads the scheduler has parked).
+    ``against`` (the champion) is timed in the same loop, row by row, so both models see the
+    same conditions; its figure is returned second (``None`` without one).
+    """
+    from threadpoolctl import threadpool_limits
+
     rows = [model_input(frame.slice(i % frame.height, 1), spec) for i in range(samples)]
-    model.predict_proba(rows[0])  # warm-up
-    timings = []
-    for row in rows:
-        started = time.perf_counter()
-        model.predict_proba(row)
-        timings.append((time.perf_counter() - started) * 1000)
-    return float(np.percentile(timings, 95))
+    models = [model] if against is None else [model, against]
+    best = np.full((len(models), samples), np.inf)
+    with threadpool_limits(limits=1):
+        for m in models:
+            m.predict_proba(rows[0])  # warm-up
+        for _ in range(repeats):
+            for i, row in enumerate(rows):
+                for k, m in enumerate(models):
+                    started = time.perf_counter()
+                    m.predict_proba(row)
+                    best[k, i] = min(best[k, i], (time.perf_counter() - started) * 1000)
+    p95 = np.percentile(best, 95, axis=1)
+    return float(p95[0]), (float(p95[1]) if against is not None else None)
 
 
 def mlflow_threshold_passes(
@@ -215,7 +237,7 @@ def evaluate_challenger(
 
     gates += [
         _floor_gate(new_accuracy, config),
-        _latency_gate(challenger, labelled, spec, config),
+        _latency_gate(challenger, champion, labelled, spec, config),
         _training_data_gate(training_data_valid),
     ]
     return GateReport(
@@ -326,14 +348,27 @@ def _floor_gate(new_accuracy: float, config: GateConfig) -> Gate:
 
 
 def _latency_gate(
-    challenger: Classifier, labelled: pl.DataFrame, spec: DatasetSpec, config: GateConfig
+    challenger: Classifier,
+    champion: Classifier | None,
+    labelled: pl.DataFrame,
+    spec: DatasetSpec,
+    config: GateConfig,
 ) -> Gate:
-    """The challenger's 95th-percentile single-row prediction time within the budget."""
-    latency = latency_p95_ms(challenger, labelled, spec, config.latency_samples)
+    """The challenger's 95th-percentile single-row prediction time within the budget.
+
+    Measured as :func:`latency_p95_ms` does (best of repeated runs, one native thread), beside
+    the champion's time in the same measurement, so load on the machine cannot fail a sound model.
+    """
+    latency, reference = latency_p95_ms(
+        challenger, labelled, spec, config.latency_samples, against=champion
+    )
+    observed = f"{latency:.2f} ms" + (
+        f" (champion {reference:.2f} ms, same run)" if reference is not None else ""
+    )
     return Gate(
         name="latency_p95_ms",
-        threshold=f"<= {config.latency_budget_ms:g} ms",
-        observed=f"{latency:.2f} ms",
+        threshold=f"<= {config.latency_budget_ms:g} ms (best of 5 runs per row)",
+        observed=observed,
         passed=latency <= config.latency_budget_ms,
     )
 

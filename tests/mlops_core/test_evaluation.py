@@ -1,5 +1,10 @@
 """Gates: a better challenger passes, a deliberately worse one is refused, and why."""
 
+import os
+import subprocess
+import sys
+import time
+
 import numpy as np
 import pytest
 
@@ -75,3 +80,45 @@ def test_mcnemar_uses_discordant_pairs_only() -> None:
     champion = np.array([False] * 30 + [True] * 2)
     assert mcnemar_better(challenger, champion) < 1e-6
     assert mcnemar_better(champion, challenger) > 0.99
+
+
+class _SlowModel:
+    """A duck-typed classifier that really takes ``delay`` seconds per call (sleeping, not CPU)."""
+
+    def __init__(self, inner, delay: float) -> None:
+        self.inner, self.delay = inner, delay
+
+    def predict_proba(self, frame):
+        time.sleep(self.delay)
+        return self.inner.predict_proba(frame)
+
+
+@pytest.fixture
+def busy_machine():
+    """Two busy-looping processes per core, for as long as the test runs."""
+    spinners = [
+        subprocess.Popen([sys.executable, "-c", "while True: pass"])
+        for _ in range(2 * (os.cpu_count() or 1))
+    ]
+    time.sleep(0.5)  # let the scheduler fill every core
+    yield len(spinners)
+    for spinner in spinners:
+        spinner.kill()
+        spinner.wait()
+
+
+def test_the_latency_gate_measures_the_model_not_the_load_on_the_machine(world, busy_machine):
+    old, new, recent = world
+    report = evaluate_challenger(new.pipeline, old.pipeline, recent, SPEC, training_data_valid=True)
+    latency = next(g for g in report.gates if g.name == "latency_p95_ms")
+    assert latency.passed, f"{busy_machine} spinners: {latency.observed}"
+    assert "champion" in latency.observed  # both timed in the same run
+
+    slow = _SlowModel(new.pipeline, delay=0.08)
+    config = GateConfig(latency_samples=10)
+    refused = evaluate_challenger(
+        slow, old.pipeline, recent, SPEC, training_data_valid=True, config=config
+    )
+    gate = next(g for g in refused.gates if g.name == "latency_p95_ms")
+    assert not gate.passed, gate.observed
+    assert float(gate.observed.split(" ms")[0]) >= 80
