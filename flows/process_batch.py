@@ -25,7 +25,14 @@ from tasks.decision import (
 )
 from tasks.drift import detect_batch_drift
 from tasks.events import emit
-from tasks.landing import claim_batch, ledger_entry, mark_failed, open_dataset, settle_batch
+from tasks.landing import (
+    claim_batch,
+    fetch_file,
+    ledger_entry,
+    mark_failed,
+    open_dataset,
+    settle_batch,
+)
 from tasks.report import publish_report
 from tasks.validation import validate_batch
 
@@ -91,22 +98,23 @@ def carry_out(
 
 def _judge(ctx: DatasetContext, sha256: str, claimed: LedgerEntry) -> BatchJudgement:
     """Validate, test for drift, assess, decide, record, report and settle one claimed batch."""
-    report = validate_batch(ctx, claimed.location, claimed.original_name)
+    batch_file = fetch_file(ctx, claimed)
+    report = validate_batch(ctx, batch_file, claimed.original_name)
     state = disposition(report.success)
     reason = None if report.success else "; ".join(report.reasons())
     drift = None
     plots = []
     if state is BatchState.processed:  # drift is only meaningful on a batch that passed validation
-        drift = detect_batch_drift(ctx, claimed.location)
+        drift = detect_batch_drift(ctx, batch_file)
         if drift.is_drift:
             emit(
                 events.DRIFT_DETECTED,
                 ctx.name,
                 {"sha256": sha256, "p_value": drift.p_value, "drivers": list(drift.drivers)},
             )
-            plots = plot_batch_drift(ctx, claimed.location, drift)
+            plots = plot_batch_drift(ctx, batch_file, drift)
 
-    assessment = assess_batch(ctx, claimed.location, report.success, drift)
+    assessment = assess_batch(ctx, batch_file, report.success, drift)
     decision = decide_batch(ctx, assessment)
     validation = report.to_dict()
     decision_run = record_batch_decision(

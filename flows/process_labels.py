@@ -22,7 +22,14 @@ from mlops_core.tags import LABELS_FOR
 from tasks.decision import assess_frame, decide_batch, record_batch_decision
 from tasks.events import emit
 from tasks.labels import labelled_rows, read_label_file
-from tasks.landing import claim_batch, ledger_entry, mark_failed, open_dataset, settle_batch
+from tasks.landing import (
+    claim_batch,
+    fetch_file,
+    ledger_entry,
+    mark_failed,
+    open_dataset,
+    settle_batch,
+)
 from tasks.report import publish_report
 
 
@@ -51,13 +58,13 @@ def process_labels(dataset: str, sha256: str, act: bool = True) -> BatchOutcome:
 def _judge_labels(ctx: DatasetContext, sha256: str, claimed: LedgerEntry) -> BatchOutcome:
     """Read, join, assess, decide, record and settle one claimed labels file (or quarantine it)."""
     try:
-        labels = read_label_file(ctx, claimed.location)
+        labels = read_label_file(ctx, fetch_file(ctx, claimed, kind="labels"))
     except MlopsError as exc:
         settled = settle_batch(ctx, sha256, BatchState.quarantined, {}, str(exc), kind="labels")
         emit(
             events.BATCH_QUARANTINED,
             ctx.name,
-            {"sha256": sha256, "kind": "labels", "path": str(settled.location), "reason": str(exc)},
+            {"sha256": sha256, "kind": "labels", "path": settled.location, "reason": str(exc)},
         )
         return BatchOutcome(ctx.name, sha256, settled.state, settled.location, str(exc), None)
 

@@ -5,7 +5,8 @@ The parts, each a process of its own on a free loopback port, in the order they 
 1. PostgreSQL (databases ``prefect``, ``mlflow``, ``ledger``), Redis, and an S3-compatible store
    (moto's server mode here; MinIO or S3 in production);
 2. the MLflow tracking server on PostgreSQL, proxying artifacts to ``s3://<bucket>/mlflow`` (so
-   workers and model servers need no object-store credentials);
+   MLflow's clients need no object-store credentials); batches, reports, quarantine and the
+   servers' logs go to ``s3://<bucket>/store`` (``MLOPS_STORE_URL``);
 3. Prefect: the schema upgraded once, two API processes started one after the other with
    ``--no-services``, one ``prefect server services start``, all on PostgreSQL with Redis for
    messaging, event ordering, lease storage and the docket;
@@ -203,6 +204,8 @@ class Cluster:
             "MLOPS_HOME": str(self.settings.home.resolve()),
             "MLOPS_GX_DIR": str(Path(self.settings.gx_dir).resolve()),
             "MLOPS_LEDGER_URL": self.postgres.url("ledger"),
+            # Batches, reports, quarantine and the servers' logs in the object store.
+            "MLOPS_STORE_URL": f"s3://{BUCKET}/store",
             "MLOPS_MLFLOW_TRACKING_URI": self.mlflow_url,
             # Any MLflow call that does not pass our URI (a library's) reaches the same server,
             # instead of creating mlflow.db in the working folder.
@@ -213,6 +216,9 @@ class Cluster:
         }
         if self.serve_urls:
             env["MLOPS_SERVE_URL"] = ",".join(self.serve_urls)
+        if self.store is not None:
+            env.update(self.store.environment())
+            env["MLOPS_S3_ENDPOINT_URL"] = self.store.endpoint
         return env
 
     def _environment(self, extra: dict[str, str]) -> dict[str, str]:

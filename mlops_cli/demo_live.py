@@ -8,7 +8,6 @@
 
 from __future__ import annotations
 
-import json
 import threading
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
@@ -157,7 +156,7 @@ class Outcomes:
         entry = LandingZone(self.settings, kind).get(self.dataset, sha256)
         if entry is None or entry.state not in (BatchState.processed, BatchState.quarantined):
             return None
-        report = json.loads(entry.report_path.read_text(encoding="utf-8"))
+        report = LandingZone(self.settings, kind).read_report(entry)
         return {"entry": entry, "detail": report.get("detail") or {}}
 
     def acted(self, detail: dict[str, Any]) -> dict[str, str] | None:

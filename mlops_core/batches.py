@@ -7,7 +7,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from enum import StrEnum
-from pathlib import Path
 
 
 class BatchState(StrEnum):
@@ -31,7 +30,7 @@ class LedgerEntry:
     dataset: str
     sha256: str
     state: BatchState
-    location: Path
+    location: str  # a local path, or an s3:// URL (see mlops_core.adapters.store)
     original_name: str
     file_format: str
     size_bytes: int
@@ -40,9 +39,14 @@ class LedgerEntry:
     updated_at: str
 
     @property
-    def report_path(self) -> Path:
+    def file_name(self) -> str:
+        """The batch file's name, ``<sha256>.<ext>``."""
+        return self.location.rsplit("/", 1)[-1]
+
+    @property
+    def report_location(self) -> str:
         """Where the batch's JSON report lies, beside its file."""
-        return self.location.with_name(f"{self.sha256}.report.json")
+        return f"{self.location.rsplit('/', 1)[0]}/{self.sha256}.report.json"
 
 
 @dataclass(frozen=True)

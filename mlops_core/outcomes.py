@@ -12,7 +12,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from enum import StrEnum
-from pathlib import Path
 from typing import Any
 
 import polars as pl
@@ -153,7 +152,7 @@ class BatchOutcome:
     dataset: str
     sha256: str
     state: BatchState
-    location: Path
+    location: str
     reason: str | None
     validation: ValidationReport | None
     already_settled: bool = False
@@ -181,7 +180,7 @@ class BatchOutcome:
             "dataset": self.dataset,
             "sha256": self.sha256,
             "state": self.state.value,
-            "location": str(self.location),
+            "location": self.location,
             "reason": self.reason,
             "validation": self.validation.to_dict() if self.validation else None,
             "already_settled": self.already_settled,

@@ -38,6 +38,16 @@ class Settings(BaseSettings):
         description="The ledger's SQLAlchemy URL: default sqlite:///<home>/ledger.db; "
         "postgresql+psycopg2://user@host:port/db for several workers on several machines.",
     )
+    store_url: str | None = Field(
+        default=None,
+        description="Where batches, reports, quarantine and the server's logs are kept: default "
+        "the folder <home>; s3://bucket/prefix to share them between machines.",
+    )
+    s3_endpoint_url: str | None = Field(
+        default=None,
+        description="The S3 endpoint of an s3:// store (MinIO, moto); default boto3's own "
+        "(AWS_ENDPOINT_URL, or AWS itself).",
+    )
     gx_dir: Path = Field(
         default=Path("great_expectations"),
         description="The Great Expectations project folder holding the expectation suites.",

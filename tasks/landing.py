@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 from prefect import task
@@ -22,6 +23,12 @@ def open_dataset(settings: Settings, dataset: str) -> DatasetContext:
 def claim_batch(ctx: DatasetContext, sha256: str, kind: str = "batch") -> LedgerEntry | None:
     """Claim a landed batch (or labels file) for this run; None when taken or settled."""
     return ctx.zone(kind).claim(ctx.name, sha256)
+
+
+@task(retries=2, retry_delay_seconds=[1, 5], cache_policy=NO_CACHE)
+def fetch_file(ctx: DatasetContext, entry: LedgerEntry, kind: str = "batch") -> Path:
+    """The claimed file on this machine: itself on a local store, a download from S3."""
+    return ctx.zone(kind).local_file(entry)
 
 
 @task(cache_policy=NO_CACHE)

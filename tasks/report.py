@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import re
-import shutil
 from pathlib import Path
 from typing import Any
 
@@ -13,6 +12,7 @@ from prefect.cache_policies import NO_CACHE
 
 from mlops_core.adapters.context import DatasetContext
 from mlops_core.adapters.stack_state import read_state
+from mlops_core.adapters.store import open_store
 from mlops_core.reporting import batch_markdown, mlflow_run_url
 
 
@@ -41,15 +41,17 @@ def publish_report(
         links["MLflow decision run"] = mlflow_run_url(mlflow_ui, experiment, decision_run_id)
         if links["MLflow decision run"] is None:
             links[f"MLflow run {decision_run_id} ({settings.tracking_uri})"] = None
-    kept = settings.home / "reports" / dataset / sha256[:12]
+    store = open_store(settings)
     for plot in plots:
-        kept.mkdir(parents=True, exist_ok=True)
-        target = kept / Path(plot).name
-        shutil.copyfile(plot, target)
+        name = Path(plot).name
+        key = f"reports/{dataset}/{sha256[:12]}/{name}"
+        store.put_bytes(key, Path(plot).read_bytes())
+        kept = store.location(key)
+        stem = Path(name).stem
         create_link_artifact(
-            key=_key("plot", dataset, sha256[:12], target.stem),
-            link=target.resolve().as_uri(),
-            link_text=f"{target.stem} ({dataset}, batch {sha256[:12]})",
+            key=_key("plot", dataset, sha256[:12], stem),
+            link=kept if "://" in kept else Path(kept).as_uri(),
+            link_text=f"{stem} ({dataset}, batch {sha256[:12]})",
             description=f"drift plot of batch {sha256[:12]}",
         )
     markdown = batch_markdown(

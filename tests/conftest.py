@@ -18,6 +18,7 @@ os.environ["PREFECT_LOGGING_HANDLERS_CONSOLE_LEVEL"] = "WARNING"
 os.environ["GX_ANALYTICS_ENABLED"] = "false"
 
 from mlops_cli.scenarios import Stream, write_stream  # noqa: E402
+from mlops_cli.services import ObjectStore  # noqa: E402
 from mlops_core.adapters.catalog import DatasetCatalog, RegisteredDataset  # noqa: E402
 from mlops_core.settings import Settings  # noqa: E402
 
@@ -66,3 +67,25 @@ def fast_rollout(monkeypatch: pytest.MonkeyPatch) -> None:
         "MLOPS_SERVE_POLL_SECONDS": "0.3",
     }.items():
         monkeypatch.setenv(key, value)
+
+
+@pytest.fixture(scope="session")
+def s3_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ObjectStore]:
+    """moto's S3 server (an HTTP server on a loopback port) with the bucket ``mlops-test``."""
+    server = ObjectStore(tmp_path_factory.mktemp("s3")).start(("mlops-test",))
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+def s3_settings(
+    settings: Settings, s3_server: ObjectStore, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> Settings:
+    """``settings`` with the store at ``s3://mlops-test/<this test>`` (also via the environment)."""
+    for name, value in s3_server.environment().items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.setenv("MLOPS_STORE_URL", f"s3://mlops-test/{tmp_path.name}")
+    monkeypatch.setenv("MLOPS_S3_ENDPOINT_URL", s3_server.endpoint)
+    return Settings()

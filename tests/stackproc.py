@@ -115,7 +115,7 @@ class StackProcess:
 
     @staticmethod
     def report(entry: Any) -> dict[str, Any]:
-        return dict(json.loads(entry.report_path.read_text())["detail"])
+        return dict(json.loads(Path(entry.report_location).read_text())["detail"])
 
     def announce(self, entry: Any, kind: str = "batch") -> None:
         from prefect.settings import PREFECT_API_URL, temporary_settings
@@ -173,11 +173,13 @@ def ledger_agrees_with_folders(settings: Settings) -> None:
     entries = LandingZone(settings).entries(DATASET)
     listed = set()
     for entry in entries:
-        assert entry.location.is_file(), f"{entry.sha256[:12]} is not at {entry.location}"
-        listed.add(entry.location)
+        assert Path(entry.location).is_file(), (
+            f"{entry.sha256[:12]} is not at {Path(entry.location)}"
+        )
+        listed.add(Path(entry.location))
         if entry.state in FINAL_STATES:
-            assert entry.report_path.is_file(), f"{entry.sha256[:12]} has no report"
-            listed.add(entry.report_path)
+            assert Path(entry.report_location).is_file(), f"{entry.sha256[:12]} has no report"
+            listed.add(Path(entry.report_location))
     on_disk = set()
     for root in (settings.landing_dir, settings.processed_dir, settings.quarantine_dir):
         on_disk |= {p.resolve() for p in files_under(root / DATASET) if "labels" not in p.parts}

@@ -6,6 +6,7 @@ the deployments' triggers map to flow parameters: dataset, sha256, path, rows.
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import polars as pl
@@ -15,16 +16,23 @@ from mlops_core.batches import LedgerEntry
 from mlops_core.data import scan_table
 
 
-def arrival_payload(entry: LedgerEntry) -> dict[str, Any]:
-    """The arrival event's payload: dataset, sha256, path, rows (-1 if unknown), original name."""
+def arrival_payload(entry: LedgerEntry, local_file: Path | None = None) -> dict[str, Any]:
+    """The arrival event's payload: dataset, sha256, path, rows (-1 if unknown), original name.
+
+    ``local_file`` is the file itself when the submitter still has it (an ``s3://`` location is
+    not read again only to count rows); without it the row count is -1 for a remote file.
+    """
     try:
-        rows = int(scan_table(entry.location).select(pl.len()).collect().item())
+        source = local_file or (None if "://" in entry.location else Path(entry.location))
+        if source is None:
+            raise FileNotFoundError(entry.location)
+        rows = int(scan_table(source).select(pl.len()).collect().item())
     except Exception:  # noqa: BLE001 -- the row count is informative only
         rows = -1
     return {
         "dataset": entry.dataset,
         "sha256": entry.sha256,
-        "path": str(entry.location),
+        "path": entry.location,
         "rows": rows,
         "original_name": entry.original_name,
     }

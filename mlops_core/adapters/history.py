@@ -39,7 +39,7 @@ class BatchHistory:
         frames = []
         for entry in self._processed(self.labels):
             try:
-                frames.append(read_labels(entry.location, self.spec))
+                frames.append(read_labels(self.labels.local_file(entry), self.spec))
             except MlopsError:
                 continue
         if not frames:
@@ -58,7 +58,7 @@ class BatchHistory:
         """Processed batches whose file can still be read, oldest first."""
         for entry in self._processed(self.batches):
             try:
-                yield entry, read_table(entry.location)
+                yield entry, read_table(self.batches.local_file(entry))
             except MlopsError:
                 continue
 

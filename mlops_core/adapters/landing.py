@@ -2,8 +2,10 @@
 
 Every file that enters is accounted for in a ledger, wherever ``MLOPS_LEDGER_URL`` points: a
 SQLite file (``<home>/ledger.db``) by default, for one machine; PostgreSQL when several workers on
-several machines share the landing zone. Every file ends in exactly one of ``processed/<dataset>/``
-or ``quarantine/<dataset>/``, with a JSON report beside it. The file's location is the truth; the
+several machines share the landing zone. The files themselves are in the store
+(:mod:`mlops_core.adapters.store`, ``MLOPS_STORE_URL``: the folder ``<home>`` or ``s3://...``).
+Every file ends in exactly one of ``processed/<dataset>/`` or ``quarantine/<dataset>/``, with a
+JSON report beside it. The file's location is the truth; the
 ledger row follows it within one transaction, so a crash between the two leaves a file that
 ``reconcile`` can still find by its name.
 
@@ -22,11 +24,8 @@ A run that could not finish (MLflow unreachable, a bug) leaves its batch in the 
 from __future__ import annotations
 
 import contextlib
-import hashlib
-import json
 import os
 import threading
-import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
@@ -37,6 +36,7 @@ from sqlalchemy import event
 from sqlalchemy import exc as sa_exc
 from sqlalchemy.engine import Connection, Engine
 
+from mlops_core.adapters.store import Staged, Store, open_store, read_json, write_json
 from mlops_core.batches import CLAIMABLE, FINAL_STATES, BatchState, LedgerEntry, Receipt
 from mlops_core.data import sniff_format
 from mlops_core.errors import LandingError, UnusableInputError
@@ -173,10 +173,12 @@ class LandingZone:
         self.settings = settings
         self.kind = kind
         self._table = _TABLES[kind]
+        self.store: Store = open_store(settings)
 
-    def folder(self, root: Path, dataset: str) -> Path:
-        """Where this kind of file lives for ``dataset`` under ``root`` (labels in a subfolder)."""
-        return root / dataset if self.kind == "batch" else root / dataset / "labels"
+    def folder(self, root: str, dataset: str) -> str:
+        """The store folder of this kind of file for ``dataset`` under ``root`` (``landing``,
+        ``processed`` or ``quarantine``; labels in a subfolder)."""
+        return f"{root}/{dataset}" if self.kind == "batch" else f"{root}/{dataset}/labels"
 
     # ------------------------------------------------------------------ ledger plumbing
 
@@ -208,7 +210,7 @@ class LandingZone:
             dataset=values["dataset"],
             sha256=values["sha256"],
             state=BatchState(values["state"]),
-            location=Path(values["location"]),
+            location=values["location"],
             original_name=values["original_name"],
             file_format=values["file_format"],
             size_bytes=int(values["size_bytes"]),
@@ -278,8 +280,9 @@ class LandingZone:
             if not source.is_file() or source.stat().st_size > self.settings.max_batch_bytes:
                 raise  # nothing to keep: a missing file, or one too big to copy in at all
             file_format, problem = "unknown", exc
-        incoming = self.folder(self.settings.landing_dir, dataset)
-        staged, sha256, size = self._stage(source, incoming)
+        incoming = self.folder("landing", dataset)
+        staged = self._stage(source, incoming)
+        sha256, size = staged.sha256, staged.size
         now = _now()
         try:
             with self._transaction() as connection:
@@ -290,10 +293,10 @@ class LandingZone:
                     state, folder, reason = BatchState.landed, incoming, None
                 else:
                     state, reason = BatchState.quarantined, str(problem)
-                    folder = self.folder(self.settings.quarantine_dir, dataset)
-                    folder.mkdir(parents=True, exist_ok=True)
+                    folder = self.folder("quarantine", dataset)
                 suffix = file_format if problem is None else "bin"
-                location = (folder / f"{sha256}.{suffix}").resolve()
+                key = f"{folder}/{sha256}.{suffix}"
+                location = self.store.location(key)
                 entry = LedgerEntry(
                     dataset=dataset,
                     sha256=sha256,
@@ -313,7 +316,7 @@ class LandingZone:
                         dataset=dataset,
                         sha256=sha256,
                         state=state.value,
-                        location=str(location),
+                        location=location,
                         original_name=source.name,
                         file_format=file_format,
                         size_bytes=size,
@@ -323,8 +326,8 @@ class LandingZone:
                     )
                 )
                 if problem is not None:
-                    _write_json(entry.report_path, _report(entry, stage="submit", reason=reason))
-                os.replace(staged, location)
+                    self._write_report(entry, _report(entry, stage="submit", reason=reason))
+                self.store.commit(staged, key)
         except sa_exc.IntegrityError:
             # Another process landed the same file between our look and our insert: theirs stands.
             known = self.get(dataset, sha256)
@@ -332,7 +335,7 @@ class LandingZone:
                 raise
             return Receipt(entry=known, duplicate=True)
         finally:
-            _discard(staged)
+            self.store.discard(staged)
         if problem is not None:
             raise UnusableInputError(
                 f"{problem}; quarantined as {entry.location} with its report",
@@ -340,27 +343,33 @@ class LandingZone:
             )
         return Receipt(entry=entry, duplicate=False)
 
-    def _stage(self, source: Path, folder: Path) -> tuple[Path, str, int]:
-        """Copy into a hidden temporary file in ``folder``, hashing on the way; clean up on failure."""
-        staged = folder / f".incoming-{uuid.uuid4().hex}.tmp"
-        digest = hashlib.sha256()
-        size = 0
+    def _stage(self, source: Path, folder: str) -> Staged:
+        """Copy aside (beside ``folder`` on a local store), hashing on the way; cleaned up on failure."""
         try:
-            folder.mkdir(parents=True, exist_ok=True)
-            with source.open("rb") as reader, staged.open("wb") as writer:
-                for chunk in iter(lambda: reader.read(1024 * 1024), b""):
-                    digest.update(chunk)
-                    writer.write(chunk)
-                    size += len(chunk)
-                writer.flush()
-                os.fsync(writer.fileno())
+            return self.store.stage(source, folder)
         except OSError as exc:
-            _discard(staged)
             raise LandingError(
-                f"{source}: could not be copied into the landing zone {folder} ({exc.strerror or exc})",
+                f"{source}: could not be copied into the landing zone "
+                f"{self.store.location(folder)} ({exc.strerror or exc})",
                 hint="free some disk space or fix permissions, then submit again; nothing was landed",
             ) from None
-        return staged, digest.hexdigest(), size
+
+    def local_file(self, entry: LedgerEntry) -> Path:
+        """The entry's file on this machine (a cached download from an ``s3://`` store)."""
+        try:
+            return self.store.local_path(entry.location)
+        except FileNotFoundError:
+            raise UnusableInputError(
+                f"{entry.location}: no such file",
+                hint="the ledger names a file the store no longer has; `mlops reconcile` reports it",
+            ) from None
+
+    def read_report(self, entry: LedgerEntry) -> Any:
+        """The JSON report beside the entry's file."""
+        return read_json(self.store, entry.report_location)
+
+    def _write_report(self, entry: LedgerEntry, payload: dict[str, Any]) -> None:
+        write_json(self.store, self.store.key(entry.report_location), payload)
 
     def claim(self, dataset: str, sha256: str) -> LedgerEntry | None:
         """Mark a landed (or failed) batch as being processed; ``None`` when someone else has it
@@ -445,11 +454,7 @@ class LandingZone:
         """Move a claimed batch to processed/ or quarantine/ with ``report`` beside it."""
         if state not in FINAL_STATES:
             raise ValueError(f"a batch settles as processed or quarantined, not {state}")
-        root = (
-            self.settings.processed_dir
-            if state is BatchState.processed
-            else self.settings.quarantine_dir
-        )
+        root = "processed" if state is BatchState.processed else "quarantine"
         with self._transaction() as connection:
             # Locked until commit: a concurrent settle of this batch waits, then sees it settled.
             entry = self._select(connection, dataset, sha256, lock=True)
@@ -461,9 +466,8 @@ class LandingZone:
                 raise LandingError(
                     f"batch {sha256[:12]} of dataset {dataset!r} is {entry.state.value}, not processing"
                 )
-            folder = self.folder(root, dataset)
-            folder.mkdir(parents=True, exist_ok=True)
-            location = (folder / entry.location.name).resolve()
+            key = f"{self.folder(root, dataset)}/{entry.file_name}"
+            location = self.store.location(key)
             now = _now()
             settled = LedgerEntry(
                 **{
@@ -474,12 +478,13 @@ class LandingZone:
                     "updated_at": now,
                 }
             )
-            _write_json(
-                settled.report_path, _report(settled, stage="process", reason=reason, detail=report)
+            self._write_report(
+                settled, _report(settled, stage="process", reason=reason, detail=report)
             )
-            if entry.location.exists():
-                os.replace(entry.location, location)
-            elif not location.exists():
+            current = self.store.key(entry.location)
+            if self.store.exists(current):
+                self.store.move(current, key)
+            elif not self.store.exists(key):
                 raise LandingError(
                     f"batch file {entry.location} is gone; the ledger cannot settle it"
                 )
@@ -489,7 +494,7 @@ class LandingZone:
                 sha256,
                 when=self._table.c.state == BatchState.processing.value,
                 state=state.value,
-                location=str(location),
+                location=location,
                 reason=reason,
                 updated_at=now,
             ):
@@ -498,12 +503,6 @@ class LandingZone:
                     f"it was settled; its file is at {location} and `mlops reconcile` accounts for it"
                 )
         return settled
-
-
-def _discard(path: Path) -> None:
-    """Remove a temporary file if it is there; never fail while cleaning up."""
-    with contextlib.suppress(OSError):
-        path.unlink()
 
 
 def _now() -> str:
@@ -520,15 +519,7 @@ def _report(
         "state": entry.state.value,
         "stage": stage,
         "reason": reason,
-        "file": str(entry.location),
+        "file": entry.location,
         "at": entry.updated_at,
         "detail": detail,
     }
-
-
-def _write_json(path: Path, payload: dict[str, Any]) -> None:
-    """Write JSON atomically (temporary file + rename) so a reader never sees half a report."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    staged = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
-    staged.write_text(json.dumps(payload, indent=2, default=str), encoding="utf-8")
-    os.replace(staged, path)

@@ -178,8 +178,8 @@ class LogWriter:
         if full:
             self.flush("labels")
 
-    def flush(self, kind: str) -> Path | None:
-        """Write what is buffered of ``kind`` as one file and land it; its landed path."""
+    def flush(self, kind: str) -> str | None:
+        """Write what is buffered of ``kind`` as one file and land it; its location in the store."""
         import polars as pl
 
         from mlops_core.adapters.landing import LandingZone

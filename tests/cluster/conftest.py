@@ -55,13 +55,19 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
             "MLOPS_DRIFT_PERMUTATIONS": "200",
         },
     )
+    saved = dict(os.environ)
     try:
         stack.start()
+        assert stack.store is not None
+        # This process reads the store as the workers do (boto3 takes credentials from here).
+        os.environ.update(stack.store.environment())
         client = Settings(
             home=settings.home,
             gx_dir=settings.gx_dir,
             ledger_url=stack.postgres.url("ledger"),  # type: ignore[union-attr]
             mlflow_tracking_uri=stack.mlflow_url,
+            store_url="s3://mlops/store",
+            s3_endpoint_url=stack.store.endpoint,
         )
         reference = root / "reference.parquet"
         generate_applications(np.random.default_rng(0), 2_500).write_parquet(reference)
@@ -71,6 +77,8 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
         stack.client = client  # type: ignore[attr-defined]
         yield stack
     finally:
+        os.environ.clear()
+        os.environ.update(saved)
         stack.stop()
         # As root under pytest's private tmp folder, PostgreSQL's data went to /tmp (services.py).
         if stack.postgres is not None and stack.postgres.folder.parent.name.startswith(

@@ -161,6 +161,13 @@ def test_twenty_batches_at_once_spread_over_both_workers_each_processed_once(
     keys = cluster.store.keys("mlops", "mlflow/")
     assert any(k.endswith("MLmodel") for k in keys), keys[:20]
     assert not (client_settings.home / "mlartifacts").exists(), "artifacts stayed on local disk"
+    # Batches and their reports are in the store (MLOPS_STORE_URL=s3://mlops/store), not on disk.
+    stored = set(cluster.store.keys("mlops", "store/processed/credit/"))
+    for entry in entries:
+        assert f"store/processed/credit/{entry.sha256}.parquet" in stored
+        assert f"store/processed/credit/{entry.sha256}.report.json" in stored
+    home = client_settings.home
+    assert not any((home / part).exists() for part in ("landing", "processed", "quarantine"))
 
 
 def test_a_promotion_reaches_both_replicas_with_no_failed_request(

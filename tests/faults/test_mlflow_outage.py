@@ -124,8 +124,8 @@ def test_a_batch_survives_an_mlflow_outage_and_reconcile_finishes_it(
         assert failed is not None and failed.state is BatchState.failed
         assert f"127.0.0.1:{server.port}" in failed.reason or "onnection" in failed.reason
         assert "mlops reconcile" in failed.reason
-        assert failed.location.parent == (settings.landing_dir / DATASET).resolve()
-        assert failed.location.is_file()
+        assert Path(failed.location).parent == (settings.landing_dir / DATASET).resolve()
+        assert Path(failed.location).is_file()
         # The IO task that met the outage was retried before the run gave up.
         with get_client(sync_client=True) as client:
             run = client.read_flow_runs(

@@ -58,8 +58,8 @@ def test_a_batch_whose_worker_was_killed_is_processed_once_after_restart(
     # What the crash left: a claimed batch still in the landing zone.
     entry = LandingZone(settings).get(DATASET, sha)
     assert entry is not None and entry.state is BatchState.processing
-    assert entry.location.parent == (settings.landing_dir / DATASET).resolve()
-    assert entry.location.is_file()
+    assert Path(entry.location).parent == (settings.landing_dir / DATASET).resolve()
+    assert Path(entry.location).is_file()
     before = [r.info.run_id for r in decision_runs(settings, sha)]
     assert len(before) == (1 if point == "batch-decided" else 0)
 
@@ -79,7 +79,7 @@ def test_a_batch_whose_worker_was_killed_is_processed_once_after_restart(
         assert len(runs) == 1, [r.info.run_id for r in runs]
         if before:
             assert runs[0].info.run_id == before[0]  # the recorded decision was reused
-        report = done.report_path.read_text()
+        report = Path(done.report_location).read_text()
         assert runs[0].info.run_id in report
         assert LandingZone(settings).pending(DATASET, stale_after_seconds=0) == []
         assert files_under(settings.landing_dir / DATASET) == []  # nothing half-copied left

@@ -1,6 +1,7 @@
 """The batch flow on a real (temporary) Prefect server: validate, then settle exactly once."""
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -32,8 +33,8 @@ def test_clean_batch_is_processed(
     )
     outcome = process_batch(dataset="credit", sha256=sha)
     assert outcome.state is BatchState.processed and outcome.reason is None
-    assert outcome.location.parent == (settings.processed_dir / "credit").resolve()
-    report = json.loads(outcome.location.with_name(f"{sha}.report.json").read_text())
+    assert Path(outcome.location).parent == (settings.processed_dir / "credit").resolve()
+    report = json.loads(Path(outcome.location).with_name(f"{sha}.report.json").read_text())
     assert report["detail"]["validation"]["verdict"] == "passed"
     assert report["detail"]["drift"]["is_drift"] is False
     assert outcome.drift is not None and outcome.drift.false_alarm_rate == 0.05
@@ -51,8 +52,8 @@ def test_corrupted_batch_is_quarantined_with_its_reason(
     outcome = process_batch(dataset="credit", sha256=sha)
     assert outcome.state is BatchState.quarantined
     assert "income" in outcome.reason and "null" in outcome.reason
-    assert outcome.location.parent == (settings.quarantine_dir / "credit").resolve()
-    report = json.loads(outcome.location.with_name(f"{sha}.report.json").read_text())
+    assert Path(outcome.location).parent == (settings.quarantine_dir / "credit").resolve()
+    report = json.loads(Path(outcome.location).with_name(f"{sha}.report.json").read_text())
     assert report["detail"]["validation"]["failures"][0]["column"] == "income"
     assert report["detail"]["drift"] is None, "a batch that failed validation is not drift-tested"
 
@@ -69,7 +70,7 @@ def test_processing_twice_does_nothing_the_second_time(
     first = process_batch(dataset="credit", sha256=sha)
     second = process_batch(dataset="credit", sha256=sha)
     assert not first.already_settled and second.already_settled
-    assert second.state is first.state and second.location == first.location
+    assert second.state is first.state and Path(second.location) == Path(first.location)
     assert LandingZone(settings).get("credit", sha).state is BatchState.processed
 
 
@@ -83,7 +84,7 @@ def test_shifted_batch_is_processed_with_drift_named(
     outcome = process_batch(dataset="credit", sha256=sha)
     assert outcome.state is BatchState.processed, "drift is not corruption: the batch is kept"
     assert outcome.drift.is_drift and "credit_score" in outcome.drift.drivers
-    report = json.loads(outcome.location.with_name(f"{sha}.report.json").read_text())
+    report = json.loads(Path(outcome.location).with_name(f"{sha}.report.json").read_text())
     assert report["detail"]["drift"]["p_value"] <= 0.05
 
 
@@ -115,5 +116,35 @@ def test_every_batch_gets_a_decision_run_with_its_evidence(
         run.data.tags["mlops.decision"] == "none"
         and "failed validation" in run.data.tags["mlops.reasons"]
     )
-    report = json.loads(refused.location.with_name(f"{refused.sha256}.report.json").read_text())
+    report = json.loads(
+        Path(refused.location).with_name(f"{refused.sha256}.report.json").read_text()
+    )
     assert report["detail"]["decision_run_id"] == refused.decision_run_id
+
+
+def test_on_an_s3_store_batches_reports_and_plots_live_in_the_bucket(
+    tmp_path, s3_settings: Settings, registered: RegisteredDataset, s3_server
+) -> None:
+    shifted = generate_applications(
+        np.random.default_rng(4), 600, week=1, kind=PhaseKind.sudden_shift
+    )
+    broken = corrupt(
+        generate_applications(np.random.default_rng(2), 300, week=1),
+        Corruption.nulls,
+        np.random.default_rng(0),
+    )
+    kept = process_batch(dataset="credit", sha256=land(tmp_path, s3_settings, shifted, "s.parquet"))
+    refused = process_batch(
+        dataset="credit", sha256=land(tmp_path, s3_settings, broken, "b.parquet")
+    )
+    assert kept.state is BatchState.processed and kept.drift.is_drift
+    assert refused.state is BatchState.quarantined and "income" in refused.reason
+    assert kept.location.startswith("s3://mlops-test/") and refused.location.startswith("s3://")
+    zone = LandingZone(s3_settings)
+    report = zone.read_report(zone.get("credit", kept.sha256))
+    assert report["detail"]["drift"]["p_value"] <= 0.05
+    folders = {key.split("/")[1] for key in s3_server.keys("mlops-test", tmp_path.name)}
+    assert folders == {"processed", "quarantine", "reports"}  # the drift plots too
+    home = s3_settings.home
+    assert not any((home / part).exists() for part in ("landing", "processed", "quarantine"))
+    assert not (home / "reports").exists()

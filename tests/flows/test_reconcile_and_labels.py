@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import polars as pl
@@ -53,9 +54,9 @@ def test_labels_are_joined_to_their_batch_and_bad_labels_quarantined(
     sha = labels_zone.submit(good, "credit").entry.sha256
     outcome = process_labels(dataset="credit", sha256=sha)
     assert outcome.state is BatchState.processed
-    report = json.loads(outcome.location.with_name(f"{sha}.report.json").read_text())
+    report = json.loads(Path(outcome.location).with_name(f"{sha}.report.json").read_text())
     assert report["detail"]["labels"]["matched_rows"] == 300
-    assert outcome.location.parent == (settings.processed_dir / "credit" / "labels").resolve()
+    assert Path(outcome.location).parent == (settings.processed_dir / "credit" / "labels").resolve()
 
     bad = tmp_path / "no-label.csv"
     frame.select("application_id").write_csv(bad)

@@ -162,7 +162,7 @@ def test_submit_unreadable_file_is_quarantined(
         problem in result.output and "quarantined" in result.output and str(path) in result.output
     )
     (entry,) = LandingZone(settings).entries("credit")
-    assert entry.state is BatchState.quarantined and entry.report_path.is_file()
+    assert entry.state is BatchState.quarantined and Path(entry.report_location).is_file()
 
 
 @pytest.mark.parametrize("command", ["submit", "validate", "process"])

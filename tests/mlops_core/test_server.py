@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import threading
 from collections import Counter
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -241,12 +242,12 @@ def test_predictions_and_feedback_land_as_batches_and_labels(
     assert len(batches) == 1 and batches[0].original_name.startswith("served-batch")
     import polars as pl
 
-    logged = pl.read_parquet(batches[0].location)
+    logged = pl.read_parquet(Path(batches[0].location))
     assert logged.height == 20
     assert {"prediction", "probability", "model_version", "variant", "request_id"} <= set(
         logged.columns
     )
     labels = LandingZone(current, "labels").entries("credit")
     assert len(labels) == 1
-    joined = pl.read_parquet(labels[0].location)
+    joined = pl.read_parquet(Path(labels[0].location))
     assert joined["application_id"].to_list()[0] == f"{ids[0]}-0"

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import json
-
 from fastapi import Response
 
 from mlops_core.serving.dependencies import ServerDep
@@ -16,12 +14,13 @@ def latest_drift_p_value(settings: Settings, dataset: str) -> float | None:
     from mlops_core.batches import BatchState
 
     try:
-        for entry in reversed(LandingZone(settings).entries(dataset)):
+        zone = LandingZone(settings)
+        for entry in reversed(zone.entries(dataset)):
             if entry.state is BatchState.processed:
-                detail = json.loads(entry.report_path.read_text(encoding="utf-8"))["detail"]
+                detail = zone.read_report(entry)["detail"]
                 drift = (detail or {}).get("drift")
                 return float(drift["p_value"]) if drift else None
-    except (OSError, ValueError, KeyError, TypeError):
+    except Exception:  # noqa: BLE001 -- a metric that cannot be read is absent, never an error
         return None
     return None
 

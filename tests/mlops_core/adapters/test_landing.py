@@ -32,8 +32,11 @@ def test_submit_lands_a_copy_named_by_sha256(settings: Settings, batch: Path) ->
     digest = sha256_file(batch)
     assert not receipt.duplicate
     assert receipt.entry.state is BatchState.landed
-    assert receipt.entry.location == (settings.landing_dir / "credit" / f"{digest}.csv").resolve()
-    assert receipt.entry.location.read_bytes() == batch.read_bytes()
+    assert (
+        Path(receipt.entry.location)
+        == (settings.landing_dir / "credit" / f"{digest}.csv").resolve()
+    )
+    assert Path(receipt.entry.location).read_bytes() == batch.read_bytes()
     assert batch.exists(), "the user's file is copied, never moved"
     assert leftovers(settings) == []
 
@@ -76,8 +79,8 @@ def test_unreadable_file_is_quarantined_at_submit_with_a_report(
     assert str(garbage) in str(caught.value)
     (entry,) = LandingZone(settings).entries("credit")
     assert entry.state is BatchState.quarantined
-    assert entry.location.parent == (settings.quarantine_dir / "credit").resolve()
-    report = json.loads(entry.report_path.read_text())
+    assert Path(entry.location).parent == (settings.quarantine_dir / "credit").resolve()
+    report = json.loads(Path(entry.report_location).read_text())
     assert report["stage"] == "submit" and "neither parquet nor CSV" in report["reason"]
 
 
@@ -104,10 +107,10 @@ def test_claim_is_granted_once_then_settle_moves_with_report(
     settled = zone.settle(
         "credit", sha, BatchState.quarantined, {"verdict": "failed"}, "nulls in income"
     )
-    assert settled.location.parent == (settings.quarantine_dir / "credit").resolve()
-    assert settled.location.exists()
+    assert Path(settled.location).parent == (settings.quarantine_dir / "credit").resolve()
+    assert Path(settled.location).exists()
     assert not (settings.landing_dir / "credit" / f"{sha}.csv").exists()
-    report = json.loads(settled.report_path.read_text())
+    report = json.loads(Path(settled.report_location).read_text())
     assert report["reason"] == "nulls in income" and report["detail"] == {"verdict": "failed"}
     assert zone.get("credit", sha).state is BatchState.quarantined
     assert zone.claim("credit", sha) is None
@@ -153,11 +156,11 @@ def test_a_failed_run_leaves_the_batch_in_landing_for_a_second_claim(
     zone.claim("credit", entry.sha256)
     failed = zone.fail("credit", entry.sha256, "MLflow unreachable")
     assert failed is not None and failed.state is BatchState.failed
-    assert failed.reason == "MLflow unreachable" and failed.location == entry.location
-    assert entry.location.exists()
+    assert failed.reason == "MLflow unreachable" and Path(failed.location) == Path(entry.location)
+    assert Path(entry.location).exists()
     assert [e.sha256 for e in zone.pending("credit", stale_after_seconds=3600)] == [entry.sha256]
     again = zone.claim("credit", entry.sha256)
     assert again is not None and again.state is BatchState.processing
     settled = zone.settle("credit", entry.sha256, BatchState.processed, {})
-    assert settled.reason is None and not entry.location.exists()
+    assert settled.reason is None and not Path(entry.location).exists()
     assert zone.pending("credit", stale_after_seconds=0) == []

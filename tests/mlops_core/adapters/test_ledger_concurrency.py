@@ -177,7 +177,7 @@ def test_concurrent_submits_from_processes_land_one_file(race: Race) -> None:
     assert duplicates == [False] + [True] * (WORKERS - 1)
     landed = [e for e in LandingZone(race.settings).entries("credit") if e.sha256 not in race.shas]
     assert len(landed) == 1 and landed[0].state is BatchState.landed
-    assert landed[0].location.read_bytes() == race.source.read_bytes()
+    assert Path(landed[0].location).read_bytes() == race.source.read_bytes()
     landing = race.settings.landing_dir / "credit"
     assert sorted(p.name for p in landing.iterdir()) == sorted(
         f"{sha}.csv" for sha in [*race.shas, landed[0].sha256]
@@ -189,7 +189,7 @@ def test_the_life_of_a_batch_is_the_same_on_both_backends(ledger: Settings, tmp_
     first, second, third = (
         zone.submit(path, "credit").entry for path in batch_files(tmp_path / "in", 3)
     )
-    assert zone.submit(first.location, "credit").duplicate
+    assert zone.submit(Path(first.location), "credit").duplicate
     assert [e.sha256 for e in zone.entries("credit")] == [first.sha256, second.sha256, third.sha256]
 
     # submit -> claim -> settle processed; nothing claims it again
@@ -197,7 +197,7 @@ def test_the_life_of_a_batch_is_the_same_on_both_backends(ledger: Settings, tmp_
     assert claimed is not None and claimed.state is BatchState.processing
     assert zone.claim("credit", first.sha256) is None
     settled = zone.settle("credit", first.sha256, BatchState.processed, {"rows": 2})
-    assert settled.location.parent == (ledger.processed_dir / "credit").resolve()
+    assert Path(settled.location).parent == (ledger.processed_dir / "credit").resolve()
     assert zone.get("credit", first.sha256) == settled
     assert zone.claim("credit", first.sha256) is None
     with pytest.raises(LandingError, match="processed, not processing"):
@@ -216,7 +216,7 @@ def test_the_life_of_a_batch_is_the_same_on_both_backends(ledger: Settings, tmp_
     assert zone.claim("credit", third.sha256) is not None
     failed = zone.fail("credit", third.sha256, "MLflow unreachable")
     assert failed is not None and failed.state is BatchState.failed
-    assert failed.reason == "MLflow unreachable" and failed.location == third.location
+    assert failed.reason == "MLflow unreachable" and Path(failed.location) == Path(third.location)
     pending = zone.pending("credit", stale_after_seconds=0)
     assert [(e.sha256, e.state) for e in pending] == [
         (second.sha256, BatchState.processing),
@@ -224,7 +224,7 @@ def test_the_life_of_a_batch_is_the_same_on_both_backends(ledger: Settings, tmp_
     ]
     assert zone.claim("credit", third.sha256) is not None
     quarantined = zone.settle("credit", third.sha256, BatchState.quarantined, {}, "nulls")
-    assert quarantined.reason == "nulls" and quarantined.location.exists()
+    assert quarantined.reason == "nulls" and Path(quarantined.location).exists()
     assert [e.state for e in zone.entries()] == [
         BatchState.processed,
         BatchState.processing,
