@@ -16,6 +16,7 @@ at the end extrapolates those figures to 1,000 datasets with hourly batches. Wri
 from __future__ import annotations
 
 import argparse
+import os
 import statistics
 import sys
 import threading
@@ -95,7 +96,7 @@ def one_setting(workers: int, batches: int) -> dict[str, Any]:
     from common import add_credit_dataset, promote_first_champion
     from prefect.settings import PREFECT_API_URL, temporary_settings
 
-    from mlops_cli.cluster import Cluster
+    from mlops_cli.cluster import BUCKET, Cluster
     from mlops_cli.scenarios import generate_applications
     from mlops_core.adapters.announce import announce
     from mlops_core.adapters.landing import LandingZone
@@ -109,11 +110,14 @@ def one_setting(workers: int, batches: int) -> dict[str, Any]:
     cluster.start()
     startup = time.monotonic() - began
     try:
-        assert cluster.postgres is not None
+        assert cluster.postgres is not None and cluster.store is not None
+        os.environ.update(cluster.store.environment())  # boto3 reads the store's keys from here
         client = settings.model_copy(
             update={
                 "ledger_url": cluster.postgres.url("ledger"),
                 "mlflow_tracking_uri": cluster.mlflow_url,
+                "store_url": f"s3://{BUCKET}/store",
+                "s3_endpoint_url": cluster.store.endpoint,
             }
         )
         add_credit_dataset(client, rows=6_000)

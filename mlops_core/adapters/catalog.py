@@ -1,12 +1,20 @@
-"""Registered datasets: each one's spec, reference table and expectation suite under ``MLOPS_HOME``."""
+"""Registered datasets: each one's spec and reference table in the store, its expectation suite in
+the GX project.
+
+The spec and reference are kept at ``datasets/<name>/{spec.yaml,reference.parquet}`` in the store
+(:mod:`mlops_core.adapters.store`: under ``MLOPS_HOME`` by default, ``s3://...`` when
+``MLOPS_STORE_URL`` says so), so every worker of a cluster sees the same registrations.
+"""
 
 from __future__ import annotations
 
+import io
 from dataclasses import dataclass
 from pathlib import Path
 
 import polars as pl
 
+from mlops_core.adapters.store import Store, open_store
 from mlops_core.data import read_table
 from mlops_core.errors import SpecError, UnknownDatasetError, UnusableInputError
 from mlops_core.settings import Settings
@@ -32,7 +40,7 @@ class RegisteredDataset:
     """A dataset the installation knows: where its spec, reference and suite live."""
 
     spec: DatasetSpec
-    spec_path: Path
+    spec_path: Path  # on this machine: the file itself, or a cached copy of the stored one
     reference_path: Path
     suite_path: Path
 
@@ -47,38 +55,45 @@ class RegisteredDataset:
 
 
 class DatasetCatalog:
-    """Adds and finds datasets: ``<home>/datasets/<name>/{spec.yaml,reference.parquet}``."""
+    """Adds and finds datasets: ``datasets/<name>/{spec.yaml,reference.parquet}`` in the store."""
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
+        self.store: Store = open_store(settings)
 
-    def folder(self, name: str) -> Path:
-        """Where dataset ``name`` is stored; a ``BadNameError`` when the name is unsafe."""
-        return self.settings.datasets_dir / check_dataset_name(name)
+    def folder(self, name: str) -> str:
+        """The store folder of dataset ``name``; a ``BadNameError`` when the name is unsafe."""
+        return f"datasets/{check_dataset_name(name)}"
 
     def names(self) -> list[str]:
         """The registered datasets' names, sorted."""
-        root = self.settings.datasets_dir
-        if not root.is_dir():
-            return []
-        return sorted(p.name for p in root.iterdir() if (p / "spec.yaml").is_file())
+        return sorted(
+            key.split("/")[1]
+            for key in self.store.list("datasets")
+            if key.count("/") == 2 and key.endswith("/spec.yaml")
+        )
 
     def get(self, name: str) -> RegisteredDataset:
         """The registered dataset ``name``, or ``UnknownDatasetError`` listing the known ones."""
         from mlops_core.adapters.gx_project import suite_path
 
         folder = self.folder(name)
-        spec_path = folder / "spec.yaml"
-        if not spec_path.is_file():
+        try:
+            spec_path = self.store.local_path(self.store.location(f"{folder}/spec.yaml"))
+            if not spec_path.is_file():
+                raise FileNotFoundError(spec_path)
+        except FileNotFoundError:
             known = ", ".join(self.names()) or "none yet"
             raise UnknownDatasetError(
                 f"dataset {name!r} is not registered (registered: {known})",
                 hint="register it with `mlops dataset add SPEC.yaml --reference FILE`",
-            )
+            ) from None
         return RegisteredDataset(
             spec=_cached_spec(spec_path),
             spec_path=spec_path,
-            reference_path=folder / "reference.parquet",
+            reference_path=self.store.local_path(
+                self.store.location(f"{folder}/reference.parquet")
+            ),
             suite_path=suite_path(self.settings, name),
         )
 
@@ -99,20 +114,13 @@ class DatasetCatalog:
         check_reference(spec, reference, source=f"reference {reference_file}")
         suite = build_suite(spec, reference, self.settings)
         folder = self.folder(spec.name)
-        folder.mkdir(parents=True, exist_ok=True)
-        staged = folder / ".reference.parquet.tmp"
-        reference.write_parquet(staged)
-        staged.replace(folder / "reference.parquet")
-        suite_file = save_suite(suite, self.settings)
-        spec_staged = folder / ".spec.yaml.tmp"
-        spec_staged.write_text(spec.to_yaml(), encoding="utf-8")
-        spec_staged.replace(folder / "spec.yaml")  # written last: it marks the dataset as complete
-        return RegisteredDataset(
-            spec=spec,
-            spec_path=folder / "spec.yaml",
-            reference_path=folder / "reference.parquet",
-            suite_path=suite_file,
-        )
+        buffer = io.BytesIO()
+        reference.write_parquet(buffer)
+        self.store.put_bytes(f"{folder}/reference.parquet", buffer.getvalue())
+        save_suite(suite, self.settings)
+        # Written last: the spec marks the dataset as complete.
+        self.store.put_bytes(f"{folder}/spec.yaml", spec.to_yaml().encode("utf-8"))
+        return self.get(spec.name)
 
     def resolve(
         self, dataset: str | None, spec_file: Path | None, reference_file: Path | None

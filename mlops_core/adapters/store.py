@@ -10,8 +10,8 @@ from ``MLOPS_S3_ENDPOINT_URL`` (MinIO, moto) or boto3's own configuration (``AWS
 Keys are relative, ``/``-separated: ``landing/<dataset>/<sha256>.csv``,
 ``processed/<dataset>/<sha256>.report.json``, ``reports/<dataset>/<sha12>/<plot>.png``. Readers
 that need a file on disk (polars' scans, Great Expectations) get one from :meth:`Store.local_path`:
-the file itself on the local store, a cached download on S3. Batch files are named by their content
-hash and never change, so a cached copy is always the right one.
+the file itself on the local store, a download on S3, cached under the object's ETag (one ``HEAD``
+per read), so a replaced object (a dataset registered again) is never read from a stale copy.
 """
 
 from __future__ import annotations
@@ -310,20 +310,26 @@ class S3Store(Store):
 
     @override
     def local_path(self, location: str) -> Path:
+        from botocore.exceptions import ClientError
+
         key = self.key(location)
-        cached = self.cache / hashlib.sha256(location.encode()).hexdigest()[:32] / Path(key).name
+        try:  # the object's ETag names its content: a cached copy of another content is not used
+            head = self.client.head_object(Bucket=self.bucket, Key=self._object(key))
+        except ClientError as exc:
+            if exc.response.get("Error", {}).get("Code") in {"404", "NoSuchKey", "NotFound"}:
+                raise FileNotFoundError(location) from None
+            raise
+        version = hashlib.sha256(f"{location}\n{head.get('ETag', '')}".encode()).hexdigest()
+        cached = self.cache / version[:32] / Path(key).name
         if cached.is_file():
             return cached
         cached.parent.mkdir(parents=True, exist_ok=True)
         staged = cached.with_name(f".{cached.name}.{uuid.uuid4().hex}.tmp")
         try:
             self.client.download_file(self.bucket, self._object(key), str(staged))
-        except Exception as exc:
+            os.replace(staged, cached)
+        finally:
             _unlink(staged)
-            if getattr(exc, "response", {}).get("Error", {}).get("Code") in {"404", "NoSuchKey"}:
-                raise FileNotFoundError(location) from None
-            raise
-        os.replace(staged, cached)
         return cached
 
 

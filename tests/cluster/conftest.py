@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 from live import first_champion
 
-from mlops_cli.cluster import Cluster
+from mlops_cli.cluster import BUCKET, Cluster
 from mlops_cli.scenarios import CREDIT_SPEC, generate_applications
 from mlops_core.adapters.catalog import DatasetCatalog
 from mlops_core.settings import Settings
@@ -66,7 +66,7 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
             gx_dir=settings.gx_dir,
             ledger_url=stack.postgres.url("ledger"),  # type: ignore[union-attr]
             mlflow_tracking_uri=stack.mlflow_url,
-            store_url="s3://mlops/store",
+            store_url=f"s3://{BUCKET}/store",
             s3_endpoint_url=stack.store.endpoint,
         )
         reference = root / "reference.parquet"

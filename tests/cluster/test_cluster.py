@@ -9,6 +9,7 @@ from __future__ import annotations
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
+from itertools import pairwise
 from pathlib import Path
 
 import httpx
@@ -84,6 +85,14 @@ def flow_runs_by_worker(cluster: Cluster) -> dict[str, set[str]]:
     return ran
 
 
+def train_runs(client: MlflowClient, experiment_id: str) -> list[tuple[int, int | None]]:
+    """(start, end) in ms of every finished ``train`` run, oldest first."""
+    runs = client.search_runs(
+        [experiment_id], filter_string="tags.`mlops.run_type` = 'train'", max_results=1000
+    )
+    return sorted((r.info.start_time, r.info.end_time) for r in runs if r.info.status == "FINISHED")
+
+
 def test_twenty_batches_at_once_spread_over_both_workers_each_processed_once(
     cluster: Cluster, client_settings: Settings, tmp_path: Path
 ) -> None:
@@ -152,6 +161,22 @@ def test_twenty_batches_at_once_spread_over_both_workers_each_processed_once(
         r.data.tags["mlops.batch_sha256"] for r in runs if r.data.params.get("drift") == "true"
     }
     assert {by_name["shift-0"], by_name["shift-1"]} <= drifted
+
+    # Retrains of one dataset never overlap (a Prefect global concurrency limit of 1, held around
+    # training and gating): the train runs on the MLflow server are disjoint in time, and every
+    # retrain decided here trained once.
+    retrains = sum(found[by_name[f"regime-{i}"]] == ["retrain"] for i in range(2))
+    trains = wait(
+        lambda: (
+            (t := train_runs(client, experiment.experiment_id)) and len(t) == 1 + retrains and t
+        ),
+        300,
+        f"{retrains} retrain(s) trained on the cluster",
+        5,
+    )
+    assert all(end is not None for _, end in trains), trains
+    for (_, end), (start, _) in pairwise(trains):
+        assert end <= start, f"two retrains of {DATASET} overlapped: {trains}"
 
     # Both workers ran flows.
     ran = flow_runs_by_worker(cluster)

@@ -8,7 +8,7 @@ import pytest
 
 from flows.process_batch import process_batch
 from mlops_cli.scenarios import Corruption, PhaseKind, corrupt, generate_applications
-from mlops_core.adapters.catalog import RegisteredDataset
+from mlops_core.adapters.catalog import DatasetCatalog, RegisteredDataset
 from mlops_core.adapters.landing import LandingZone
 from mlops_core.batches import BatchState
 from mlops_core.settings import Settings
@@ -123,8 +123,9 @@ def test_every_batch_gets_a_decision_run_with_its_evidence(
 
 
 def test_on_an_s3_store_batches_reports_and_plots_live_in_the_bucket(
-    tmp_path, s3_settings: Settings, registered: RegisteredDataset, s3_server
+    tmp_path, s3_settings: Settings, stream, s3_server
 ) -> None:
+    DatasetCatalog(s3_settings).add(stream.spec, stream.reference_path)  # the spec in the bucket
     shifted = generate_applications(
         np.random.default_rng(4), 600, week=1, kind=PhaseKind.sudden_shift
     )
@@ -144,7 +145,7 @@ def test_on_an_s3_store_batches_reports_and_plots_live_in_the_bucket(
     report = zone.read_report(zone.get("credit", kept.sha256))
     assert report["detail"]["drift"]["p_value"] <= 0.05
     folders = {key.split("/")[1] for key in s3_server.keys("mlops-test", tmp_path.name)}
-    assert folders == {"processed", "quarantine", "reports"}  # the drift plots too
+    assert folders == {"datasets", "processed", "quarantine", "reports"}  # the drift plots too
     home = s3_settings.home
-    assert not any((home / part).exists() for part in ("landing", "processed", "quarantine"))
-    assert not (home / "reports").exists()
+    stored = ("datasets", "landing", "processed", "quarantine", "reports")
+    assert not any((home / part).exists() for part in stored)

@@ -7,14 +7,16 @@ import json
 from pathlib import Path
 
 import numpy as np
+import polars as pl
 import pytest
 
 from mlops_cli.scenarios import generate_applications
 from mlops_cli.services import ObjectStore
+from mlops_core.adapters.catalog import DatasetCatalog
 from mlops_core.adapters.landing import LandingZone
 from mlops_core.adapters.store import LocalStore, S3Store, Store, open_store, read_json, write_json
 from mlops_core.batches import BatchState
-from mlops_core.errors import LandingError, UnusableInputError
+from mlops_core.errors import LandingError, UnknownDatasetError, UnusableInputError
 from mlops_core.settings import Settings
 
 
@@ -101,3 +103,23 @@ def test_the_landing_zone_on_s3_keeps_batches_and_reports_in_the_bucket(
     assert "binary content" in json.dumps(zone.read_report(quarantined[0]))
     home = s3_settings.home
     assert not any((home / part).exists() for part in ("landing", "processed", "quarantine"))
+
+
+def test_the_catalog_on_s3_registers_in_the_bucket_and_rereads_a_changed_reference(
+    s3_settings: Settings, stream, tmp_path: Path
+) -> None:
+    catalog = DatasetCatalog(s3_settings)
+    with pytest.raises(UnknownDatasetError, match="none yet"):
+        catalog.get("credit")
+    registered = catalog.add(stream.spec, stream.reference_path)
+    assert catalog.names() == ["credit"]
+    assert DatasetCatalog(s3_settings).get("credit").spec == stream.spec
+    first = registered.reference()
+    assert first.height == pl.read_parquet(stream.reference_path).height
+    assert not (s3_settings.home / "datasets").exists()
+
+    # Registered again with another reference: the cached copy of the old one is not used.
+    smaller = tmp_path / "smaller.parquet"
+    first.head(500).write_parquet(smaller)
+    DatasetCatalog(s3_settings).add(stream.spec, smaller)
+    assert DatasetCatalog(s3_settings).get("credit").reference().height == 500
