@@ -103,6 +103,8 @@ SOAK_ENVIRONMENT = {
     "MLOPS_ROLLOUT_MIN_FEEDBACK": "60",
     "MLOPS_ROLLOUT_STEP_SECONDS": "90",
     "MLOPS_ROLLOUT_MAX_P99_MS": "1000",
+    "MLOPS_ROLLOUT_MAX_ERROR_RATE": "0.05",  # as the demo: limits a step can show in a minute
+    "MLOPS_ROLLOUT_ACCURACY_TOLERANCE": "0.05",
     "MLOPS_SERVE_POLL_SECONDS": "0.5",
 }
 # The soak's stack is its own: nothing inherited may point it at another server or store.

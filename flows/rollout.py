@@ -76,7 +76,7 @@ def rollout(
             dataset,
             {"version": version, "step": step, "mode": mode, "weight": weight, "state": "started"},
         )
-        watched = watch_step(ctx, urls, config, champion, version, started, deadline)
+        watched = watch_step(ctx, urls, config, champion, version, started, deadline, step)
         if watched.moved is not None or watched.verdict is None:
             return _interrupted(ctx, version, step, watched.moved or {}, steps)
         verdict = _approved(watched.verdict, config)

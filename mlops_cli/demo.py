@@ -43,6 +43,10 @@ ROLLOUT_ENVIRONMENT = {
     "MLOPS_ROLLOUT_MIN_FEEDBACK": "60",
     "MLOPS_ROLLOUT_STEP_SECONDS": "60",
     "MLOPS_ROLLOUT_MAX_P99_MS": "1000",
+    # Limits a step can show within a minute of the demo's traffic (about 100 clean requests and
+    # 150 labelled rows); the defaults (1% errors, 2 points of accuracy) need several thousand.
+    "MLOPS_ROLLOUT_MAX_ERROR_RATE": "0.05",
+    "MLOPS_ROLLOUT_ACCURACY_TOLERANCE": "0.05",
     "MLOPS_SERVE_POLL_SECONDS": "0.5",
 }
 

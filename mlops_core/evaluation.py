@@ -287,12 +287,7 @@ def _secondary_metric_gates(y: Scores, new: Scores, old: Scores, config: GateCon
     loss_new, loss_old = _log_loss(y, new), _log_loss(y, old)
     ece_new, ece_old = _calibration_error(y, new), _calibration_error(y, old)
     return [
-        Gate(
-            name="auc",
-            threshold=f"no drop over {config.auc_tolerance}",
-            observed=f"{auc_new:.3f} vs {auc_old:.3f}",
-            passed=not auc_new < auc_old - config.auc_tolerance,
-        ),
+        _auc_gate(auc_new, auc_old, config),
         Gate(
             name="log_loss",
             threshold=f"no rise over {config.log_loss_tolerance}",
@@ -308,6 +303,29 @@ def _secondary_metric_gates(y: Scores, new: Scores, old: Scores, config: GateCon
     ]
 
 
+def _auc_gate(auc_new: float, auc_old: float, config: GateConfig) -> Gate:
+    """No AUC drop beyond the tolerance; an AUC that cannot be computed fails, saying why."""
+    threshold = f"no drop over {config.auc_tolerance}"
+    if np.isnan(auc_new) or np.isnan(auc_old):
+        return Gate(
+            name="auc",
+            threshold=threshold,
+            observed="cannot be computed: the held-out rows have only one class",
+            passed=False,
+        )
+    return Gate(
+        name="auc",
+        threshold=threshold,
+        observed=f"{auc_new:.3f} vs {auc_old:.3f}",
+        passed=auc_new >= auc_old - config.auc_tolerance,
+    )
+
+
+def mcnemar_worse(challenger_right: Flags, champion_right: Flags) -> float:
+    """One-sided exact McNemar p-value for "the challenger is right less often"."""
+    return mcnemar_better(champion_right, challenger_right)
+
+
 def _slice_gates(
     labelled: pl.DataFrame,
     spec: DatasetSpec,
@@ -315,23 +333,32 @@ def _slice_gates(
     old_right: Flags,
     config: GateConfig,
 ) -> list[Gate]:
-    """One gate per category slice large enough to judge: no accuracy drop beyond the tolerance."""
+    """One gate per category slice large enough to judge: it refuses only a drop that is both
+    beyond the tolerance and significant (one-sided exact McNemar on the slice's rows, at
+    ``alpha`` divided by the number of slices judged -- Bonferroni)."""
     feature = config.slice_feature or (spec.categorical[0] if spec.categorical else None)
     if feature is None:
         return []
-    gates = []
     values = labelled[feature].cast(pl.String).fill_null("(missing)").to_numpy()
-    for value in sorted(set(values)):
-        inside = values == value
-        if inside.sum() < config.min_slice_rows:
-            continue
+    judged = [
+        (value, values == value)
+        for value in sorted(set(values))
+        if (values == value).sum() >= config.min_slice_rows
+    ]
+    level = config.alpha / max(len(judged), 1)
+    gates = []
+    for value, inside in judged:
         slice_new, slice_old = new_right[inside].mean(), old_right[inside].mean()
+        p_worse = mcnemar_worse(new_right[inside], old_right[inside])
+        dropped = slice_new < slice_old - config.slice_tolerance
         gates.append(
             Gate(
                 name=f"slice:{feature}={value}",
-                threshold=f"accuracy drop at most {config.slice_tolerance:.0%}",
-                observed=f"{slice_new:.1%} vs {slice_old:.1%} ({int(inside.sum())} rows)",
-                passed=slice_new >= slice_old - config.slice_tolerance,
+                threshold=f"no drop over {config.slice_tolerance:.0%} that is significant "
+                f"(McNemar p <= {level:.3g}, {len(judged)} slices)",
+                observed=f"{slice_new:.1%} vs {slice_old:.1%} ({int(inside.sum())} rows, "
+                f"p worse = {p_worse:.3g})",
+                passed=not (dropped and p_worse <= level),
             )
         )
     return gates

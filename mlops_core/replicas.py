@@ -89,11 +89,22 @@ def merge_stats(windows: list[dict[str, Any]]) -> dict[str, Any]:
 
 
 def analyse_replicas(
-    merged: dict[str, Any], config: RolloutConfig, *, past_deadline: bool
+    merged: dict[str, Any],
+    config: RolloutConfig,
+    *,
+    past_deadline: bool,
+    step: int = 0,
+    past_feedback_wait: bool = False,
 ) -> RolloutVerdict:
     """Judge a merged window like ``analyse``, except that a missing replica stops a promotion: the
     step holds, and past the deadline the inconclusive action applies; the reasons name it."""
-    verdict = analyse(merged, config, past_deadline=past_deadline)
+    verdict = analyse(
+        merged,
+        config,
+        past_deadline=past_deadline,
+        step=step,
+        past_feedback_wait=past_feedback_wait,
+    )
     missing = [b for b in merged.get("per_replica", []) if "unreachable" in b]
     if not missing:
         return verdict

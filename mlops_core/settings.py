@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import Field, SecretStr, ValidationError, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -250,6 +250,16 @@ class Settings(BaseSettings):
     rollout_on_inconclusive: str = Field(
         default="rollback", description="rollback, or approve: wait for a person in the Prefect UI."
     )
+    rollout_feedback: Literal["required", "delayed", "optional"] = Field(
+        default="required",
+        description="required: a step promotes only on feedback evidence; delayed: labels come "
+        "late, the first step holds until they do; optional: promote on the other checks.",
+    )
+    rollout_feedback_wait_seconds: float = Field(
+        default=7 * 24 * 3600.0,
+        gt=0,
+        description="With delayed feedback, how long the first step waits for it.",
+    )
 
     def __init__(self, **values: Any) -> None:
         # pydantic's own error text quotes every input (the admin token too): say what is wrong
@@ -329,6 +339,8 @@ class Settings(BaseSettings):
             accuracy_tolerance=self.rollout_accuracy_tolerance,
             min_feedback=self.rollout_min_feedback,
             on_inconclusive=self.rollout_on_inconclusive,
+            feedback=self.rollout_feedback,
+            feedback_wait_seconds=self.rollout_feedback_wait_seconds,
         )
 
     @property

@@ -154,6 +154,8 @@ def look(
     config: RolloutConfig,
     *,
     past_deadline: bool,
+    step: int = 0,
+    past_feedback_wait: bool = False,
     transport: httpx.BaseTransport | None = None,
 ) -> tuple[RolloutVerdict, dict[str, Any]]:
     """One look at the step: every replica's window since it started, added up, and judged (no
@@ -162,7 +164,14 @@ def look(
         urls, "/rollout/stats", lambda url: {"since": started[url]}, transport=transport
     )
     stats = merge_stats(windows)
-    return analyse_replicas(stats, config, past_deadline=past_deadline), stats
+    verdict = analyse_replicas(
+        stats,
+        config,
+        past_deadline=past_deadline,
+        step=step,
+        past_feedback_wait=past_feedback_wait,
+    )
+    return verdict, stats
 
 
 @task(cache_policy=NO_CACHE)
@@ -174,14 +183,26 @@ def watch_step(
     version: str,
     started: dict[str, float],
     deadline: float,
+    step: int = 0,
 ) -> StepWatch:
     """Analyse the step's window, added up over the replicas, every second until the verdict is
-    no longer ``hold`` (or a person moves the registry): the verdict and the stats it rests on."""
+    no longer ``hold`` (or a person moves the registry): the verdict and the stats it rests on.
+
+    With delayed feedback the first step may hold past ``deadline`` for the labels, up to
+    ``feedback_wait_seconds`` after it began."""
+    feedback_deadline = time.monotonic() + config.feedback_wait_seconds
     while True:
         time.sleep(1.0)
         if (now := _moved(ctx, champion, version)) is not None:
             return StepWatch(moved=now)
-        verdict, stats = look(urls, started, config, past_deadline=time.monotonic() > deadline)
+        verdict, stats = look(
+            urls,
+            started,
+            config,
+            past_deadline=time.monotonic() > deadline,
+            step=step,
+            past_feedback_wait=time.monotonic() > feedback_deadline,
+        )
         if verdict.verdict is not Verdict.hold:
             return StepWatch(verdict=verdict, stats=stats)
 

@@ -64,6 +64,10 @@ def fast_rollout(monkeypatch: pytest.MonkeyPatch) -> None:
         "MLOPS_ROLLOUT_MIN_FEEDBACK": "60",
         "MLOPS_ROLLOUT_STEP_SECONDS": "40",
         "MLOPS_ROLLOUT_MAX_P99_MS": "1000",
+        # Limits a step can show within seconds of test traffic (~100 clean requests, ~150
+        # labelled rows); the defaults (1%, 2 points) need ~550 and ~1,000-3,000.
+        "MLOPS_ROLLOUT_MAX_ERROR_RATE": "0.05",
+        "MLOPS_ROLLOUT_ACCURACY_TOLERANCE": "0.05",
         "MLOPS_SERVE_POLL_SECONDS": "0.3",
     }.items():
         monkeypatch.setenv(key, value)

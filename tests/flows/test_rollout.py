@@ -179,7 +179,7 @@ def dead_url() -> str:
 
 def test_a_step_with_a_replica_unreachable_holds_rather_than_promotes() -> None:
     traffic = Traffic()
-    for i in range(300):
+    for i in range(2_400):
         variant = "challenger" if i % 2 else "champion"
         traffic.add(Seen(10.0 + i, f"r{i}", variant, "v", 0.01, False, (0.3,), (0.3,)))
         traffic.feedback(f"r{i}", (0,))
@@ -199,7 +199,7 @@ def test_a_step_with_a_replica_unreachable_holds_rather_than_promotes() -> None:
     assert verdict.verdict is Verdict.hold
     assert down in verdict.reasons[0] and "ConnectError" in verdict.reasons[0]
     assert stats["replicas"] == 2 and stats["missing"] == [down]
-    assert stats["variants"]["challenger"]["requests"] == 150
+    assert stats["variants"]["challenger"]["requests"] == 1_200
     late, _ = look([live, down], started, config, past_deadline=True, transport=mock)
     assert late.verdict is Verdict.rollback and down in late.reasons[0]
 

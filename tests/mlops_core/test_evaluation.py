@@ -122,3 +122,51 @@ def test_the_latency_gate_measures_the_model_not_the_load_on_the_machine(world, 
     gate = next(g for g in refused.gates if g.name == "latency_p95_ms")
     assert not gate.passed, gate.observed
     assert float(gate.observed.split(" ms")[0]) >= 80
+
+
+def test_an_auc_that_cannot_be_computed_fails_the_gate_saying_why(world) -> None:
+    old, new, recent = world
+    one_class = recent.filter(recent["default"] == 0)
+    report = evaluate_challenger(
+        new.pipeline, old.pipeline, one_class, SPEC, training_data_valid=True
+    )
+    auc = next(g for g in report.gates if g.name == "auc")
+    assert not auc.passed and "only one class" in auc.observed
+    assert not report.passed
+
+
+def test_slice_gates_refuse_a_significant_drop_and_not_noise() -> None:
+    import polars as pl
+
+    from mlops_core.evaluation import _slice_gates
+
+    # Two slices; the champion right on 70% of each. The challenger differs only on slice "a".
+    def flags(n: int, wrong: int, lost: int, gained: int):
+        old = np.ones(n, bool)
+        old[:wrong] = False
+        new = old.copy()
+        new[wrong : wrong + lost] = False  # rows only the champion gets right
+        new[:gained] = True  # rows only the challenger gets right
+        return new, old
+
+    def judge(n: int, lost: int, gained: int):
+        new_a, old_a = flags(n, int(0.3 * n), lost, gained)
+        new_b, old_b = flags(n, int(0.3 * n), 0, 0)
+        frame = pl.DataFrame({"term": ["a"] * n + ["b"] * n})
+        gates = _slice_gates(
+            frame,
+            SPEC,
+            np.concatenate([new_a, new_b]),
+            np.concatenate([old_a, old_b]),
+            GateConfig(slice_feature="term"),
+        )
+        return {g.name: g for g in gates}["slice:term=a"]
+
+    # 1,000 rows, 10 points lost: beyond the tolerance and significant -> refused.
+    assert not judge(1_000, lost=110, gained=10).passed
+    # 100 rows, 5 points lost (7 rows against 2): beyond the 3-point tolerance but not
+    # significant at 0.05 / 2 slices (McNemar p = 0.09) -> not refused on noise.
+    noisy = judge(100, lost=7, gained=2)
+    assert noisy.passed and "p worse = 0.0898" in noisy.observed, noisy.observed
+    # A significant drop within the tolerance is not refused either.
+    assert judge(1_000, lost=40, gained=15).passed

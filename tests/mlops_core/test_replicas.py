@@ -18,9 +18,9 @@ def requests(n: int, seed: int = 0) -> list[tuple[Seen, tuple[int, ...] | None]]
     out = []
     for i in range(n):
         champion = float(rng.beta(2, 5))
-        challenger = float(np.clip(champion + rng.normal(0.05, 0.1), 0, 1))
+        challenger = float(np.clip(champion + rng.normal(0.0, 0.02), 0, 1))
         variant = "challenger" if i % 3 == 0 else "champion"
-        error = variant == "challenger" and i % 450 == 0
+        error = variant == "challenger" and i % 3_000 == 0
         mine = challenger if variant == "challenger" else champion
         seen = Seen(
             at=1_000.0 + i,
@@ -54,7 +54,7 @@ def replicated(n: int) -> tuple[dict, list[dict]]:
 
 
 def test_two_replicas_add_up_to_one_server_that_saw_everything() -> None:
-    one, windows = replicated(900)
+    one, windows = replicated(4_500)
     merged = merge_stats(windows)
     for variant in ("champion", "challenger"):
         single, summed = one["variants"][variant], merged["variants"][variant]
@@ -70,7 +70,7 @@ def test_two_replicas_add_up_to_one_server_that_saw_everything() -> None:
     assert merged["disagreement"] == pytest.approx(one["disagreement"])
     assert merged["replicas"] == 2 and merged["missing"] == []
     assert [r["replica"] for r in merged["per_replica"]] == ["http://a", "http://b"]
-    assert sum(r["challenger_requests"] for r in merged["per_replica"]) == 300
+    assert sum(r["challenger_requests"] for r in merged["per_replica"]) == 1_500
     # The analysis reads the merged window as it reads one server's (the p99 aside).
     judged, alone = (analyse(w, CONFIG, past_deadline=False) for w in (merged, one))
     assert judged.verdict is alone.verdict is Verdict.promote
@@ -111,7 +111,7 @@ def test_a_replica_with_no_traffic_adds_nothing() -> None:
 
 
 def test_an_unreachable_replica_is_named_and_holds_a_promotion() -> None:
-    one, windows = replicated(900)
+    one, windows = replicated(9_000)
     assert analyse(one, CONFIG, past_deadline=False).verdict is Verdict.promote
     down = {"replica": "http://b", "unreachable": "ConnectError: connection refused"}
     merged = merge_stats([windows[0], down])
