@@ -19,6 +19,7 @@ import numpy as np
 import polars as pl
 
 from mlops_core.drift import DriftReport
+from mlops_core.holdout import decision_rows
 from mlops_core.performance import (
     PerformanceEstimate,
     PerformanceReport,
@@ -134,6 +135,9 @@ def assess(
 
     champion = port.champion()
     rows = labelled(frame, spec)
+    # Decisions use only the rows not kept for the gates (mlops_core.holdout): the rows that
+    # decide "retrain" never judge the challenger that decision trains.
+    deciding = decision_rows(rows, spec, port.settings.gate_holdout_fraction)
     if champion is None:
         return Assessment(
             Evidence(validation_passed=True, labelled_rows=rows.height, **drift_fields),
@@ -144,15 +148,15 @@ def assess(
     estimate = champion.estimator.estimate(frame)
     performance = None
     versus_previous: tuple[float | None, float | None] = (None, None)
-    if rows.height:
+    if deciding.height:
         performance = evaluate_performance(
             champion.model,
-            rows,
+            deciding,
             champion.holdout,
             spec,
             threshold=port.settings.retrain_accuracy_drop,
         )
-        versus_previous = _against_previous(port, champion, rows)
+        versus_previous = _against_previous(port, champion, deciding)
 
     since, labelled_since = _since_last_training(
         port, port.last_training(), frame, rows.height, now=now, exclude=set(exclude)

@@ -1,7 +1,8 @@
 """A challenger's making: gather its training data, train and register it, judge it at the gates.
 
 * ``gather_training_data`` builds the training window from the reference and every processed
-  labelled batch, holding out part of the newest labelled batch for the gates.
+  labelled batch, holding out the newest labelled batch's gate rows (``mlops_core.holdout``:
+  rows that no decision used) for the gates.
 * ``train_challenger`` fits the pipeline and logs it as a new registered version.
 * ``gate_challenger`` runs every gate of ``mlops_core.evaluation`` against the champion.
 
@@ -14,12 +15,12 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-import numpy as np
 import polars as pl
 
 from mlops_core.assessment import data_time, labelled
 from mlops_core.errors import MlopsError
 from mlops_core.evaluation import GateReport, evaluate_challenger
+from mlops_core.holdout import gate_rows
 from mlops_core.performance import predictions
 from mlops_core.ports import DatasetPort, ModelLog, TrainingInput
 from mlops_core.tags import BATCH_SHA256, DATA_UNTIL, DECISION_RUN
@@ -94,8 +95,8 @@ def gather_training_data(port: DatasetPort, *, first_model: bool = False) -> Tra
     until = max(
         (t for t in (data_time(f, spec) for _, f in sources) if t is not None), default=None
     )
-    rng = np.random.default_rng(0)
-    held = pl.Series(rng.random(newest.height) < settings.gate_holdout_fraction)
+    # The newest batch's gate rows (mlops_core.holdout): never decided on, never trained on.
+    held = gate_rows(newest, spec, settings.gate_holdout_fraction)
     gate_holdout, rest = newest.filter(held), newest.filter(~held)
     frames = [_columns(f, columns) for _, f in sources[:-1]] + [_columns(rest, columns)]
     if first_model:

@@ -213,8 +213,10 @@ def _harm(evidence: Evidence, drop: float) -> tuple[str, float] | None:
             f"{reference:.1%} (threshold {drop:.0%}, interval excludes zero)",
             lost,
         )
+    # Once labels were observed they decide; the label-free estimate speaks only without them.
     if (
-        evidence.estimated_accuracy is not None
+        evidence.observed_accuracy is None
+        and evidence.estimated_accuracy is not None
         and evidence.estimated_ci_high is not None
         and reference is not None
         and evidence.estimated_ci_high < reference - drop

@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import timedelta
 
 import numpy as np
+import pytest
 
 from mlops_cli.scenarios import CREDIT_SPEC, PhaseKind, generate_applications
 from mlops_core.adapters.catalog import RegisteredDataset
@@ -12,6 +13,8 @@ from mlops_core.adapters.context import DatasetContext
 from mlops_core.adapters.registry import ModelRegistry
 from mlops_core.assessment import DriftSignal, assess, paired_difference
 from mlops_core.challenger import gate_challenger, gather_training_data, train_challenger
+from mlops_core.holdout import decision_rows
+from mlops_core.performance import predictions
 from mlops_core.settings import Settings
 from mlops_core.training import TrainingConfig, train_model
 
@@ -51,6 +54,13 @@ def test_assessment_of_a_degraded_labelled_batch(
     assert evidence.observed_degraded is True
     assert evidence.observed_accuracy < evidence.reference_accuracy - 0.05
     assert evidence.labelled_rows == 1_500
+    # The observation is made on the rows that decide only, never on the gates' rows.
+    ctx = DatasetContext.open(settings, "credit")
+    deciding = decision_rows(frame, CREDIT_SPEC, settings.gate_holdout_fraction)
+    truth = deciding["default"].to_numpy()
+    predicted = predictions(ctx.champion().model, deciding, CREDIT_SPEC)[0]
+    assert deciding.height < 1_200
+    assert evidence.observed_accuracy == pytest.approx((predicted == truth).mean())
     assert evidence.median_training_seconds is not None and evidence.median_training_seconds > 0
     # Data time: the champion's data ends at week 0; this batch is in week 3.
     assert timedelta(days=14) < evidence.since_last_retrain < timedelta(days=28)

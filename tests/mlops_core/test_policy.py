@@ -87,6 +87,17 @@ def evidence(**changes) -> Evidence:
             Action.none,
             "no drift",
         ),
+        (
+            # Labels observed and accuracy held: a pessimistic label-free estimate does not decide.
+            {
+                "observed_accuracy": 0.84,
+                "observed_degraded": False,
+                "estimated_accuracy": 0.70,
+                "estimated_ci_high": 0.74,
+            },
+            Action.none,
+            "no drift",
+        ),
     ],
 )
 def test_rules(changes: dict, action: Action, phrase: str) -> None:

@@ -1,0 +1,328 @@
+"""Decision quality: how often the automatic verdicts are wrong, the way the product uses them.
+
+Part 1 -- rollouts. Simulated traffic with known truth is fed, look by look (every 2 simulated
+seconds, as the flow looks every second), to the same ``analyse`` the rollout flow calls, through
+the default canary plan (5 -> 25 -> 50 -> 100%, 120 s per step) with the default limits (error
+rate 1%, p99 100 ms, divergence 0.2, accuracy margin 2 points, alpha 5%). Challengers equal to,
+better and worse than the champion, with errors, slower, and with feedback immediate, delayed past
+the step, and absent. Each scenario is repeated; the table gives the share promoted and rolled
+back and the challenger requests and seconds to the verdict.
+
+Part 2 -- retrain and gate in a world where nothing changed: the gates' share of promotions.
+
+Usage: ``python benchmarks/decision_quality.py [--repeats 200] [--rate 1000]`` (prints tables,
+writes ``benchmarks/results/decision_quality.json``); ``--report`` prints them from the JSON.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from common import RESULTS, print_table, write_results  # noqa: E402
+
+from mlops_core.replicas import BINS, js_divergence_of_counts  # noqa: E402
+from mlops_core.rollout import RolloutConfig, Verdict, analyse  # noqa: E402
+
+LOOK_SECONDS = 2.0
+CHAMPION_ACCURACY = 0.75
+# Where the champion's predicted probabilities fall (10 bins); a challenger that answers
+# differently on a share ``d`` of rows moves that share of its mass to the mirrored bins.
+CHAMPION_BINS = np.array([0.18, 0.16, 0.13, 0.11, 0.09, 0.08, 0.08, 0.07, 0.05, 0.05])
+
+
+@dataclass(frozen=True)
+class Scenario:
+    """One kind of challenger and how its labels arrive."""
+
+    name: str
+    accuracy_change: float = 0.0  # challenger minus champion, on the same rows
+    error_rate: float = 0.0
+    p99_ms: float = 40.0
+    feedback_lag: float | None = 0.0  # seconds after the request; None: never
+    feedback: str = "required"
+    rate: float | None = None  # requests per second over both variants (default: --rate)
+    acceptable: bool = True  # whether promoting it is right (for the targets)
+
+
+SCENARIOS = (
+    Scenario("equal"),
+    Scenario("better +3 points", accuracy_change=0.03),
+    Scenario("worse -2 points (the margin)", accuracy_change=-0.02),
+    Scenario("worse -5 points", accuracy_change=-0.05, acceptable=False),
+    Scenario("worse -10 points", accuracy_change=-0.10, acceptable=False),
+    Scenario("errors 0.5%", error_rate=0.005),
+    Scenario("errors 1% (the maximum)", error_rate=0.01, acceptable=False),
+    Scenario("errors 3%", error_rate=0.03, acceptable=False),
+    Scenario("errors 10%", error_rate=0.10, acceptable=False),
+    Scenario("slower (p99 150 ms)", p99_ms=150.0, acceptable=False),
+    Scenario("equal, feedback 5 min late", feedback_lag=300.0),
+    Scenario("equal, feedback 5 min late, delayed", feedback_lag=300.0, feedback="delayed"),
+    Scenario("equal, no feedback", feedback_lag=None),
+    Scenario("equal, no feedback, optional", feedback_lag=None, feedback="optional"),
+    Scenario(
+        "worse -10, no feedback, optional",
+        accuracy_change=-0.10,
+        feedback_lag=None,
+        feedback="optional",
+        acceptable=False,
+    ),
+    Scenario("equal, low traffic (50 req/s)", rate=50.0),
+)
+
+
+def _pair_shares(change: float) -> tuple[float, float]:
+    """Shares of rows only the challenger / only the champion gets right (6% differ, + |change|)."""
+    differ = 0.06 + abs(change)
+    return (differ + change) / 2, (differ - change) / 2
+
+
+def _challenger_bins(change: float) -> np.ndarray:
+    shift = 0.06 + abs(change)
+    return (1 - shift) * CHAMPION_BINS + shift * CHAMPION_BINS[::-1]
+
+
+class Window:
+    """The server's ``/rollout/stats`` window of one step, filled look by look."""
+
+    def __init__(self, scenario: Scenario, rng: np.random.Generator) -> None:
+        self.s, self.rng = scenario, rng
+        self.requests = self.errors = 0
+        self.pending: list[tuple[float, np.ndarray]] = []  # (when labels arrive, paired counts)
+        self.paired = np.zeros(3, dtype=int)  # only challenger right, only champion right, same
+        self.feedback_rows = 0
+        self.hist = {"challenger": np.zeros(BINS, int), "champion": np.zeros(BINS, int)}
+        self.better, self.worse = _pair_shares(scenario.accuracy_change)
+        self.q = _challenger_bins(scenario.accuracy_change)
+
+    def serve(self, now: float, n: int) -> None:
+        """``n`` challenger requests at ``now``: errors, histograms, and labels to come."""
+        errors = int(self.rng.binomial(n, self.s.error_rate))
+        ok = n - errors
+        self.requests += n
+        self.errors += errors
+        self.hist["challenger"] += self.rng.multinomial(ok, self.q)
+        self.hist["champion"] += self.rng.multinomial(ok, CHAMPION_BINS)
+        if self.s.feedback_lag is not None and ok:
+            pairs = self.rng.multinomial(
+                ok, [self.better, self.worse, 1 - self.better - self.worse]
+            )
+            self.pending.append((now + self.s.feedback_lag, pairs))
+
+    def labels_in(self, now: float) -> None:
+        """Credit the feedback whose time has come."""
+        while self.pending and self.pending[0][0] <= now:
+            _, pairs = self.pending.pop(0)
+            self.paired += pairs
+            self.feedback_rows += int(pairs.sum())
+
+    def stats(self) -> dict[str, Any]:
+        """The window in the shape the model server reports it."""
+        rows = self.feedback_rows
+        better, worse = int(self.paired[0]), int(self.paired[1])
+        champion_right = int(round(CHAMPION_ACCURACY * rows))
+        paired_rows = self.requests - self.errors
+        return {
+            "variants": {
+                "challenger": {
+                    "requests": self.requests,
+                    "errors": self.errors,
+                    "p99_latency_ms": self.s.p99_ms if self.requests else None,
+                    "feedback_rows": rows,
+                    "feedback_correct": champion_right + better - worse,
+                    "champion_feedback_correct": champion_right,
+                    "only_challenger_right": better,
+                    "only_champion_right": worse,
+                },
+                "champion": {"requests": 0, "errors": 0},
+            },
+            "paired_rows": paired_rows,
+            "divergence": js_divergence_of_counts(
+                list(self.hist["challenger"]), list(self.hist["champion"])
+            ),
+            "histograms": {k: [int(x) for x in v] for k, v in self.hist.items()},
+        }
+
+
+def one_rollout(
+    scenario: Scenario, config: RolloutConfig, rate: float, rng: np.random.Generator
+) -> dict[str, Any]:
+    """Run the plan once: the outcome, the challenger requests served and the seconds taken."""
+    clock, served = 0.0, 0
+    for step, (_, weight) in enumerate(config.plan()):
+        window = Window(scenario, rng)
+        began = clock
+        share = weight if weight > 0 else 1.0  # a shadow step computes every request
+        while True:
+            clock += LOOK_SECONDS
+            window.serve(clock, int(rng.poisson(rate * share * LOOK_SECONDS)))
+            window.labels_in(clock)
+            verdict = analyse(
+                window.stats(),
+                config,
+                past_deadline=clock - began > config.step_seconds,
+                step=step,
+                past_feedback_wait=clock - began > config.feedback_wait_seconds,
+            )
+            if verdict.verdict is not Verdict.hold:
+                break
+        served += window.requests
+        if verdict.verdict is not Verdict.promote:
+            return {"outcome": "rolled back", "requests": served, "seconds": clock}
+    return {"outcome": "promoted", "requests": served, "seconds": clock}
+
+
+def rollouts(repeats: int, rate: float, seed: int) -> list[dict[str, Any]]:
+    """Every scenario ``repeats`` times: shares promoted / rolled back, requests and seconds."""
+    rows = []
+    for number, scenario in enumerate(SCENARIOS):
+        config = RolloutConfig(feedback=scenario.feedback, feedback_wait_seconds=3600.0)
+        rng = np.random.default_rng(seed + number)
+        began = time.monotonic()
+        runs = [one_rollout(scenario, config, scenario.rate or rate, rng) for _ in range(repeats)]
+        promoted = sum(r["outcome"] == "promoted" for r in runs) / repeats
+        rows.append(
+            {
+                "scenario": scenario.name,
+                "acceptable": scenario.acceptable,
+                "feedback": scenario.feedback,
+                "rate": scenario.rate or rate,
+                "promoted": promoted,
+                "rolled_back": 1 - promoted,
+                "median_requests": float(np.median([r["requests"] for r in runs])),
+                "median_seconds": float(np.median([r["seconds"] for r in runs])),
+            }
+        )
+        print(
+            f"  {scenario.name}: promoted {promoted:.1%} ({time.monotonic() - began:.0f} s)",
+            flush=True,
+        )
+    return rows
+
+
+def _accuracy(model: Any, frame: Any) -> float:
+    from mlops_cli.scenarios import CREDIT_SPEC
+    from mlops_core.performance import predictions
+
+    truth = frame[str(CREDIT_SPEC.target)].to_numpy()
+    return float((predictions(model, frame, CREDIT_SPEC)[0].astype(truth.dtype) == truth).mean())
+
+
+def noise_retrains(repeats: int, seed: int) -> list[dict[str, Any]]:
+    """Nothing changes, but any dip of the champion's accuracy below its reference triggers a
+    retrain; a challenger is trained and gated, its holdout taken the old way (a random 30% of
+    the batch that triggered) or the new way (the batch's gate rows, which did not decide)."""
+    import polars as pl
+
+    from mlops_cli.scenarios import CREDIT_SPEC, generate_applications
+    from mlops_core.evaluation import GateConfig, evaluate_challenger
+    from mlops_core.holdout import decision_rows, gate_rows
+    from mlops_core.training import TrainingConfig, train_model
+
+    config = TrainingConfig(max_iter=60)
+    gates = GateConfig(latency_samples=20)
+    rng = np.random.default_rng(seed)
+    reference = generate_applications(rng, 4_000)
+    champion = train_model(reference.head(3_000), CREDIT_SPEC, config).pipeline
+    reference_accuracy = _accuracy(champion, reference.tail(1_000))
+    tallies = {"random 30% of the triggering batch": [0, 0], "gate rows (disjoint)": [0, 0]}
+    began = time.monotonic()
+    triggered = 0
+    while triggered < repeats:
+        batch = generate_applications(rng, 2_000, week=2)
+        for way in tallies:
+            if way.startswith("random"):
+                deciding = batch
+                held = pl.Series(rng.random(batch.height) < 0.3)
+            else:
+                deciding = decision_rows(batch, CREDIT_SPEC, 0.3)
+                held = gate_rows(batch, CREDIT_SPEC, 0.3)
+            if _accuracy(champion, deciding) >= reference_accuracy:
+                continue  # no dip: no retrain
+            window = pl.concat([reference, batch.filter(~held)], how="vertical_relaxed")
+            challenger = train_model(window, CREDIT_SPEC, config).pipeline
+            report = evaluate_challenger(
+                challenger,
+                champion,
+                batch.filter(held),
+                CREDIT_SPEC,
+                training_data_valid=True,
+                config=gates,
+            )
+            tallies[way][0] += 1
+            tallies[way][1] += int(report.passed)
+        triggered = min(t[0] for t in tallies.values())
+        print(f"  {triggered}/{repeats} retrains ({time.monotonic() - began:.0f} s)", flush=True)
+    return [
+        {"holdout": way, "retrains": n, "promoted": k, "share_promoted": k / n if n else None}
+        for way, (n, k) in tallies.items()
+    ]
+
+
+def show(payload: dict[str, Any]) -> None:
+    """Print the tables of ``payload``."""
+    print(
+        f"\nRollouts: default limits and canary plan, {payload['repeats']} runs per scenario, "
+        f"a look every {LOOK_SECONDS:g} s"
+    )
+    print_table(
+        ["scenario", "feedback", "req/s", "promoted", "rolled back", "requests", "seconds"],
+        [
+            [
+                r["scenario"],
+                r["feedback"],
+                f"{r['rate']:g}",
+                f"{r['promoted']:.1%}",
+                f"{r['rolled_back']:.1%}",
+                f"{r['median_requests']:,.0f}",
+                f"{r['median_seconds']:,.0f}",
+            ]
+            for r in payload["rollouts"]
+        ],
+    )
+
+    if payload.get("noise_retrains"):
+        print("\nRetrain and gate where nothing changed (every dip below the reference retrains):")
+        print_table(
+            ["gate holdout", "retrains", "promoted", "share"],
+            [
+                [r["holdout"], r["retrains"], r["promoted"], f"{r['share_promoted']:.1%}"]
+                for r in payload["noise_retrains"]
+            ],
+        )
+
+
+def main() -> None:
+    """Run the simulations, print the tables, write the JSON."""
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--repeats", type=int, default=200)
+    parser.add_argument("--rate", type=float, default=1000.0, help="requests per second")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--retrains", type=int, default=60, help="noise-triggered retrains")
+    parser.add_argument("--report", action="store_true", help="print the tables from the JSON")
+    args = parser.parse_args()
+    if args.report:
+        show(json.loads((RESULTS / "decision_quality.json").read_text()))
+        return
+    payload = {
+        "repeats": args.repeats,
+        "rate": args.rate,
+        "rollouts": rollouts(args.repeats, args.rate, args.seed),
+        "noise_retrains": noise_retrains(args.retrains, args.seed) if args.retrains else [],
+    }
+    show(payload)
+    print(f"\nwrote {write_results('decision_quality', payload)}")
+
+
+if __name__ == "__main__":
+    main()
