@@ -172,6 +172,7 @@ def assess(
         labelled_rows=labelled_since,
         since_last_retrain=since,
         median_training_seconds=port.median_training_seconds(),
+        past_recoveries=port.past_recoveries(),
         champion_minus_previous=versus_previous[0],
         champion_minus_previous_ci_high=versus_previous[1],
     )

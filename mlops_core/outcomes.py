@@ -189,3 +189,15 @@ class BatchOutcome:
             "decision_run_id": self.decision_run_id,
             "retrain": self.retrain.to_dict() if self.retrain else None,
         }
+
+
+def retrain_gain(outcome: RetrainOutcome) -> float | None:
+    """What a retrain recovered, as accuracy on its gate rows: a promoted challenger's gain over
+    the champion it replaced; 0 when the gates refused it or its rollout rolled it back; None when
+    the outcome says nothing about recovery (a first model, a failure, an interrupted rollout)."""
+    if outcome.status in (RetrainStatus.refused, RetrainStatus.rolled_back):
+        return 0.0
+    gates = outcome.gates
+    if outcome.status is RetrainStatus.promoted and gates and gates.champion_accuracy is not None:
+        return gates.challenger_accuracy - gates.champion_accuracy
+    return None

@@ -4,8 +4,11 @@
 flow branches on. The rules, in order (the first that applies wins):
 
 1. A batch that failed validation is never acted on: ``none``.
-2. The champion is worse than the previous champion on recent labelled data (the interval of the
-   difference below zero): ``rollback``.
+2. The champion is worse than the previous champion on recent labelled data by more than
+   ``rollback_min_effect`` (the 95% upper bound of the paired difference below minus that effect):
+   ``rollback``. One-sided at 2.5% per batch looked at (not corrected for the batches looked at);
+   the minimum effect means two near-equal models never swap back and forth on noise -- to roll
+   back and then back again, each would have to be shown worse than the other by a point.
 3. Accuracy fell by more than ``retrain_accuracy_drop`` below the reference -- observed on labels
    (``PerformanceReport.degraded``), or estimated without labels and *confidently* so (the whole
    estimate interval lies below the reference minus the threshold) -- then ``retrain``, unless the
@@ -14,8 +17,16 @@ flow branches on. The rules, in order (the first that applies wins):
 4. Drift that does not hurt (estimated) performance: ``watch``.
 5. Otherwise: ``none``.
 
-Cost and benefit: benefit = accuracy to recover x predictions over the benefit horizon x value of
-a correct prediction; cost = median duration of past training runs x compute cost per hour.
+Cost and benefit, in the currency of ``value_per_correct_prediction``:
+
+* benefit = accuracy lost x the share of a drop a retrain recovers x predictions over the benefit
+  horizon x value of a correct prediction. The share is this dataset's own record: the mean of
+  past retrains' recovered shares (a promoted challenger's gain on its gate rows over the drop
+  that called for it, capped to [0, 1]; a refused or failed retrain recovered 0), shrunk towards
+  a prior (``recovery_prior_mean``, worth ``recovery_prior_weight`` retrains) -- 50% over two
+  pseudo-retrains by default, so a dataset without history is neither trusted nor written off;
+* cost = a fixed cost per retrain and rollout (``fixed_cost_per_retrain``: the review, the
+  rollout's exposure, the people) + median duration of past training runs x compute per hour.
 """
 
 from __future__ import annotations
@@ -49,6 +60,10 @@ class PolicyConfig(BaseModel):
     benefit_horizon_days: float = Field(default=30, ge=0)
     value_per_correct_prediction: float = Field(default=0.05, ge=0)
     compute_cost_per_hour: float = Field(default=2.0, ge=0)
+    fixed_cost_per_retrain: float = Field(default=200.0, ge=0)
+    rollback_min_effect: float = Field(default=0.01, ge=0)
+    recovery_prior_mean: float = Field(default=0.5, ge=0, le=1)
+    recovery_prior_weight: float = Field(default=2.0, gt=0)
 
 
 class Evidence(BaseModel):
@@ -70,6 +85,8 @@ class Evidence(BaseModel):
     labelled_rows: int = 0
     since_last_retrain: timedelta | None = None
     median_training_seconds: float | None = None
+    # Shares of the drop that this dataset's past retrains recovered, newest first.
+    past_recoveries: tuple[float, ...] = ()
 
 
 class Decision(BaseModel):
@@ -127,13 +144,15 @@ def _worse_champion_rolls_back(evidence: Evidence, config: PolicyConfig) -> Deci
     if (
         evidence.champion_minus_previous is not None
         and evidence.champion_minus_previous_ci_high is not None
-        and evidence.champion_minus_previous_ci_high < 0
+        and evidence.champion_minus_previous_ci_high < -config.rollback_min_effect
     ):
         return Decision(
             action=Action.rollback,
             reasons=(
                 f"the champion is {-evidence.champion_minus_previous:.1%} less accurate than the "
-                f"previous champion on recent labelled data (interval below zero)",
+                f"previous champion on recent labelled data (95% upper bound "
+                f"{evidence.champion_minus_previous_ci_high:+.1%}, below -"
+                f"{config.rollback_min_effect:.0%})",
             ),
             evidence=evidence,
         )
@@ -148,9 +167,10 @@ def _lost_accuracy_retrains_unless_blocked(
     if harm is None:
         return None
     reason, lost = harm
-    benefit = _expected_benefit(lost, config)
+    share = recovery_share(evidence.past_recoveries, config)
+    benefit = _expected_benefit(lost * share, config)
     cost = _retrain_cost(evidence, config)
-    blockers = _retrain_blockers(evidence, config, benefit, cost)
+    blockers = _retrain_blockers(evidence, config, benefit, cost, share)
     if blockers:
         return Decision(
             action=Action.watch,
@@ -160,9 +180,8 @@ def _lost_accuracy_retrains_unless_blocked(
             retrain_cost=cost,
         )
     worth = (
-        f"expected benefit {_money(benefit)} covers the retrain cost {_money(cost)}"
-        if cost is not None
-        else f"expected benefit {_money(benefit)}; no past training runs to cost"
+        f"expected benefit {_money(benefit)} ({_recovery(evidence, share)}) covers the retrain "
+        f"cost {_money(cost)}"
     )
     return Decision(
         action=Action.retrain,
@@ -237,15 +256,26 @@ def _expected_benefit(lost: float, config: PolicyConfig) -> float:
     return benefit
 
 
-def _retrain_cost(evidence: Evidence, config: PolicyConfig) -> float | None:
-    """Median duration of past training runs x compute cost per hour; None without past runs."""
-    if evidence.median_training_seconds is None:
-        return None
-    return evidence.median_training_seconds / 3600 * config.compute_cost_per_hour
+def recovery_share(past: tuple[float, ...], config: PolicyConfig) -> float:
+    """The share of a drop a retrain is expected to recover: past shares shrunk to the prior."""
+    weight = config.recovery_prior_weight
+    return (config.recovery_prior_mean * weight + sum(past)) / (weight + len(past))
+
+
+def _recovery(evidence: Evidence, share: float) -> str:
+    past = len(evidence.past_recoveries)
+    basis = f"{past} past retrain{'s' if past != 1 else ''} and the prior" if past else "the prior"
+    return f"a retrain expected to recover {share:.0%} of the drop, from {basis}"
+
+
+def _retrain_cost(evidence: Evidence, config: PolicyConfig) -> float:
+    """The fixed cost of a retrain and its rollout + median past training time x compute/hour."""
+    compute = (evidence.median_training_seconds or 0.0) / 3600 * config.compute_cost_per_hour
+    return config.fixed_cost_per_retrain + compute
 
 
 def _retrain_blockers(
-    evidence: Evidence, config: PolicyConfig, benefit: float, cost: float | None
+    evidence: Evidence, config: PolicyConfig, benefit: float, cost: float, share: float
 ) -> list[str]:
     """Why a retrain that accuracy calls for must wait: cooldown, too few labels, not worth it."""
     blockers = []
@@ -259,9 +289,10 @@ def _retrain_blockers(
             f"only {evidence.labelled_rows:,} labelled rows since the last training "
             f"(need {config.min_labelled_rows:,})"
         )
-    if cost is not None and benefit < cost:
+    if benefit < cost:
         blockers.append(
-            f"expected benefit {_money(benefit)} is below the retrain cost {_money(cost)}"
+            f"expected benefit {_money(benefit)} ({_recovery(evidence, share)}) is below the "
+            f"retrain cost {_money(cost)} (fixed {_money(config.fixed_cost_per_retrain)})"
         )
     return blockers
 

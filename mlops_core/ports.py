@@ -107,6 +107,10 @@ class DatasetPort(Protocol):
         """Median fit time of past training runs; None without any."""
         ...
 
+    def past_recoveries(self) -> tuple[float, ...]:
+        """Shares of the drop this dataset's past retrains recovered, newest first."""
+        ...
+
     def processed_batches(self) -> Iterator[tuple[LedgerEntry, pl.DataFrame]]:
         """Every processed batch, oldest first, with delayed labels joined in by id."""
         ...

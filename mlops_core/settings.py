@@ -118,6 +118,23 @@ class Settings(BaseSettings):
     compute_cost_per_hour: float = Field(
         default=2.0, ge=0, description="Price of an hour of training compute."
     )
+    fixed_cost_per_retrain: float = Field(
+        default=200.0,
+        ge=0,
+        description="Fixed cost of a retrain and its rollout (review, exposure, people), in the "
+        "currency of value_per_correct_prediction.",
+    )
+    rollback_min_effect: float = Field(
+        default=0.01,
+        ge=0,
+        description="Roll back only when the champion is shown worse than the previous by this.",
+    )
+    recovery_prior_mean: float = Field(
+        default=0.5, ge=0, le=1, description="Share of a drop a retrain recovers, before history."
+    )
+    recovery_prior_weight: float = Field(
+        default=2.0, gt=0, description="How many past retrains the prior is worth."
+    )
 
     # Training window and model.
     train_recent_rows: int = Field(
@@ -296,6 +313,10 @@ class Settings(BaseSettings):
             benefit_horizon_days=self.benefit_horizon_days,
             value_per_correct_prediction=self.value_per_correct_prediction,
             compute_cost_per_hour=self.compute_cost_per_hour,
+            fixed_cost_per_retrain=self.fixed_cost_per_retrain,
+            recovery_prior_mean=self.recovery_prior_mean,
+            recovery_prior_weight=self.recovery_prior_weight,
+            rollback_min_effect=self.rollback_min_effect,
         )
 
     def training_config(self) -> TrainingConfig:

@@ -19,7 +19,7 @@ from mlops_core.challenger import (
     train_challenger,
 )
 from mlops_core.evaluation import GateReport
-from mlops_core.outcomes import RetrainOutcome
+from mlops_core.outcomes import RetrainOutcome, retrain_gain
 from mlops_core.tags import CHAMPION, DECISION_RUN, GATE_RUN, GATES, RETRAIN, RETRAIN_REASON
 
 
@@ -105,6 +105,9 @@ def note_outcome(
         tags={RETRAIN: outcome.status.value, RETRAIN_REASON: outcome.reason},
         artifacts=artifacts,
     )
+    gain = retrain_gain(outcome)
+    if gain is not None:  # what the cost-benefit learns from (mlops_core.policy)
+        ctx.registry.client.log_metric(decision_run_id, "retrain_accuracy_gain", gain)
 
 
 @task(retries=2, retry_delay_seconds=[1, 5], cache_policy=NO_CACHE)

@@ -103,6 +103,10 @@ class DatasetContext:
         """Median fit time of past training runs; None without any."""
         return self.registry.median_training_seconds()
 
+    def past_recoveries(self) -> tuple[float, ...]:
+        """Shares of the drop this dataset's past retrains recovered, newest first."""
+        return self.registry.past_recoveries()
+
     def processed_batches(self) -> Iterator[tuple[LedgerEntry, pl.DataFrame]]:
         """Every processed batch, oldest first, with delayed labels joined in by id."""
         return self.history.processed_batches()

@@ -303,6 +303,26 @@ class ModelRegistry:
             )
         )
 
+    def past_recoveries(self, limit: int = 20) -> tuple[float, ...]:
+        """Shares of the drop the newest ``limit`` retrains recovered (decision runs carrying
+        ``retrain_accuracy_gain``): the gain over the drop that called for it, in [0, 1]."""
+        runs = self.client.search_runs(
+            [self.experiment_id()],
+            filter_string="metrics.retrain_accuracy_gain >= -1",
+            order_by=["attributes.start_time DESC"],
+            max_results=limit,
+        )
+        shares = []
+        for run in runs:
+            metrics = run.data.metrics
+            reference = metrics.get("reference_accuracy")
+            seen = metrics.get("observed_accuracy", metrics.get("estimated_accuracy"))
+            if reference is None or seen is None or reference - seen <= 0:
+                continue
+            gain = metrics["retrain_accuracy_gain"]
+            shares.append(min(max(gain / (reference - seen), 0.0), 1.0))
+        return tuple(shares)
+
     def median_training_seconds(self) -> float | None:
         """Median fit time of past training runs (the retrain cost's basis); None without any."""
         seconds = [

@@ -146,3 +146,9 @@ def test_concept_drift_batch_leads_to_a_promoted_challenger(
     train_run = client.get_run(outcome.retrain.train_run_id)
     assert train_run.data.tags["mlflow.parentRunId"] == outcome.decision_run_id
     assert sha[:36] in {i.dataset.digest for i in train_run.inputs.dataset_inputs}
+    # What the retrain recovered is recorded for the cost-benefit of later decisions.
+    gates = outcome.retrain.gates
+    gain = client.get_run(outcome.decision_run_id).data.metrics["retrain_accuracy_gain"]
+    assert gain == pytest.approx(gates.challenger_accuracy - gates.champion_accuracy) and gain > 0
+    recoveries = ModelRegistry(settings, "credit").past_recoveries()
+    assert len(recoveries) == 1 and 0 < recoveries[0] <= 1

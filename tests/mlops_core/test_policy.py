@@ -4,7 +4,7 @@ from datetime import timedelta
 
 import pytest
 
-from mlops_core.policy import Action, Evidence, PolicyConfig, decide
+from mlops_core.policy import Action, Evidence, PolicyConfig, decide, recovery_share
 
 CONFIG = PolicyConfig()
 READY = {
@@ -78,9 +78,15 @@ def evidence(**changes) -> Evidence:
             "below the retrain cost",
         ),
         (
-            {"champion_minus_previous": -0.04, "champion_minus_previous_ci_high": -0.01},
+            {"champion_minus_previous": -0.04, "champion_minus_previous_ci_high": -0.015},
             Action.rollback,
             "previous champion",
+        ),
+        (
+            # Shown worse, but by less than the minimum effect: near-equal models do not swap.
+            {"champion_minus_previous": -0.012, "champion_minus_previous_ci_high": -0.005},
+            Action.none,
+            "no drift",
         ),
         (
             {"champion_minus_previous": -0.04, "champion_minus_previous_ci_high": 0.01},
@@ -139,7 +145,30 @@ def test_boundaries_of_cooldown_and_labels() -> None:
 
 def test_cost_benefit_figures_are_recorded() -> None:
     decision = decide(evidence(observed_accuracy=0.75, observed_degraded=True))
-    # 10 points x 10,000 predictions/day x 30 days x 0.05 = 1,500; 120 s x 2/h = 0.0667
-    assert decision.expected_benefit == pytest.approx(1_500.0)
-    assert decision.retrain_cost == pytest.approx(120 / 3600 * 2.0)
+    # 10 points x 50% recovered (the prior, no history) x 10,000 predictions/day x 30 days x 0.05
+    # = 750; cost: 200 fixed + 120 s x 2/h.
+    assert decision.expected_benefit == pytest.approx(750.0)
+    assert decision.retrain_cost == pytest.approx(200 + 120 / 3600 * 2.0)
     assert decision.to_dict()["action"] == "retrain"
+    assert "recover 50% of the drop, from the prior" in decision.reasons[1]
+
+
+def test_the_cost_benefit_says_no_when_this_datasets_retrains_have_not_recovered_drops() -> None:
+    dip = {"observed_accuracy": 0.79, "observed_degraded": True}  # 6 points below 0.85
+    # No history: 6 points x 50% x 15,000 = 450 > 200: retrain.
+    assert decide(evidence(**dip)).action is Action.retrain
+    # Three past retrains that recovered nothing (refused): (0.5 x 2 + 0) / 5 = 20%,
+    # 6 points x 20% x 15,000 = 180 < 200.24: watch, and say why.
+    refused = decide(evidence(**dip, past_recoveries=(0.0, 0.0, 0.0)))
+    assert refused.action is Action.watch
+    assert refused.expected_benefit == pytest.approx(180.0)
+    why = refused.reasons[-1]
+    assert "below the retrain cost" in why and "20% of the drop, from 3 past retrains" in why
+    # Past retrains that recovered most of their drops: retrain.
+    assert decide(evidence(**dip, past_recoveries=(0.9, 0.8, 1.0))).action is Action.retrain
+
+
+def test_recovery_share_shrinks_history_to_the_prior() -> None:
+    assert recovery_share((), CONFIG) == 0.5
+    assert recovery_share((1.0, 1.0), CONFIG) == pytest.approx(0.75)
+    assert recovery_share((0.0,) * 98, CONFIG) == pytest.approx(0.01)
