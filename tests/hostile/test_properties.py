@@ -299,6 +299,7 @@ def evidence(draw: st.DrawFn, validation_passed: bool | None = None) -> Evidence
         median_training_seconds=draw(
             st.one_of(st.none(), st.floats(min_value=0, max_value=1e7, allow_nan=False))
         ),
+        past_recoveries=tuple(draw(st.lists(st.floats(min_value=0, max_value=1), max_size=6))),
     )
 
 
