@@ -170,3 +170,25 @@ def test_slice_gates_refuse_a_significant_drop_and_not_noise() -> None:
     assert noisy.passed and "p worse = 0.0898" in noisy.observed, noisy.observed
     # A significant drop within the tolerance is not refused either.
     assert judge(1_000, lost=40, gained=15).passed
+
+
+def test_the_primary_gate_tests_the_gain_against_the_margin_not_against_zero() -> None:
+    from mlops_core.evaluation import better_by_margin
+
+    rng = np.random.default_rng(3)
+
+    def passes(gain: float, rows: int = 600, differ: float = 0.12, runs: int = 2_000) -> float:
+        only_new, only_old = (differ + gain) / 2, (differ - gain) / 2
+        passed = 0
+        for _ in range(runs):
+            kind = rng.choice(3, size=rows, p=[only_new, only_old, 1 - differ])
+            new, old = kind != 1, kind != 0
+            passed += better_by_margin(new, old, 0.005) <= 0.05
+        return passed / runs
+
+    # Exactly at the margin: passed at most about alpha (2,000 runs: 5% +- 1.5 points).
+    assert passes(0.005) <= 0.065
+    # Better than nothing, but by less than the margin: passed less often still.
+    assert passes(0.002) <= 0.05
+    # Better by 8 points: passed nearly always.
+    assert passes(0.08, runs=200) >= 0.95
