@@ -163,6 +163,7 @@ def latency_p95_ms(
     *,
     repeats: int = 5,
     against: Classifier | None = None,
+    enough: float | None = None,
 ) -> tuple[float, float | None]:
     """95th percentile of single-row ``predict_proba`` time in ms: the model's, not the machine's.
 
@@ -171,7 +172,9 @@ def latency_p95_ms(
     Native thread pools are held to one thread while timing (a single row gains nothing from
     them, and on a busy machine their barriers wait for threads the scheduler has parked).
     ``against`` (the champion) is timed in the same loop, row by row, so both models see the
-    same conditions; its figure is returned second (``None`` without one).
+    same conditions; its figure is returned second (``None`` without one). With ``enough``, the
+    runs stop as soon as the model's best-so-far p95 is at most that (a quiet machine needs one
+    run; a busy one gets up to ``repeats``).
     """
     from threadpoolctl import threadpool_limits
 
@@ -187,6 +190,8 @@ def latency_p95_ms(
                     started = time.perf_counter()
                     m.predict_proba(row)
                     best[k, i] = min(best[k, i], (time.perf_counter() - started) * 1000)
+            if enough is not None and np.percentile(best[0], 95) <= enough:
+                break
     p95 = np.percentile(best, 95, axis=1)
     return float(p95[0]), (float(p95[1]) if against is not None else None)
 
@@ -409,18 +414,23 @@ def _latency_gate(
 ) -> Gate:
     """The challenger's 95th-percentile single-row prediction time within the budget.
 
-    Measured as :func:`latency_p95_ms` does (best of repeated runs, one native thread), beside
+    Measured as :func:`latency_p95_ms` does (best of up to 5 runs, one native thread), beside
     the champion's time in the same measurement, so load on the machine cannot fail a sound model.
     """
     latency, reference = latency_p95_ms(
-        challenger, labelled, spec, config.latency_samples, against=champion
+        challenger,
+        labelled,
+        spec,
+        config.latency_samples,
+        against=champion,
+        enough=config.latency_budget_ms / 2,
     )
     observed = f"{latency:.2f} ms" + (
         f" (champion {reference:.2f} ms, same run)" if reference is not None else ""
     )
     return Gate(
         name="latency_p95_ms",
-        threshold=f"<= {config.latency_budget_ms:g} ms (best of 5 runs per row)",
+        threshold=f"<= {config.latency_budget_ms:g} ms (best of up to 5 runs per row)",
         observed=observed,
         passed=latency <= config.latency_budget_ms,
     )

@@ -53,6 +53,8 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
             # A cheaper kernel test (p-value resolution 1/201, enough for a 5% family-wise rate
             # over three tests): each flow run is a fresh process on 2 shared cores here.
             "MLOPS_DRIFT_PERMUTATIONS": "200",
+            # Refused challengers need no more boosting rounds than this to be decided and timed.
+            "MLOPS_TRAIN_MAX_ITER": "40",
         },
     )
     saved = dict(os.environ)
