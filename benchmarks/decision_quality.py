@@ -10,8 +10,15 @@ back and the challenger requests and seconds to the verdict.
 
 Part 2 -- retrain and gate in a world where nothing changed: the gates' share of promotions.
 
-Usage: ``python benchmarks/decision_quality.py [--repeats 200] [--rate 1000]`` (prints tables,
-writes ``benchmarks/results/decision_quality.json``); ``--report`` prints them from the JSON.
+Part 3 -- the cost-benefit over the demo stream: ``mlops demo`` runs in a temporary home, and
+every decision run it recorded in MLflow is read back: which batches called for a retrain
+(accuracy known to have fallen), which retrained and which were refused, with the policy's own
+reasons and figures, and what each retrain then recovered. The recorded evidence of each is then
+decided again under other costs and values (``decide`` is pure), to show where the rule says no.
+
+Usage: ``python benchmarks/decision_quality.py [--repeats 200] [--rate 1000]
+[--parts rollouts,noise,cost]`` (prints tables, writes ``benchmarks/results/decision_quality.json``;
+a subset of parts replaces only those parts in it); ``--report`` prints them from the JSON.
 """
 
 from __future__ import annotations
@@ -19,7 +26,10 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
+import subprocess
 import sys
+import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -288,6 +298,119 @@ def noise_retrains(repeats: int, seed: int) -> list[dict[str, Any]]:
     ]
 
 
+# Other costs and values the recorded evidence is decided again under (part 3).
+COST_VARIANTS: tuple[tuple[str, dict[str, float]], ...] = (
+    ("defaults (value 0.05, 10,000/day, 30 days, fixed cost 200)", {}),
+    ("fixed cost 1,000", {"fixed_cost_per_retrain": 1_000.0}),
+    ("1,000 predictions/day", {"predictions_per_day": 1_000.0}),
+    ("value 0.01 per correct prediction", {"value_per_correct_prediction": 0.01}),
+    ("no fixed cost (compute only)", {"fixed_cost_per_retrain": 0.0}),
+)
+
+
+def _blocker(reasons: str) -> str:
+    """The kind of blocker a ``watch`` decision's reasons name, or the action taken."""
+    kinds = []
+    if "expected benefit" in reasons and "below the retrain cost" in reasons:
+        kinds.append("cost > benefit")
+    if "in cooldown" in reasons:
+        kinds.append("cooldown")
+    if "labelled rows since the last training" in reasons:
+        kinds.append("too few labels")
+    return " + ".join(kinds)
+
+
+def demo_cost_benefit(seed: int) -> dict[str, Any]:
+    """Run ``mlops demo`` in a temporary home; every decision that weighed a retrain, read back."""
+    from mlflow import MlflowClient
+
+    from mlops_core.adapters.landing import LandingZone
+    from mlops_core.policy import Evidence, decide
+    from mlops_core.settings import Settings
+    from mlops_core.tags import (
+        BATCH_SHA256,
+        BATCHES,
+        CONTEXT,
+        DECISION,
+        REASONS,
+        RETRAIN,
+        RETRAIN_REASON,
+        RUN_TYPE,
+    )
+
+    home = Path(tempfile.mkdtemp(prefix="mlops-bench-demo-"))
+    env = {**os.environ, "MLOPS_HOME": str(home)}
+    env.pop("MLOPS_TRACKING_URI", None)
+    mlops = Path(sys.executable).parent / "mlops"
+    print(f"  running `mlops demo --seed {seed}` in {home} (a few minutes)", flush=True)
+    began = time.monotonic()
+    done = subprocess.run(
+        [str(mlops), "demo", "--seed", str(seed)], env=env, capture_output=True, text=True
+    )
+    if done.returncode != 0:
+        raise SystemExit(f"mlops demo failed:\n{done.stdout[-3000:]}\n{done.stderr[-3000:]}")
+    print(f"  demo finished in {time.monotonic() - began:.0f} s", flush=True)
+
+    settings = Settings(home=home / "demo", gx_dir=home / "demo" / "great_expectations")
+    names = {e.sha256: e.file_name for e in LandingZone(settings).entries("credit")}
+    client = MlflowClient(tracking_uri=settings.tracking_uri)
+    experiment = client.get_experiment_by_name("credit")
+    runs = client.search_runs(
+        [experiment.experiment_id],
+        filter_string=f"tags.`{RUN_TYPE}` = 'decision'",
+        order_by=["attributes.start_time ASC"],
+        max_results=1_000,
+    )
+    weighed: list[dict[str, Any]] = []
+    evidences: list[Evidence] = []
+    for run in runs:
+        metrics, tags = run.data.metrics, run.data.tags
+        if "expected_benefit" not in metrics:
+            continue  # accuracy was not known to have fallen: no retrain to weigh
+        path = client.download_artifacts(run.info.run_id, "assessment.json", tempfile.mkdtemp())
+        evidence = Evidence.model_validate(json.loads(Path(path).read_text())["evidence"])
+        evidences.append(evidence)
+        kind = tags.get(CONTEXT, "batch")
+        sha = tags.get(BATCH_SHA256, "")
+        if kind == "labels" and tags.get(BATCHES):
+            sha = tags[BATCHES].split(",")[0]
+        seen = evidence.observed_accuracy
+        weighed.append(
+            {
+                "file": names.get(sha, sha[:12]),
+                "kind": kind,
+                "accuracy": seen if seen is not None else evidence.estimated_accuracy,
+                "measured": "observed" if seen is not None else "estimated",
+                "reference": evidence.reference_accuracy,
+                "past_retrains": len(evidence.past_recoveries),
+                "expected_benefit": metrics["expected_benefit"],
+                "retrain_cost": metrics["retrain_cost"],
+                "action": tags.get(DECISION, ""),
+                "blocked_by": _blocker(tags.get(REASONS, "")),
+                "retrain_outcome": tags.get(RETRAIN, ""),
+                "retrain_reason": tags.get(RETRAIN_REASON, ""),
+                "recovered": metrics.get("retrain_accuracy_gain"),
+                "reasons": tags.get(REASONS, ""),
+            }
+        )
+    base = settings.policy_config()
+    variants = []
+    for name, change in COST_VARIANTS:
+        config = base.model_copy(update=change)
+        actions = [decide(e, config) for e in evidences]
+        variants.append(
+            {
+                "variant": name,
+                "weighed": len(actions),
+                "retrain": sum(d.action.value == "retrain" for d in actions),
+                "refused_on_cost": sum(
+                    any("below the retrain cost" in r for r in d.reasons) for d in actions
+                ),
+            }
+        )
+    return {"seed": seed, "decisions": len(runs), "weighed": weighed, "variants": variants}
+
+
 def show(payload: dict[str, Any]) -> None:
     """Print the tables of ``payload``."""
     print(
@@ -331,6 +454,54 @@ def show(payload: dict[str, Any]) -> None:
             ],
         )
 
+    cost = payload.get("demo_cost_benefit")
+    if cost:
+        print(
+            f"\nCost-benefit over the demo stream (seed {cost['seed']}, {cost['decisions']} "
+            f"decisions; the {len(cost['weighed'])} where accuracy was known to have fallen):"
+        )
+        print_table(
+            [
+                "file",
+                "on",
+                "accuracy",
+                "reference",
+                "past",
+                "benefit",
+                "cost",
+                "decision",
+                "blocked by",
+                "retrain",
+                "recovered",
+            ],
+            [
+                [
+                    w["file"],
+                    w["kind"],
+                    f"{w['accuracy']:.1%} {w['measured'][:3]}."
+                    if w["accuracy"] is not None
+                    else "",
+                    f"{w['reference']:.1%}" if w["reference"] is not None else "",
+                    w["past_retrains"],
+                    f"{w['expected_benefit']:,.0f}",
+                    f"{w['retrain_cost']:,.0f}",
+                    w["action"],
+                    w["blocked_by"],
+                    w["retrain_outcome"],
+                    f"{w['recovered']:+.1%}" if w["recovered"] is not None else "",
+                ]
+                for w in cost["weighed"]
+            ],
+        )
+        print("\nThe same recorded evidence, decided again under other costs and values:")
+        print_table(
+            ["setting", "weighed", "retrain", "refused on cost"],
+            [
+                [v["variant"], v["weighed"], v["retrain"], v["refused_on_cost"]]
+                for v in cost["variants"]
+            ],
+        )
+
 
 def main() -> None:
     """Run the simulations, print the tables, write the JSON."""
@@ -339,17 +510,35 @@ def main() -> None:
     parser.add_argument("--rate", type=float, default=1000.0, help="requests per second")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--retrains", type=int, default=60, help="noise-triggered retrains")
+    parser.add_argument("--demo-seed", type=int, default=7, help="seed of the demo stream")
+    parser.add_argument(
+        "--parts",
+        default="rollouts,noise,cost",
+        help="comma-separated: rollouts, noise, cost (others are kept from the JSON)",
+    )
     parser.add_argument("--report", action="store_true", help="print the tables from the JSON")
     args = parser.parse_args()
+    stored = RESULTS / "decision_quality.json"
     if args.report:
-        show(json.loads((RESULTS / "decision_quality.json").read_text()))
+        show(json.loads(stored.read_text()))
         return
-    payload = {
-        "repeats": args.repeats,
-        "rate": args.rate,
-        "rollouts": rollouts(args.repeats, args.rate, args.seed),
-        "noise_retrains": noise_retrains(args.retrains, args.seed) if args.retrains else [],
-    }
+    parts = {p.strip() for p in args.parts.split(",") if p.strip()}
+    unknown = parts - {"rollouts", "noise", "cost"}
+    if unknown:
+        parser.error(f"unknown part(s) {', '.join(sorted(unknown))}: use rollouts, noise, cost")
+    payload: dict[str, Any] = json.loads(stored.read_text()) if stored.exists() else {}
+    if "rollouts" in parts:
+        payload.update(
+            repeats=args.repeats,
+            rate=args.rate,
+            rollouts=rollouts(args.repeats, args.rate, args.seed),
+        )
+    if "noise" in parts:
+        payload["noise_retrains"] = (
+            noise_retrains(args.retrains, args.seed) if args.retrains else []
+        )
+    if "cost" in parts:
+        payload["demo_cost_benefit"] = demo_cost_benefit(args.demo_seed)
     show(payload)
     print(f"\nwrote {write_results('decision_quality', payload)}")
 

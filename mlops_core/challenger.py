@@ -3,7 +3,10 @@
 * ``gather_training_data`` builds the training window from the reference and every processed
   labelled batch, holding out the newest labelled batch's gate rows (``mlops_core.holdout``:
   rows that no decision used) for the gates.
-* ``train_challenger`` fits the pipeline and logs it as a new registered version.
+* ``train_challenger`` fits the pipeline and logs it as a new registered version, with its
+  *reference holdout*: the newest rows that training held out and the gates never saw. The
+  performance estimator calibrates on them and "accuracy fell" compares to their accuracy, so the
+  rows that selected a model (its gate rows) never set the yardstick it is later held to.
 * ``gate_challenger`` runs every gate of ``mlops_core.evaluation`` against the champion.
 
 Each reads and writes the world through a ``DatasetPort`` and returns a typed value.
@@ -15,6 +18,8 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+import numpy as np
+import numpy.typing as npt
 import polars as pl
 
 from mlops_core.assessment import data_time, labelled
@@ -23,6 +28,7 @@ from mlops_core.evaluation import GateReport, evaluate_challenger
 from mlops_core.holdout import gate_rows
 from mlops_core.performance import predictions
 from mlops_core.ports import DatasetPort, ModelLog, TrainingInput
+from mlops_core.spec import DatasetSpec
 from mlops_core.tags import BATCH_SHA256, DATA_UNTIL, DECISION_RUN
 from mlops_core.training import train_model, training_window
 
@@ -36,6 +42,7 @@ class TrainingData:
     lineage: tuple[TrainingInput, ...]
     data_until: datetime | None
     sources: int = field(default=0)
+    newest_rows: int = field(default=0)  # the window's last rows that come from the newest batch
 
 
 @dataclass(frozen=True)
@@ -99,17 +106,46 @@ def gather_training_data(port: DatasetPort, *, first_model: bool = False) -> Tra
     held = gate_rows(newest, spec, settings.gate_holdout_fraction)
     gate_holdout, rest = newest.filter(held), newest.filter(~held)
     frames = [_columns(f, columns) for _, f in sources[:-1]] + [_columns(rest, columns)]
+    config = settings.training_config()
     if first_model:
         window = pl.concat(frames, how="vertical_relaxed")
+        newest_rows = window.height
     else:
-        window = training_window(frames, spec, settings.training_config())
+        # training_window keeps the newest rows last, all of them up to ``recent_rows``.
+        window = training_window(frames, spec, config)
+        newest_rows = min(rest.height, config.recent_rows, window.height)
     return TrainingData(
         window=window,
         gate_holdout=_columns(gate_holdout, columns),
         lineage=tuple(item for item, _ in sources),
         data_until=until,
         sources=len(sources),
+        newest_rows=newest_rows,
     )
+
+
+MIN_REFERENCE_ROWS = 200
+
+
+def reference_holdout(data: TrainingData, held_out: npt.NDArray[np.bool_]) -> pl.DataFrame:
+    """The rows a new model is measured against from now on: held out of training, never gated.
+
+    The newest batch's held-out rows, when there are at least ``MIN_REFERENCE_ROWS`` of them;
+    otherwise the newest ``MIN_REFERENCE_ROWS`` held-out rows of the window. Never the gate rows:
+    the model was selected on those, so its accuracy there is biased upwards (a winner's curse)
+    and an estimator calibrated there would expect too much of it.
+    """
+    rows = np.flatnonzero(held_out)
+    newest = rows[rows >= data.window.height - data.newest_rows]
+    chosen = newest if newest.size >= MIN_REFERENCE_ROWS else rows[-MIN_REFERENCE_ROWS:]
+    return data.window[chosen]
+
+
+def _accuracy(model: Any, frame: pl.DataFrame, spec: DatasetSpec) -> float:
+    if not frame.height:
+        return float("nan")
+    truth = frame[str(spec.target)].to_numpy()
+    return float((predictions(model, frame, spec)[0].astype(truth.dtype) == truth).mean())
 
 
 def _columns(frame: pl.DataFrame, columns: list[str]) -> pl.DataFrame:
@@ -127,13 +163,11 @@ def train_challenger(
     spec = port.spec
     config = port.settings.training_config()
     trained = train_model(data.window, spec, config)
-    # The model's own reference is the recent held-out rows it will be judged on, not the mixed
-    # window: the performance estimator calibrates on them and "accuracy fell" compares to them.
-    recent = labelled(data.gate_holdout, spec)
-    truth = recent[str(spec.target)].to_numpy()
-    recent_accuracy = float(
-        (predictions(trained.pipeline, recent, spec)[0].astype(truth.dtype) == truth).mean()
-    )
+    # The model's own reference: recent rows it did not train on and was not selected on (see
+    # reference_holdout), not the mixed window and not the gate rows.
+    recent = labelled(reference_holdout(data, trained.held_out), spec)
+    recent_accuracy = _accuracy(trained.pipeline, recent, spec)
+    gated = labelled(data.gate_holdout, spec)
     tags = {BATCH_SHA256: batch_sha256}
     if data.data_until is not None:
         tags[DATA_UNTIL] = data.data_until.isoformat()
@@ -143,6 +177,8 @@ def train_challenger(
         params={**config.model_dump(), "window_rows": data.window.height, "sources": data.sources},
         metrics={
             "holdout_accuracy": recent_accuracy,
+            "holdout_rows": recent.height,
+            "gate_holdout_accuracy": _accuracy(trained.pipeline, gated, spec),
             "window_holdout_accuracy": trained.holdout_accuracy,
             "training_seconds": trained.seconds,
             "train_rows": trained.train_rows,

@@ -5,8 +5,9 @@ the champion would be measured on exactly the rows where it looked bad -- a winn
 that favours any challenger. So every labelled row belongs, once and for all, to one part:
 
 * ``decide`` rows feed the decisions (observed accuracy, the rollback rule) and training;
-* ``gate`` rows (a ``gate_fraction`` share) are never decided on and never trained on: the gates
-  judge challengers on them.
+* ``gate`` rows (a ``gate_fraction`` share) are never decided on: the gates judge challengers on
+  the newest labelled batch's gate rows, which the challenger does not train on (once a newer
+  batch has arrived, older gate rows join the training window like any labelled row).
 
 The part is a function of the row alone -- the BLAKE2b hash of its id (``spec.id``), or of its
 values when the spec names no id -- so it is the same in every process, on every machine, for
@@ -50,7 +51,7 @@ def position(frame: pl.DataFrame, spec: DatasetSpec) -> npt.NDArray[np.float64]:
 
 
 def gate_rows(frame: pl.DataFrame, spec: DatasetSpec, gate_fraction: float) -> pl.Series:
-    """True for the rows kept for the gates (never decided on, never trained on)."""
+    """True for the rows kept for the gates (never decided on)."""
     return pl.Series("gate", position(frame, spec) < gate_fraction)
 
 

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+import numpy.typing as npt
 import polars as pl
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -95,6 +96,7 @@ class TrainedModel:
     holdout: pl.DataFrame
     holdout_accuracy: float
     seconds: float
+    held_out: npt.NDArray[np.bool_]  # one per row of ``frame``: True where not trained on
 
 
 def train_model(
@@ -103,7 +105,8 @@ def train_model(
     """Fit the pipeline on ``frame`` less a seeded holdout, and measure it on that holdout."""
     config = config or TrainingConfig()
     target = _target(spec)
-    labelled = frame.filter(pl.col(target).is_not_null())
+    has_label = frame[target].is_not_null().to_numpy()
+    labelled = frame.filter(pl.Series(has_label))
     if labelled.height < 20 or labelled[target].n_unique() < 2:
         raise MlopsError(
             f"cannot train on {labelled.height} labelled rows with "
@@ -120,7 +123,9 @@ def train_model(
     accuracy = (
         float((predicted == holdout[target].to_numpy()).mean()) if holdout.height else float("nan")
     )
-    return TrainedModel(pipeline, train.height, holdout, accuracy, seconds)
+    held_out = np.zeros(frame.height, dtype=np.bool_)
+    held_out[np.flatnonzero(has_label)[in_holdout]] = True
+    return TrainedModel(pipeline, train.height, holdout, accuracy, seconds, held_out)
 
 
 def _target(spec: DatasetSpec) -> str:
