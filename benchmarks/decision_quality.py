@@ -320,8 +320,9 @@ def _blocker(reasons: str) -> str:
     return " + ".join(kinds)
 
 
-def demo_cost_benefit(seed: int) -> dict[str, Any]:
-    """Run ``mlops demo`` in a temporary home; every decision that weighed a retrain, read back."""
+def demo_cost_benefit(seed: int, home: Path | None = None) -> dict[str, Any]:
+    """Run ``mlops demo`` in a temporary home (or read the one a run left in ``home``); every
+    decision that weighed a retrain, read back."""
     from mlflow import MlflowClient
 
     from mlops_core.adapters.landing import LandingZone
@@ -329,30 +330,40 @@ def demo_cost_benefit(seed: int) -> dict[str, Any]:
     from mlops_core.settings import Settings
     from mlops_core.tags import (
         BATCH_SHA256,
-        BATCHES,
         CONTEXT,
         DECISION,
+        DECISION_KEY,
         REASONS,
         RETRAIN,
         RETRAIN_REASON,
         RUN_TYPE,
     )
 
-    home = Path(tempfile.mkdtemp(prefix="mlops-bench-demo-"))
-    env = {**os.environ, "MLOPS_HOME": str(home)}
-    env.pop("MLOPS_TRACKING_URI", None)
-    mlops = Path(sys.executable).parent / "mlops"
-    print(f"  running `mlops demo --seed {seed}` in {home} (a few minutes)", flush=True)
-    began = time.monotonic()
-    done = subprocess.run(
-        [str(mlops), "demo", "--seed", str(seed)], env=env, capture_output=True, text=True
-    )
-    if done.returncode != 0:
-        raise SystemExit(f"mlops demo failed:\n{done.stdout[-3000:]}\n{done.stderr[-3000:]}")
-    print(f"  demo finished in {time.monotonic() - began:.0f} s", flush=True)
+    if home is None:
+        home = Path(tempfile.mkdtemp(prefix="mlops-bench-demo-"))
+        env = {**os.environ, "MLOPS_HOME": str(home)}
+        env.pop("MLOPS_TRACKING_URI", None)
+        mlops = Path(sys.executable).parent / "mlops"
+        print(f"  running `mlops demo --seed {seed}` in {home} (a few minutes)", flush=True)
+        began = time.monotonic()
+        done = subprocess.run(
+            [str(mlops), "demo", "--seed", str(seed)], env=env, capture_output=True, text=True
+        )
+        if done.returncode != 0:
+            raise SystemExit(f"mlops demo failed:\n{done.stdout[-3000:]}\n{done.stderr[-3000:]}")
+        (home / "demo-output.txt").write_text(done.stdout, encoding="utf-8")
+        print(
+            f"  demo finished in {time.monotonic() - began:.0f} s (its output: "
+            f"{home / 'demo-output.txt'})",
+            flush=True,
+        )
 
     settings = Settings(home=home / "demo", gx_dir=home / "demo" / "great_expectations")
-    names = {e.sha256: e.file_name for e in LandingZone(settings).entries("credit")}
+    names = {
+        e.sha256: e.original_name
+        for kind in ("batch", "labels")
+        for e in LandingZone(settings, kind).entries()
+    }
     client = MlflowClient(tracking_uri=settings.tracking_uri)
     experiment = client.get_experiment_by_name("credit")
     runs = client.search_runs(
@@ -370,10 +381,10 @@ def demo_cost_benefit(seed: int) -> dict[str, Any]:
         path = client.download_artifacts(run.info.run_id, "assessment.json", tempfile.mkdtemp())
         evidence = Evidence.model_validate(json.loads(Path(path).read_text())["evidence"])
         evidences.append(evidence)
-        kind = tags.get(CONTEXT, "batch")
+        kind = tags.get(DECISION_KEY, "batch:").split(":")[0]
+        if CONTEXT in tags:
+            kind = "drift review"
         sha = tags.get(BATCH_SHA256, "")
-        if kind == "labels" and tags.get(BATCHES):
-            sha = tags[BATCHES].split(",")[0]
         seen = evidence.observed_accuracy
         weighed.append(
             {
@@ -516,6 +527,9 @@ def main() -> None:
         default="rollouts,noise,cost",
         help="comma-separated: rollouts, noise, cost (others are kept from the JSON)",
     )
+    parser.add_argument(
+        "--demo-home", type=Path, help="read the decisions of a demo already run in this MLOPS_HOME"
+    )
     parser.add_argument("--report", action="store_true", help="print the tables from the JSON")
     args = parser.parse_args()
     stored = RESULTS / "decision_quality.json"
@@ -538,7 +552,7 @@ def main() -> None:
             noise_retrains(args.retrains, args.seed) if args.retrains else []
         )
     if "cost" in parts:
-        payload["demo_cost_benefit"] = demo_cost_benefit(args.demo_seed)
+        payload["demo_cost_benefit"] = demo_cost_benefit(args.demo_seed, args.demo_home)
     show(payload)
     print(f"\nwrote {write_results('decision_quality', payload)}")
 

@@ -17,6 +17,7 @@ from mlops_core.outcomes import BatchJudgement, BatchOutcome, RetrainOutcome
 from mlops_core.policy import Action, Decision
 from mlops_core.settings import Settings
 from tasks.decision import (
+    alert_if_stuck,
     assess_batch,
     decide_batch,
     plot_batch_drift,
@@ -120,6 +121,7 @@ def _judge(ctx: DatasetContext, sha256: str, claimed: LedgerEntry) -> BatchJudge
     decision_run = record_batch_decision(
         ctx, sha256, decision, assessment, validation, drift, plots
     )
+    alert_if_stuck(ctx, sha256, assessment)
     failpoint("batch-decided")
     emit(
         events.DECISION_MADE,

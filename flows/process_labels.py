@@ -19,7 +19,7 @@ from mlops_core.errors import MlopsError
 from mlops_core.outcomes import BatchOutcome, RecordedDecision
 from mlops_core.settings import Settings
 from mlops_core.tags import LABELS_FOR
-from tasks.decision import assess_frame, decide_batch, record_batch_decision
+from tasks.decision import alert_if_stuck, assess_frame, decide_batch, record_batch_decision
 from tasks.events import emit
 from tasks.labels import labelled_rows, read_label_file
 from tasks.landing import (
@@ -90,6 +90,7 @@ def _judge_labels(ctx: DatasetContext, sha256: str, claimed: LedgerEntry) -> Bat
             extra_tags={LABELS_FOR: ",".join(b[:12] for b in batches)},
             kind="labels",
         )
+        alert_if_stuck(ctx, sha256, assessment)
         recorded = RecordedDecision(decision, run_id)
         _announce_decision(ctx, sha256, recorded, batches)
     decision_json = recorded.decision.to_dict() if recorded else None

@@ -116,7 +116,7 @@ def _train_and_judge(
     )
     if delivery is Delivery.refuse:
         return RetrainOutcome(
-            RetrainStatus.refused, gate_summary(report), champion_after=before, **judged
+            RetrainStatus.refused, gate_summary(report, data), champion_after=before, **judged
         )
     if delivery is Delivery.rollout:
         progress.enter("rolling out", 90)

@@ -121,6 +121,20 @@ def batch_line(row: Row, *, labels: bool = False) -> str:
     )
 
 
+def change_line(evidence: dict[str, Any]) -> str:
+    """Where the champion's accuracy changed, when the decision located a significant change."""
+    p_value = evidence.get("change_p_value")
+    if p_value is None or p_value > 0.05:
+        return ""
+    low, high = evidence.get("change_interval") or ("?", "?")
+    return (
+        f"    [dim]accuracy changed {_percent(evidence.get('accuracy_before_change'))} -> "
+        f"{_percent(evidence.get('accuracy_after_change'))} at {evidence.get('change_at')} "
+        f"(95% interval {low} to {high}, p = {p_value:.3f}; "
+        f"{evidence.get('labelled_rows_since_change') or 0:,} labelled rows since)[/dim]"
+    )
+
+
 def summary_table(rows: list[Row]) -> Table:
     """The summary: one line per batch, from validation to the champion after it."""
     table = Table(title="Summary", title_justify="left")

@@ -15,7 +15,7 @@ import polars as pl
 from rich.console import Console
 
 from mlops_cli.demo_live import Outcomes, Traffic, wait_for
-from mlops_cli.demo_report import Row, batch_line
+from mlops_cli.demo_report import Row, batch_line, change_line
 from mlops_core.adapters.landing import LandingZone
 from mlops_core.errors import UnusableInputError
 from mlops_core.settings import Settings
@@ -142,3 +142,6 @@ class WeeklyStream:
         row.champion = self.outcomes.champion()
         row.labels_seconds = time.perf_counter() - began
         self.console.print(batch_line(row, labels=True), highlight=False, soft_wrap=True)
+        change = change_line(evidence)
+        if change:
+            self.console.print(change, highlight=False, soft_wrap=True)

@@ -18,8 +18,9 @@ from typing import Any
 import numpy as np
 import polars as pl
 
+from mlops_core.change import locate_change, rows_since
 from mlops_core.drift import DriftReport
-from mlops_core.holdout import decision_rows
+from mlops_core.holdout import decision_rows, labelled
 from mlops_core.performance import (
     PerformanceEstimate,
     PerformanceReport,
@@ -72,13 +73,6 @@ class Assessment:
             "estimate": self.estimate.model_dump(mode="json") if self.estimate else None,
             "notes": list(self.notes),
         }
-
-
-def labelled(frame: pl.DataFrame, spec: DatasetSpec) -> pl.DataFrame:
-    """The rows of ``frame`` that carry a label (none when the label column is absent)."""
-    if spec.target is None or spec.target not in frame.columns:
-        return frame.head(0)
-    return frame.filter(pl.col(spec.target).is_not_null())
 
 
 def data_time(frame: pl.DataFrame, spec: DatasetSpec) -> datetime | None:
@@ -158,6 +152,21 @@ def assess(
         )
         versus_previous = _against_previous(port, champion, deciding)
 
+    # Where the accuracy changed, when it is known to have fallen: the policy waits for enough
+    # rows of a new concept, and the training window may start there (mlops_core.change).
+    change_fields: dict[str, Any] = {}
+    if performance is not None and performance.degraded:
+        change = locate_change(port, champion, frame, exclude=exclude)
+        if change is not None:
+            change_fields = change.evidence_fields()
+    # A champion that learnt a new concept from few rows: how many rows of it exist now.
+    trained = champion.trained
+    if trained is not None and trained.concept_since is not None and rows.height:
+        change_fields.update(
+            champion_concept_since=trained.concept_since.isoformat(timespec="minutes"),
+            champion_concept_rows=trained.concept_rows,
+            concept_rows_now=rows_since(port, trained.concept_since, frame, exclude=exclude),
+        )
     since, labelled_since = _since_last_training(
         port, port.last_training(), frame, rows.height, now=now, exclude=set(exclude)
     )
@@ -175,6 +184,7 @@ def assess(
         past_recoveries=port.past_recoveries(),
         champion_minus_previous=versus_previous[0],
         champion_minus_previous_ci_high=versus_previous[1],
+        **change_fields,
     )
     return Assessment(evidence, champion.version.version, performance, estimate)
 

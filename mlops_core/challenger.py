@@ -22,15 +22,17 @@ import numpy as np
 import numpy.typing as npt
 import polars as pl
 
-from mlops_core.assessment import data_time, labelled
+from mlops_core.assessment import data_time
+from mlops_core.change import ChangeEstimate, locate_change, rows_since
 from mlops_core.errors import MlopsError
 from mlops_core.evaluation import GateReport, evaluate_challenger
-from mlops_core.holdout import gate_rows
+from mlops_core.holdout import gate_rows, labelled, position
 from mlops_core.performance import predictions
 from mlops_core.ports import DatasetPort, ModelLog, TrainingInput
 from mlops_core.spec import DatasetSpec
-from mlops_core.tags import BATCH_SHA256, DATA_UNTIL, DECISION_RUN
-from mlops_core.training import train_model, training_window
+from mlops_core.tags import BATCH_SHA256, CONCEPT_SINCE, DATA_UNTIL, DECISION_RUN, WINDOW
+from mlops_core.training import train_model
+from mlops_core.windows import DEFAULT_WINDOW, Window, candidate_windows
 
 
 @dataclass(frozen=True)
@@ -43,6 +45,13 @@ class TrainingData:
     data_until: datetime | None
     sources: int = field(default=0)
     newest_rows: int = field(default=0)  # the window's last rows that come from the newest batch
+    # Candidate windows (mlops_core.windows): ``candidates`` leave the validation rows out and
+    # are scored on them; ``finals`` are the same recipes with those rows in, one is refit.
+    candidates: tuple[Window, ...] = field(default=(), compare=False)
+    finals: tuple[Window, ...] = field(default=(), compare=False)
+    validation: pl.DataFrame | None = field(default=None, compare=False)
+    change: ChangeEstimate | None = None
+    concept_since: datetime | None = None  # where the current concept began, when known
 
 
 @dataclass(frozen=True)
@@ -55,6 +64,9 @@ class Challenger:
     holdout_accuracy: float
     train_rows: int
     seconds: float
+    window: pl.DataFrame | None = field(default=None, compare=False)  # what it was trained on
+    window_name: str = DEFAULT_WINDOW
+    scores: dict[str, float] = field(default_factory=dict)  # candidate -> validation accuracy
 
 
 def _labelled_sources(
@@ -107,38 +119,111 @@ def gather_training_data(port: DatasetPort, *, first_model: bool = False) -> Tra
     gate_holdout, rest = newest.filter(held), newest.filter(~held)
     frames = [_columns(f, columns) for _, f in sources[:-1]] + [_columns(rest, columns)]
     config = settings.training_config()
+    common: dict[str, Any] = {
+        "gate_holdout": _columns(gate_holdout, columns),
+        "lineage": tuple(item for item, _ in sources),
+        "data_until": until,
+        "sources": len(sources),
+    }
     if first_model:
         window = pl.concat(frames, how="vertical_relaxed")
-        newest_rows = window.height
-    else:
-        # training_window keeps the newest rows last, all of them up to ``recent_rows``.
-        window = training_window(frames, spec, config)
-        newest_rows = min(rest.height, config.recent_rows, window.height)
-    return TrainingData(
-        window=window,
-        gate_holdout=_columns(gate_holdout, columns),
-        lineage=tuple(item for item, _ in sources),
-        data_until=until,
-        sources=len(sources),
-        newest_rows=newest_rows,
+        return TrainingData(window=window, newest_rows=window.height, **common)
+    # Validation rows: a further hash band of the newest batch, in no candidate window, scored
+    # on to choose one; then the chosen recipe is refit with them in.
+    band = position(rest, spec)
+    lower = settings.gate_holdout_fraction
+    in_validation = pl.Series(
+        (band >= lower) & (band < lower + settings.window_validation_fraction)
     )
+    validation, pool = rest.filter(in_validation), rest.filter(~in_validation)
+    older = frames[:-1]
+    champion = port.champion()
+    change = locate_change(port, champion) if champion is not None else None
+    since = change.since if change is not None and change.is_drop else None
+    if since is None and champion is not None and champion.trained is not None:
+        since = champion.trained.concept_since  # the concept the champion learnt goes on
+    finals = candidate_windows(frames, spec, config, since=since)
+    candidates: list[Window] = []
+    if settings.window_selection and validation.height >= MIN_VALIDATION_ROWS and pool.height:
+        candidates = candidate_windows([*older, _columns(pool, columns)], spec, config, since=since)
+    default = finals[0]
+    return TrainingData(
+        window=default.frame,
+        newest_rows=default.newest_rows,
+        candidates=tuple(candidates),
+        finals=tuple(finals),
+        validation=_columns(validation, columns),
+        change=change,
+        concept_since=since,
+        **common,
+    )
+
+
+MIN_VALIDATION_ROWS = 100
 
 
 MIN_REFERENCE_ROWS = 200
 
 
-def reference_holdout(data: TrainingData, held_out: npt.NDArray[np.bool_]) -> pl.DataFrame:
+def reference_holdout(
+    window: pl.DataFrame,
+    newest_rows: int,
+    held_out: npt.NDArray[np.bool_],
+    avoid: npt.NDArray[np.bool_] | None = None,
+) -> pl.DataFrame:
     """The rows a new model is measured against from now on: held out of training, never gated.
 
-    The newest batch's held-out rows, when there are at least ``MIN_REFERENCE_ROWS`` of them;
-    otherwise the newest ``MIN_REFERENCE_ROWS`` held-out rows of the window. Never the gate rows:
-    the model was selected on those, so its accuracy there is biased upwards (a winner's curse)
-    and an estimator calibrated there would expect too much of it.
+    The newest batch's held-out rows (its last ``newest_rows``), those not in ``avoid`` (the
+    validation rows that chose its window) first; at least ``MIN_REFERENCE_ROWS``, reaching back
+    to older held-out rows only when the newest are too few. Never the gate rows: the model was
+    selected on those, so its accuracy there is biased upwards (a winner's curse) and an
+    estimator calibrated there would expect too much of it.
     """
     rows = np.flatnonzero(held_out)
-    newest = rows[rows >= data.window.height - data.newest_rows]
-    chosen = newest if newest.size >= MIN_REFERENCE_ROWS else rows[-MIN_REFERENCE_ROWS:]
-    return data.window[chosen]
+    recent = rows >= window.height - newest_rows
+    avoided = avoid[rows] if avoid is not None else np.zeros(rows.size, dtype=np.bool_)
+    chosen = rows[recent & ~avoided]
+    for extra in (rows[recent & avoided], rows[~recent]):
+        if chosen.size >= MIN_REFERENCE_ROWS:
+            break
+        chosen = np.concatenate([chosen, extra[::-1][: MIN_REFERENCE_ROWS - chosen.size]])
+    return window[np.sort(chosen)]
+
+
+def _validation_band(
+    window: pl.DataFrame, newest_rows: int, port: DatasetPort
+) -> npt.NDArray[np.bool_]:
+    """True for the window's newest-batch rows in the validation band."""
+    settings = port.settings
+    band = np.zeros(window.height, dtype=np.bool_)
+    if newest_rows:
+        where = position(window.tail(newest_rows), port.spec)
+        lower = settings.gate_holdout_fraction
+        band[window.height - newest_rows :] = (where >= lower) & (
+            where < lower + settings.window_validation_fraction
+        )
+    return band
+
+
+def choose_window(port: DatasetPort, data: TrainingData) -> tuple[Window, dict[str, float]]:
+    """The candidate window with the best accuracy on the validation rows (the default on a tie),
+    refit-ready (its recipe over every training row), and every candidate's score."""
+    spec, config = port.spec, port.settings.training_config()
+    finals = {w.name: w for w in data.finals}
+    if not data.candidates or data.validation is None or len(data.candidates) < 2:
+        default = (
+            data.finals[0] if data.finals else Window(DEFAULT_WINDOW, data.window, data.newest_rows)
+        )
+        return default, {}
+    scored = labelled(data.validation, spec)
+    scores: dict[str, float] = {}
+    for candidate in data.candidates:
+        if candidate.name not in finals:
+            continue
+        fitted = train_model(candidate.frame, spec, config, weights=candidate.weights)
+        scores[candidate.name] = _accuracy(fitted.pipeline, scored, spec)
+    best = max(scores, key=lambda name: (scores[name], name == DEFAULT_WINDOW))
+    return finals[best], scores
 
 
 def _accuracy(model: Any, frame: pl.DataFrame, spec: DatasetSpec) -> float:
@@ -162,10 +247,14 @@ def train_challenger(
     """Fit the pipeline on the window and log it in a ``train`` run, registered as a new version."""
     spec = port.spec
     config = port.settings.training_config()
-    trained = train_model(data.window, spec, config)
+    window, scores = choose_window(port, data)
+    trained = train_model(window.frame, spec, config, weights=window.weights)
     # The model's own reference: recent rows it did not train on and was not selected on (see
     # reference_holdout), not the mixed window and not the gate rows.
-    recent = labelled(reference_holdout(data, trained.held_out), spec)
+    avoid = _validation_band(window.frame, window.newest_rows, port) if scores else None
+    recent = labelled(
+        reference_holdout(window.frame, window.newest_rows, trained.held_out, avoid), spec
+    )
     recent_accuracy = _accuracy(trained.pipeline, recent, spec)
     gated = labelled(data.gate_holdout, spec)
     tags = {BATCH_SHA256: batch_sha256}
@@ -173,8 +262,21 @@ def train_challenger(
         tags[DATA_UNTIL] = data.data_until.isoformat()
     if parent_run_id:
         tags[DECISION_RUN] = parent_run_id
+    tags[WINDOW] = window.name
+    concept: dict[str, float] = {}
+    if data.concept_since is not None:
+        tags[CONCEPT_SINCE] = data.concept_since.isoformat()
+        concept["concept_rows"] = float(rows_since(port, data.concept_since))
+    params: dict[str, Any] = {
+        **config.model_dump(),
+        "window": window.name,
+        "window_rows": window.frame.height,
+        "sources": data.sources,
+    }
+    if data.change is not None:
+        params["change"] = data.change.summary()
     log = ModelLog(
-        params={**config.model_dump(), "window_rows": data.window.height, "sources": data.sources},
+        params=params,
         metrics={
             "holdout_accuracy": recent_accuracy,
             "holdout_rows": recent.height,
@@ -182,13 +284,20 @@ def train_challenger(
             "window_holdout_accuracy": trained.holdout_accuracy,
             "training_seconds": trained.seconds,
             "train_rows": trained.train_rows,
+            **{f"window_score.{_slug(name)}": score for name, score in scores.items()},
+            **concept,
+            **(
+                {"validation_rows": float(labelled(data.validation, spec).height)}
+                if scores and data.validation is not None
+                else {}
+            ),
         },
         tags=tags,
         holdout=recent,
         lineage=data.lineage,
         parent_run_id=parent_run_id,
     )
-    registered = port.log_model(trained.pipeline, data.window, log)
+    registered = port.log_model(trained.pipeline, window.frame, log)
     return Challenger(
         registered.version,
         registered.run_id,
@@ -196,15 +305,21 @@ def train_challenger(
         recent_accuracy,
         trained.train_rows,
         trained.seconds,
+        window=window.frame,
+        window_name=window.name,
+        scores=scores,
     )
+
+
+def _slug(name: str) -> str:
+    return name.replace(" ", "_").replace("+", "_and_")
 
 
 def gate_challenger(port: DatasetPort, challenger: Challenger, data: TrainingData) -> GateReport:
     """Every gate of ``evaluation`` on the held-out recent rows, against the current champion."""
     champion = port.champion()
-    window_report = port.validate_frame(
-        data.window, source=f"training window of v{challenger.version}"
-    )
+    window = challenger.window if challenger.window is not None else data.window
+    window_report = port.validate_frame(window, source=f"training window of v{challenger.version}")
     return evaluate_challenger(
         challenger.model,
         champion.model if champion is not None else None,
@@ -215,7 +330,7 @@ def gate_challenger(port: DatasetPort, challenger: Challenger, data: TrainingDat
     )
 
 
-def gate_summary(report: GateReport) -> str:
+def gate_summary(report: GateReport, data: TrainingData | None = None) -> str:
     """One line: passed, or which gates failed with what was observed."""
     if report.passed:
         return (
@@ -227,7 +342,36 @@ def gate_summary(report: GateReport) -> str:
             )
             + f" on {report.rows:,} held-out recent rows)"
         )
-    return "gates failed: " + "; ".join(f"{g.name} ({g.observed})" for g in report.failed)
+    failed = "gates failed: " + "; ".join(f"{g.name} ({g.observed})" for g in report.failed)
+    return f"refused: {refusal_in_words(report, data)} -- {failed}"
+
+
+def refusal_in_words(report: GateReport, data: TrainingData | None = None) -> str:
+    """Why the gates refused, as a person would say it."""
+    said = []
+    for gate in report.failed:
+        if gate.name == "primary":
+            said.append(
+                f"no better than the champion on the {report.rows:,} recent rows it was judged "
+                f"on ({gate.observed})"
+            )
+        elif gate.name.startswith("slice:"):
+            said.append(f"worse than the champion where {gate.name[6:]} ({gate.observed})")
+        elif gate.name == "floor":
+            said.append(f"below the accuracy floor ({gate.observed})")
+        elif gate.name == "latency_p95_ms":
+            said.append(f"too slow ({gate.observed})")
+        elif gate.name == "training_data_valid":
+            said.append("its training window failed the expectation suite")
+        else:
+            said.append(f"worse {gate.name.replace('_', ' ')} ({gate.observed})")
+    change = data.change if data is not None else None
+    if change is not None and change.is_drop:
+        said.append(
+            f"the new concept (accuracy fell at {change.at}) had {change.labelled_rows_since:,} "
+            "labelled rows to learn from"
+        )
+    return "; ".join(said) or "a gate failed"
 
 
 def retrain_limit_name(dataset: str) -> str:

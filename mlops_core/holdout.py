@@ -50,6 +50,13 @@ def position(frame: pl.DataFrame, spec: DatasetSpec) -> npt.NDArray[np.float64]:
     return out
 
 
+def labelled(frame: pl.DataFrame, spec: DatasetSpec) -> pl.DataFrame:
+    """The rows of ``frame`` that carry a label (none when the label column is absent)."""
+    if spec.target is None or spec.target not in frame.columns:
+        return frame.head(0)
+    return frame.filter(pl.col(spec.target).is_not_null())
+
+
 def gate_rows(frame: pl.DataFrame, spec: DatasetSpec, gate_fraction: float) -> pl.Series:
     """True for the rows kept for the gates (never decided on)."""
     return pl.Series("gate", position(frame, spec) < gate_fraction)

@@ -13,7 +13,15 @@ flow branches on. The rules, in order (the first that applies wins):
    (``PerformanceReport.degraded``), or estimated without labels and *confidently* so (the whole
    estimate interval lies below the reference minus the threshold) -- then ``retrain``, unless the
    cooldown since the last retrain has not passed, too few labelled rows are available to train
-   on, or the expected benefit does not cover the retrain cost; in those cases ``watch``.
+   on, the accuracy fell at a change point (``mlops_core.change``) with fewer than
+   ``min_rows_since_change`` labelled rows since it (a window of the new concept could not win
+   yet: the next labels re-decide), or the expected benefit does not cover the retrain cost; in
+   those cases ``watch``.
+   3b. The champion learnt a new concept (its window began at a change point) from few rows,
+   and ``concept_refresh_factor`` times as many labelled rows of that concept exist now (while
+   the champion learnt from fewer than ``concept_refresh_until_rows``): ``retrain``, unless in
+   cooldown or short of labelled rows (then ``watch``). The gates still decide: a refreshed model
+   that is not better is refused. No cost-benefit applies here, as no loss has been measured.
 4. Drift that does not hurt (estimated) performance: ``watch``.
 5. Otherwise: ``none``.
 
@@ -56,6 +64,10 @@ class PolicyConfig(BaseModel):
     retrain_accuracy_drop: float = Field(default=0.05, gt=0, lt=1)
     cooldown: timedelta = Field(default=timedelta(hours=24))
     min_labelled_rows: int = Field(default=1_000, ge=0)
+    min_rows_since_change: int = Field(default=1_000, ge=0)
+    concept_refresh_factor: float = Field(default=2.0, gt=1)
+    concept_refresh_until_rows: int = Field(default=8_000, ge=0)
+    change_alpha: float = Field(default=0.05, gt=0, lt=1)
     predictions_per_day: float = Field(default=10_000, ge=0)
     benefit_horizon_days: float = Field(default=30, ge=0)
     value_per_correct_prediction: float = Field(default=0.05, ge=0)
@@ -87,6 +99,17 @@ class Evidence(BaseModel):
     median_training_seconds: float | None = None
     # Shares of the drop that this dataset's past retrains recovered, newest first.
     past_recoveries: tuple[float, ...] = ()
+    # Where the champion's accuracy changed in its labelled history (mlops_core.change).
+    change_p_value: float | None = None
+    change_at: str | None = None
+    change_interval: tuple[str, str] | None = None
+    accuracy_before_change: float | None = None
+    accuracy_after_change: float | None = None
+    labelled_rows_since_change: int | None = None
+    # The concept the champion learnt (from a change point on), and how many rows of it exist now.
+    champion_concept_since: str | None = None
+    champion_concept_rows: int | None = None
+    concept_rows_now: int | None = None
 
 
 class Decision(BaseModel):
@@ -117,6 +140,7 @@ def decide(evidence: Evidence, config: PolicyConfig | None = None) -> Decision:
         _failed_validation_is_never_acted_on,
         _worse_champion_rolls_back,
         _lost_accuracy_retrains_unless_blocked,
+        _thinly_learnt_concept_is_refreshed,
         _harmless_drift_is_watched,
     )
     for rule in rules:
@@ -190,6 +214,38 @@ def _lost_accuracy_retrains_unless_blocked(
         expected_benefit=benefit,
         retrain_cost=cost,
     )
+
+
+def _thinly_learnt_concept_is_refreshed(
+    evidence: Evidence, config: PolicyConfig
+) -> Decision | None:
+    """Rule 3b: ``retrain`` a champion that learnt a new concept from few rows, once
+    ``concept_refresh_factor`` times as many exist (up to ``concept_refresh_until_rows``)."""
+    learnt, now = evidence.champion_concept_rows, evidence.concept_rows_now
+    if (
+        learnt is None
+        or now is None
+        or learnt >= config.concept_refresh_until_rows
+        or now < config.concept_refresh_factor * max(learnt, 1)
+    ):
+        return None
+    reason = (
+        f"the champion learnt the concept that began at {evidence.champion_concept_since} from "
+        f"{learnt:,} labelled rows; {now:,} exist now: a model trained on them may be better "
+        "(the gates decide)"
+    )
+    blockers = [
+        b
+        for b in _retrain_blockers(evidence, config, benefit=1.0, cost=0.0, share=1.0)
+        if not b.startswith("expected benefit")
+    ]
+    if blockers:
+        return Decision(
+            action=Action.watch,
+            reasons=(reason, *(f"not retraining: {b}" for b in blockers)),
+            evidence=evidence,
+        )
+    return Decision(action=Action.retrain, reasons=(reason,), evidence=evidence)
 
 
 def _harmless_drift_is_watched(evidence: Evidence, config: PolicyConfig) -> Decision | None:
@@ -289,12 +345,37 @@ def _retrain_blockers(
             f"only {evidence.labelled_rows:,} labelled rows since the last training "
             f"(need {config.min_labelled_rows:,})"
         )
+    thin = _too_few_rows_since_change(evidence, config)
+    if thin:
+        blockers.append(thin)
     if benefit < cost:
         blockers.append(
             f"expected benefit {_money(benefit)} ({_recovery(evidence, share)}) is below the "
             f"retrain cost {_money(cost)} (fixed {_money(config.fixed_cost_per_retrain)})"
         )
     return blockers
+
+
+def _too_few_rows_since_change(evidence: Evidence, config: PolicyConfig) -> str | None:
+    """Accuracy fell at a change point and too few labelled rows of the new regime exist yet."""
+    before, after = evidence.accuracy_before_change, evidence.accuracy_after_change
+    since = evidence.labelled_rows_since_change
+    if (
+        evidence.change_p_value is None
+        or evidence.change_p_value > config.change_alpha
+        or before is None
+        or after is None
+        or after >= before
+        or since is None
+        or since >= config.min_rows_since_change
+    ):
+        return None
+    return (
+        f"concept change at {evidence.change_at} (accuracy {before:.1%} -> {after:.1%}, "
+        f"p = {evidence.change_p_value:.3f}); {since:,} labelled rows since, "
+        f"{config.min_rows_since_change:,} needed to train and gate on the new concept "
+        "(the next labels decide again)"
+    )
 
 
 def _hours(delta: timedelta) -> str:

@@ -41,6 +41,17 @@ class RegisteredVersion:
 
 
 @dataclass(frozen=True)
+class TrainingRecord:
+    """When a finished training run started, and the newest event time it trained on."""
+
+    started_at: datetime
+    data_until: datetime | None
+    # Where the concept it learnt began (a change point), and how many rows of it it trained on.
+    concept_since: datetime | None = None
+    concept_rows: int | None = None
+
+
+@dataclass(frozen=True)
 class LoadedModel:
     """A registered version loaded for judging: the model, its holdout, its fitted estimator."""
 
@@ -48,14 +59,7 @@ class LoadedModel:
     model: Any
     holdout: pl.DataFrame
     estimator: PerformanceEstimator
-
-
-@dataclass(frozen=True)
-class TrainingRecord:
-    """When the newest finished training run started, and the newest event time it trained on."""
-
-    started_at: datetime
-    data_until: datetime | None
+    trained: TrainingRecord | None = None  # the training run that made it
 
 
 @dataclass(frozen=True)

@@ -106,6 +106,17 @@ class Settings(BaseSettings):
     min_labelled_rows: int = Field(
         default=1_000, ge=0, description="Fewest labelled rows since the last training to retrain."
     )
+    alert_after_degraded_batches: int = Field(
+        default=2,
+        ge=1,
+        description="Alert when the champion stays below the retrain line for more labelled "
+        "batches in a row than this.",
+    )
+    min_rows_since_change: int = Field(
+        default=1_000,
+        ge=0,
+        description="Fewest labelled rows since a change point in accuracy to retrain on it.",
+    )
     predictions_per_day: float = Field(
         default=10_000, ge=0, description="Traffic, for the expected benefit of a retrain."
     )
@@ -149,6 +160,19 @@ class Settings(BaseSettings):
         gt=0,
         lt=1,
         description="Share of the newest labelled batch held out for the gates.",
+    )
+
+    window_selection: bool = Field(
+        default=True,
+        description="Choose the training window among candidates (since the change point, newest, "
+        "recency-weighted, recent+older) on validation rows; false: recent+older only.",
+    )
+    window_validation_fraction: float = Field(
+        default=0.2,
+        gt=0,
+        lt=1,
+        description="Share of the newest labelled batch that chooses among candidate training "
+        "windows (never gated; the chosen window is then refit with it).",
     )
 
     # Evaluation gates (see mlops_core/evaluation.py).
@@ -309,6 +333,7 @@ class Settings(BaseSettings):
             retrain_accuracy_drop=self.retrain_accuracy_drop,
             cooldown=timedelta(hours=self.retrain_cooldown_hours),
             min_labelled_rows=self.min_labelled_rows,
+            min_rows_since_change=self.min_rows_since_change,
             predictions_per_day=self.predictions_per_day,
             benefit_horizon_days=self.benefit_horizon_days,
             value_per_correct_prediction=self.value_per_correct_prediction,

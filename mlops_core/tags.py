@@ -38,6 +38,8 @@ GATE_RUN = "mlops.gate_run_id"
 GATES = "mlops.gates"  # passed / failed
 TRAINING_BATCHES = "mlops.training_batches"
 DATA_UNTIL = "mlops.data_until"  # the newest event time in a model's training data
+WINDOW = "mlops.window"  # the training window chosen (mlops_core.windows)
+CONCEPT_SINCE = "mlops.concept_since"  # where the concept a model learnt began (a change point)
 
 # The rollout state, as tags on the registered model (every server replica converges on it);
 # a rollout run carries the step and mode under the same names, and its verdict.

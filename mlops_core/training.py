@@ -100,9 +100,16 @@ class TrainedModel:
 
 
 def train_model(
-    frame: pl.DataFrame, spec: DatasetSpec, config: TrainingConfig | None = None
+    frame: pl.DataFrame,
+    spec: DatasetSpec,
+    config: TrainingConfig | None = None,
+    *,
+    weights: npt.NDArray[np.float64] | None = None,
 ) -> TrainedModel:
-    """Fit the pipeline on ``frame`` less a seeded holdout, and measure it on that holdout."""
+    """Fit the pipeline on ``frame`` less a seeded holdout, and measure it on that holdout.
+
+    ``weights`` (one per row of ``frame``) weight the rows in the booster's loss.
+    """
     config = config or TrainingConfig()
     target = _target(spec)
     has_label = frame[target].is_not_null().to_numpy()
@@ -117,7 +124,10 @@ def train_model(
     train, holdout = labelled.filter(~pl.Series(in_holdout)), labelled.filter(pl.Series(in_holdout))
     pipeline = build_pipeline(spec, config)
     started = time.perf_counter()
-    pipeline.fit(model_input(train, spec), train[target].to_numpy())
+    fit_params = {}
+    if weights is not None:
+        fit_params["model__sample_weight"] = np.asarray(weights)[has_label][~in_holdout]
+    pipeline.fit(model_input(train, spec), train[target].to_numpy(), **fit_params)
     seconds = time.perf_counter() - started
     predicted = pipeline.predict(model_input(holdout, spec))
     accuracy = (

@@ -11,6 +11,7 @@ import polars as pl
 from prefect import task
 from prefect.cache_policies import NO_CACHE
 
+from mlops_core import events
 from mlops_core.adapters.audit import attach, record_decision
 from mlops_core.adapters.context import DatasetContext
 from mlops_core.assessment import Assessment, DriftSignal, assess
@@ -20,6 +21,7 @@ from mlops_core.outcomes import RecordedDecision
 from mlops_core.policy import Decision, decide
 from mlops_core.tags import BATCHES, CHAMPION, CHAMPION_VERSION, CONTEXT, ROLLBACK
 from tasks.drift import drift_config
+from tasks.events import emit
 
 
 @task(retries=2, retry_delay_seconds=[1, 5], cache_policy=NO_CACHE)
@@ -90,6 +92,32 @@ def record_batch_decision(
         extra_tags=extra,
         key=f"{kind}:{sha256}",
     )
+
+
+@task(retries=2, retry_delay_seconds=[1, 5], cache_policy=NO_CACHE)
+def alert_if_stuck(ctx: DatasetContext, sha256: str, assessment: Assessment) -> int:
+    """An ``mlops.alert`` event when the champion has stayed below the retrain line for more
+    labelled batches in a row than ``MLOPS_ALERT_AFTER_DEGRADED_BATCHES``; the streak."""
+    evidence = assessment.evidence
+    if not evidence.observed_degraded or assessment.champion_version is None:
+        return 0
+    streak = ctx.registry.degraded_streak(assessment.champion_version)
+    if streak > ctx.settings.alert_after_degraded_batches:
+        emit(
+            events.ALERT,
+            ctx.name,
+            {
+                "what": "champion below the retrain line",
+                "reason": (
+                    f"champion v{assessment.champion_version} has been below the retrain line for "
+                    f"{streak} labelled batches in a row (observed accuracy "
+                    f"{evidence.observed_accuracy:.1%}, reference {evidence.reference_accuracy:.1%})"
+                ),
+                "sha256": sha256,
+                "batches": streak,
+            },
+        )
+    return streak
 
 
 @task(retries=2, retry_delay_seconds=[1, 5], cache_policy=NO_CACHE)

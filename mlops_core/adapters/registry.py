@@ -28,6 +28,8 @@ from mlops_core.spec import DatasetSpec, check_dataset_name
 from mlops_core.tags import (
     CHALLENGER,
     CHAMPION,
+    CHAMPION_VERSION,
+    CONCEPT_SINCE,
     DATA_UNTIL,
     PARENT_RUN,
     PREVIOUS,
@@ -226,7 +228,8 @@ class ModelRegistry:
             if len(_LOADED) >= 8:
                 _LOADED.pop(next(iter(_LOADED)))
             estimator = PerformanceEstimator(spec).fit(model, holdout)
-            _LOADED[key] = LoadedModel(version, model, holdout, estimator)
+            trained = _training_record(self.client.get_run(version.run_id))
+            _LOADED[key] = LoadedModel(version, model, holdout, estimator, trained)
         return _LOADED[key]
 
     def last_training(self) -> TrainingRecord | None:
@@ -234,12 +237,7 @@ class ModelRegistry:
         runs = self.training_runs(limit=1)
         if not runs:
             return None
-        run = runs[0]
-        until = run.data.tags.get(DATA_UNTIL)
-        return TrainingRecord(
-            started_at=datetime.fromtimestamp(run.info.start_time / 1000, tz=UTC),
-            data_until=datetime.fromisoformat(until) if until else None,
-        )
+        return _training_record(runs[0])
 
     def drop_challenger(self, version: str) -> None:
         """Take ``version`` out of the challenger role (nothing when another version holds it)."""
@@ -302,6 +300,25 @@ class ModelRegistry:
                 max_results=limit,
             )
         )
+
+    def degraded_streak(self, champion_version: str, limit: int = 50) -> int:
+        """How many labelled decisions in a row, newest first, found ``champion_version`` below
+        the retrain line (decision runs without labels are passed over)."""
+        runs = self.client.search_runs(
+            [self.experiment_id()],
+            filter_string=f"tags.`{RUN_TYPE}` = 'decision'",
+            order_by=["attributes.start_time DESC"],
+            max_results=limit,
+        )
+        streak = 0
+        for run in runs:
+            degraded = run.data.params.get("observed_degraded", "null")
+            if degraded == "null":
+                continue
+            if run.data.tags.get(CHAMPION_VERSION) != champion_version or degraded != "true":
+                break
+            streak += 1
+        return streak
 
     def past_recoveries(self, limit: int = 20) -> tuple[float, ...]:
         """Shares of the drop the newest ``limit`` retrains recovered (decision runs carrying
@@ -389,3 +406,16 @@ class ModelRegistry:
     def tags(self) -> dict[str, str]:
         """The tags on the registered model (the rollout state lives here)."""
         return dict(self.client.get_registered_model(self.name).tags or {})
+
+
+def _training_record(run: Any) -> TrainingRecord:
+    """When a ``train`` run started and the newest event time it trained on."""
+    until = run.data.tags.get(DATA_UNTIL)
+    since = run.data.tags.get(CONCEPT_SINCE)
+    rows = run.data.metrics.get("concept_rows")
+    return TrainingRecord(
+        started_at=datetime.fromtimestamp(run.info.start_time / 1000, tz=UTC),
+        data_until=datetime.fromisoformat(until) if until else None,
+        concept_since=datetime.fromisoformat(since) if since else None,
+        concept_rows=int(rows) if rows is not None else None,
+    )

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 
 import numpy as np
 import pytest
@@ -96,3 +96,34 @@ def test_paired_difference_sees_a_worse_model() -> None:
     assert diff < 0 and high < 0
     same, same_high = paired_difference(good, good, test, CREDIT_SPEC)
     assert same == 0 and same_high == 0
+
+
+def test_a_change_half_way_through_a_batch_is_located_and_waits_for_more_rows(
+    settings: Settings, registered: RegisteredDataset
+) -> None:
+    import polars as pl
+
+    from mlops_core.policy import Action, decide
+
+    first_champion(settings)
+    rng = np.random.default_rng(5)
+    before = generate_applications(rng, 1_200, week=3)
+    after = generate_applications(rng, 800, week=3, kind=PhaseKind.concept_drift, id_prefix="B")
+    # The old concept's rows first, then the new one's: one batch, changed part-way.
+    before = before.with_columns(pl.col("applied_at") - timedelta(days=7))
+    frame = pl.concat([before, after])
+    ctx = DatasetContext.open(settings, "credit")
+    result = assess(ctx, frame, validation_passed=True, drift=None)
+    evidence = result.evidence
+    assert evidence.observed_degraded is True
+    assert evidence.change_p_value is not None and evidence.change_p_value <= 0.05
+    assert evidence.accuracy_after_change < evidence.accuracy_before_change - 0.1
+    assert evidence.change_at is not None
+    located = datetime.fromisoformat(evidence.change_at)
+    began = after["applied_at"].min().replace(tzinfo=UTC)
+    assert abs((located - began).total_seconds()) < 12 * 3600
+    assert evidence.labelled_rows_since_change is not None
+    assert abs(evidence.labelled_rows_since_change - after.height) < 150
+    decision = decide(evidence, ctx.settings.policy_config())
+    assert decision.action is Action.watch
+    assert any("needed to train and gate on the new concept" in r for r in decision.reasons)

@@ -172,3 +172,55 @@ def test_recovery_share_shrinks_history_to_the_prior() -> None:
     assert recovery_share((), CONFIG) == 0.5
     assert recovery_share((1.0, 1.0), CONFIG) == pytest.approx(0.75)
     assert recovery_share((0.0,) * 98, CONFIG) == pytest.approx(0.01)
+
+
+CHANGE = {
+    "observed_accuracy": 0.56,
+    "observed_degraded": True,
+    "change_p_value": 0.005,
+    "change_at": "2026-04-06T00:05+00:00",
+    "accuracy_before_change": 0.84,
+    "accuracy_after_change": 0.56,
+}
+
+
+def test_a_new_concept_with_too_few_rows_waits_with_its_reason() -> None:
+    thin = decide(evidence(**CHANGE, labelled_rows_since_change=600), CONFIG)
+    assert thin.action is Action.watch
+    said = " ".join(thin.reasons)
+    assert "concept change at 2026-04-06T00:05+00:00" in said
+    assert "600 labelled rows since, 1,000 needed" in said
+    assert decide(evidence(**CHANGE, labelled_rows_since_change=1_000), CONFIG).action is (
+        Action.retrain
+    )
+    # An insignificant change, or a rise, is no reason to wait.
+    weak = {**CHANGE, "change_p_value": 0.2}
+    assert decide(evidence(**weak, labelled_rows_since_change=600), CONFIG).action is (
+        Action.retrain
+    )
+    rise = {**CHANGE, "accuracy_before_change": 0.5}
+    assert decide(evidence(**rise, labelled_rows_since_change=600), CONFIG).action is (
+        Action.retrain
+    )
+
+
+def test_a_concept_learnt_from_few_rows_is_refreshed_once_twice_as_many_exist() -> None:
+    learnt = {
+        "observed_accuracy": 0.85,
+        "observed_degraded": False,
+        "champion_concept_since": "2026-04-06T00:05",
+        "champion_concept_rows": 1_400,
+    }
+    assert decide(evidence(**learnt, concept_rows_now=2_000), CONFIG).action is Action.none
+    refresh = decide(evidence(**learnt, concept_rows_now=2_800), CONFIG)
+    assert refresh.action is Action.retrain
+    assert "learnt the concept that began at 2026-04-06T00:05 from 1,400" in refresh.reasons[0]
+    assert "2,800 exist now" in refresh.reasons[0]
+    # Enough learnt already: no refresh, however many rows exist.
+    plenty = {**learnt, "champion_concept_rows": 8_000}
+    assert decide(evidence(**plenty, concept_rows_now=20_000), CONFIG).action is Action.none
+    # The cooldown still holds it back, with the reason.
+    early = decide(
+        evidence(**learnt, concept_rows_now=2_800, since_last_retrain=timedelta(hours=2)), CONFIG
+    )
+    assert early.action is Action.watch and "in cooldown" in early.reasons[1]

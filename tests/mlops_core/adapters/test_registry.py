@@ -65,3 +65,29 @@ def test_rollout_state_lives_in_tags(settings: Settings, models) -> None:
     registry.log_model(first.pipeline, SPEC, frame)
     registry.set_tags({"mlops.rollout.stage": "canary-5", "mlops.rollout.weight": "0.05"})
     assert registry.tags()["mlops.rollout.weight"] == "0.05"
+
+
+def test_the_degraded_streak_counts_labelled_decisions_below_the_line_for_one_champion(
+    settings: Settings,
+) -> None:
+    from mlops_core.adapters.audit import record_decision
+    from mlops_core.policy import Action, Decision, Evidence
+    from mlops_core.tags import CHAMPION_VERSION
+
+    registry = ModelRegistry(settings, "credit")
+
+    def decided(version: str, degraded: bool | None) -> None:
+        evidence = Evidence(validation_passed=True, observed_degraded=degraded)
+        decision = Decision(action=Action.watch, reasons=("test",), evidence=evidence)
+        record_decision(registry, decision, extra_tags={CHAMPION_VERSION: version})
+
+    decided("1", True)  # another champion's: the streak stops there
+    decided("2", True)
+    decided("2", None)  # unlabelled: passed over
+    decided("2", True)
+    assert registry.degraded_streak("2") == 2
+    decided("2", False)
+    assert registry.degraded_streak("2") == 0
+    decided("2", True)
+    assert registry.degraded_streak("2") == 1
+    assert registry.degraded_streak("3") == 0
