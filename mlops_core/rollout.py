@@ -20,8 +20,9 @@ acceptable, ``failed`` on evidence that it is not, and undecided otherwise:
 * divergence of the challenger's predicted probabilities from the champion's on the same rows
   (Jensen-Shannon, 10 bins): passes when an upper bound (the 95th percentile of the divergence
   under a Dirichlet posterior of both histograms) is within ``max_divergence`` on at least
-  ``min_requests`` paired rows; fails when the lower bound is above it, unless the feedback
-  shows the challenger right where they differ (concept drift: it must answer differently);
+  ``min_requests`` paired rows; fails when the lower bound is above it; either way, feedback
+  that shows the challenger right where they differ explains the divergence and passes it
+  (concept drift: a better model must answer differently);
 * accuracy on feedback, paired on the same rows: a non-inferiority test -- an anytime-valid test
   that the challenger's accuracy minus the champion's is above ``-accuracy_tolerance`` passes it;
   one that it is below fails it.
@@ -277,12 +278,18 @@ def _divergence_check(
     # Divergent, with the feedback that could explain it still short: wait for it (the step's
     # deadline turns a wait into the inconclusive action), rather than racing the labels.
     awaiting_feedback = within is False and feedback.passed is None
-    passed = within if within is not False else (None if awaiting_feedback else feedback_vouches)
+    explained = within is not True and divergence is not None and feedback_vouches
+    if within is True or explained:
+        passed: bool | None = True
+    elif within is False:
+        passed = None if awaiting_feedback else False
+    else:
+        passed = None  # the bound straddles the limit: more rows, or the feedback, will tell
     if divergence is None:
         observed = "-"
     else:
         observed = f"{divergence:.3f} on {paired:,} rows{bounds}"
-        if within is False and feedback_vouches:
+        if explained:
             observed += " (explained by feedback)"
         elif awaiting_feedback:
             observed += " (waiting for the feedback that could explain it)"

@@ -201,3 +201,33 @@ def test_keys_are_sticky_and_only_gain_the_challenger_as_weights_grow() -> None:
     assert route("anyone", Split(mode=Mode.canary, weight=1.0), has_challenger=False) == "champion"
     with pytest.raises(ValueError):
         Split(weight=1.5)
+
+
+def test_an_uncertain_divergence_is_explained_by_feedback_as_a_clear_one_is() -> None:
+    """The divergence bound straddles the limit (neither shown within nor shown above): feedback
+    that shows the challenger right where the two differ explains it, so the step promotes."""
+    config = RolloutConfig(min_requests=100, min_feedback=100, max_divergence=0.15)
+    moved = {"challenger": [300, 220, 150, 100, 80, 60, 40, 30, 15, 5], "champion": SAME}
+    vouched = analyse(
+        stats(
+            divergence=0.15,
+            right=380,
+            champion_right=300,
+            only_new=90,
+            only_old=10,
+            histograms=moved,
+        ),
+        config,
+        past_deadline=False,
+    )
+    divergence = check(vouched, "prediction_divergence")
+    assert "interval 0.13" in divergence.observed and "explained by feedback" in divergence.observed
+    assert vouched.verdict is Verdict.promote, vouched.reasons
+    # Without feedback yet, the same divergence neither passes nor fails: hold.
+    silent = analyse(
+        stats(divergence=0.15, histograms=moved, feedback=0, right=0, champion_right=0),
+        config,
+        past_deadline=False,
+    )
+    assert check(silent, "prediction_divergence").passed is None
+    assert silent.verdict is Verdict.hold
