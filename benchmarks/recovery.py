@@ -11,7 +11,8 @@ no change. Every batch goes through the product's own calls, the way the batch f
 in a temporary MLOPS_HOME (a real landing zone, MLflow on SQLite): ``assess`` (observed accuracy
 on the batch's decision rows, the change point), ``decide`` (the policy at its defaults), and on
 ``retrain`` ``gather_training_data`` -> ``train_challenger`` -> ``gate_challenger``, promoting a
-challenger that passes (no model server: no canary). Each run is made twice, with
+challenger that passes (no model server: no canary); on ``rollback`` the registry's rollback
+(the previous champion back). Each run is made twice, with
 ``MLOPS_WINDOW_SELECTION`` false (today's window: the newest 2,000 rows plus 2,000 older) and true.
 
 The truth: each batch's served model is scored on 10,000 fresh rows of that batch's own world, and
@@ -128,7 +129,7 @@ def one_stream(name: str, seed: int, selection: bool, truth: Truth) -> dict[str,
     context.registry.promote(first.version)
     zone = LandingZone(settings)
     batches = []
-    proposed = refused = promoted = 0
+    proposed = refused = promoted = rollbacks = 0
     for week, world in enumerate(STREAMS[name], start=1):
         frame = draw(world, rng, BATCH_ROWS, week=week)
         path = home / f"batch-{week:02d}.parquet"
@@ -152,6 +153,10 @@ def one_stream(name: str, seed: int, selection: bool, truth: Truth) -> dict[str,
             else:
                 refused += 1
                 outcome = f"refused ({challenger.window_name})"
+        elif decision.action.value == "rollback":
+            aliases = context.registry.rollback()  # what the flow's roll_back task does
+            rollbacks += 1
+            outcome = f"rolled back to v{aliases.get('champion')}"
         elif decision.action.value == "watch" and "concept change" in " ".join(decision.reasons):
             outcome = "waits for rows since the change"
         champion = context.champion()
@@ -177,6 +182,7 @@ def one_stream(name: str, seed: int, selection: bool, truth: Truth) -> dict[str,
         "proposed": proposed,
         "refused": refused,
         "promoted": promoted,
+        "rollbacks": rollbacks,
     }
 
 
@@ -227,6 +233,7 @@ def main() -> None:
                     sum(r["proposed"] for r in mine),
                     sum(r["refused"] for r in mine),
                     sum(r["promoted"] for r in mine),
+                    sum(r["rollbacks"] for r in mine),
                 ]
             )
     header = [
@@ -237,6 +244,7 @@ def main() -> None:
         "retrains",
         "refused",
         "promoted",
+        "rollbacks",
     ]
     print()
     print_table(header, rows)

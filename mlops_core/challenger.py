@@ -368,7 +368,7 @@ def refusal_in_words(report: GateReport, data: TrainingData | None = None) -> st
     change = data.change if data is not None else None
     if change is not None and change.is_drop:
         said.append(
-            f"the new concept (accuracy fell at {change.at}) had {change.labelled_rows_since:,} "
+            f"the new regime (accuracy fell at {change.at}) had {change.labelled_rows_since:,} "
             "labelled rows to learn from"
         )
     return "; ".join(said) or "a gate failed"
