@@ -117,3 +117,20 @@ class Load:
     def __exit__(self, *_) -> None:
         self.stop.set()
         self.thread.join(timeout=10)
+
+
+def alerts_about(sha256: str, timeout: float = 30) -> list[dict]:
+    """``mlops.alert`` events the Prefect server stored for this batch."""
+    from prefect.settings import PREFECT_API_URL
+
+    url = f"{PREFECT_API_URL.value()}/events/filter"
+    deadline = time.monotonic() + timeout
+    while True:
+        answer = httpx.post(
+            url, json={"filter": {"event": {"name": ["mlops.alert"]}}, "limit": 50}, timeout=10
+        )
+        answer.raise_for_status()
+        found = [e for e in answer.json()["events"] if e["payload"].get("sha256") == sha256]
+        if found or time.monotonic() > deadline:
+            return found
+        time.sleep(0.5)

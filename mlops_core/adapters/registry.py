@@ -216,7 +216,7 @@ class ModelRegistry:
         """The scikit-learn model of one registered version."""
         import mlflow
 
-        mlflow.set_registry_uri(self.settings.tracking_uri)
+        _point_mlflow_at(self.settings.tracking_uri)
         return mlflow.sklearn.load_model(f"models:/{self.name}/{version}")
 
     def loaded(self, version: RegisteredVersion, spec: DatasetSpec) -> LoadedModel:
@@ -395,7 +395,7 @@ class ModelRegistry:
             raise MlopsError(
                 f"dataset {self.name!r} has no {alias} model yet", hint="run `mlops train`"
             )
-        mlflow.set_registry_uri(self.settings.tracking_uri)
+        _point_mlflow_at(self.settings.tracking_uri)
         return mlflow.sklearn.load_model(f"models:/{self.name}@{alias}")
 
     def set_tags(self, tags: dict[str, str]) -> None:
@@ -419,3 +419,13 @@ def _training_record(run: Any) -> TrainingRecord:
         concept_since=datetime.fromisoformat(since) if since else None,
         concept_rows=int(rows) if rows is not None else None,
     )
+
+
+def _point_mlflow_at(uri: str) -> None:
+    """MLflow's fluent API at ``uri`` for both the registry and tracking: loading a model resolves
+    its run's artifacts through the tracking store, and an unset tracking URI would make MLflow
+    create ``mlflow.db`` in the current folder."""
+    import mlflow
+
+    mlflow.set_tracking_uri(uri)
+    mlflow.set_registry_uri(uri)

@@ -8,13 +8,11 @@ an ``mlops.alert`` event must reach the Prefect server.
 from __future__ import annotations
 
 import hashlib
-import time
 from pathlib import Path
 
-import httpx
 import pytest
+from live import alerts_about
 from mlflow.tracking import MlflowClient
-from prefect.settings import PREFECT_API_URL
 
 from flows.retrain_evaluate_deploy import retrain_evaluate_deploy
 from mlops_core.adapters.audit import record_manual
@@ -23,21 +21,6 @@ from mlops_core.adapters.registry import ModelRegistry
 from mlops_core.settings import Settings
 
 pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("prefect_api")]
-
-
-def alerts_about(sha256: str, timeout: float = 30) -> list[dict]:
-    """``mlops.alert`` events the Prefect server stored for this batch."""
-    url = f"{PREFECT_API_URL.value()}/events/filter"
-    deadline = time.monotonic() + timeout
-    while True:
-        answer = httpx.post(
-            url, json={"filter": {"event": {"name": ["mlops.alert"]}}, "limit": 50}, timeout=10
-        )
-        answer.raise_for_status()
-        found = [e for e in answer.json()["events"] if e["payload"].get("sha256") == sha256]
-        if found or time.monotonic() > deadline:
-            return found
-        time.sleep(0.5)
 
 
 @pytest.mark.parametrize(

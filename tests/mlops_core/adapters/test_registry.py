@@ -91,3 +91,22 @@ def test_the_degraded_streak_counts_labelled_decisions_below_the_line_for_one_ch
     decided("2", True)
     assert registry.degraded_streak("2") == 1
     assert registry.degraded_streak("3") == 0
+
+
+def test_loading_a_model_leaves_no_mlflow_db_in_the_current_folder(
+    settings: Settings, tmp_path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import mlflow
+
+    frame = generate_applications(np.random.default_rng(9), 400)
+    trained = train_model(frame, SPEC, TrainingConfig(max_iter=10))
+    registry = ModelRegistry(settings, "credit")
+    version = registry.log_model(trained.pipeline, SPEC, frame).version
+    registry.promote(version)
+    elsewhere = tmp_path / "cwd"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)
+    mlflow.set_tracking_uri(None)  # as in a fresh process (`mlops serve`)
+    registry.load_version(version)
+    registry.load()
+    assert list(elsewhere.iterdir()) == [], "MLflow wrote into the current folder"
