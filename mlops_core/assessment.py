@@ -19,6 +19,7 @@ import numpy as np
 import polars as pl
 
 from mlops_core.change import locate_change, rows_since
+from mlops_core.data import event_times
 from mlops_core.drift import DriftReport
 from mlops_core.holdout import decision_rows, labelled
 from mlops_core.performance import (
@@ -77,18 +78,9 @@ class Assessment:
 
 def data_time(frame: pl.DataFrame, spec: DatasetSpec) -> datetime | None:
     """The newest event time in ``frame`` (UTC), when the spec names a timestamp column."""
-    if spec.timestamp is None or spec.timestamp not in frame.columns:
-        return None
-    column = frame[spec.timestamp]
-    try:
-        if column.dtype == pl.String:
-            column = column.str.to_datetime(strict=False)
-        newest = column.max()
-    except Exception:  # noqa: BLE001 -- an unparseable timestamp only loses the data-time clock
-        return None
-    if not isinstance(newest, datetime):
-        return None
-    return newest if newest.tzinfo else newest.replace(tzinfo=UTC)
+    times = event_times(frame, spec)  # an unparseable timestamp only loses the data-time clock
+    newest = times.max() if times is not None else None
+    return newest if isinstance(newest, datetime) else None
 
 
 def paired_difference(

@@ -21,6 +21,7 @@ from typing import Any
 import polars as pl
 
 from mlops_core.changepoint import scan
+from mlops_core.data import event_times
 from mlops_core.holdout import decision_rows, labelled
 from mlops_core.performance import predictions
 from mlops_core.ports import DatasetPort, LoadedModel
@@ -75,28 +76,12 @@ class ChangeEstimate:
         }
 
 
-def _times(frame: pl.DataFrame, spec: DatasetSpec) -> pl.Series | None:
-    if spec.timestamp is None or spec.timestamp not in frame.columns:
-        return None
-    column = frame[spec.timestamp]
-    try:
-        if column.dtype == pl.String:
-            column = column.str.to_datetime(strict=False)
-        if not isinstance(column.dtype, pl.Datetime):
-            return None
-        if column.dtype.time_zone is None:
-            column = column.dt.replace_time_zone("UTC")
-        return column.dt.convert_time_zone("UTC")
-    except Exception:  # noqa: BLE001 -- unparseable timestamps: fall back to file order
-        return None
-
-
 def _rows(
     model: Any, frame: pl.DataFrame, spec: DatasetSpec, name: str, after: datetime | None
 ) -> pl.DataFrame:
     """``frame``'s labelled rows (after ``after``, in event-time order) as file, row, time, right."""
     rows = labelled(frame, spec).with_row_index("row")
-    times = _times(rows, spec)
+    times = event_times(rows, spec)
     rows = rows.with_columns(
         (times if times is not None else pl.lit(None, dtype=pl.Datetime("us", "UTC"))).alias(
             "_time"
@@ -218,7 +203,7 @@ def rows_since(
     total = 0
     for batch in frames:
         rows = labelled(batch, spec)
-        times = _times(rows, spec)
+        times = event_times(rows, spec)
         if times is not None:
             total += int((times >= since).fill_null(False).sum())
     return total

@@ -9,6 +9,7 @@ from pathlib import Path
 import polars as pl
 
 from mlops_core.errors import UnusableInputError
+from mlops_core.spec import DatasetSpec
 
 _SNIFF_BYTES = 64 * 1024
 _PARQUET_MAGIC = b"PAR1"
@@ -92,6 +93,24 @@ def read_table(path: Path, *, max_bytes: int | None = None) -> pl.DataFrame:
         return frame.collect()
     except (pl.exceptions.PolarsError, OSError) as exc:
         raise UnusableInputError(f"{path}: cannot be read ({_first_line(exc)})") from None
+
+
+def event_times(frame: pl.DataFrame, spec: DatasetSpec) -> pl.Series | None:
+    """The rows' event times in UTC (naive ones taken as UTC), when the spec names a timestamp
+    column and it holds date-times (text is parsed); None otherwise."""
+    if spec.timestamp is None or spec.timestamp not in frame.columns:
+        return None
+    column = frame[spec.timestamp]
+    try:
+        if column.dtype == pl.String:
+            column = column.str.to_datetime(strict=False)
+        if not isinstance(column.dtype, pl.Datetime):
+            return None
+        if column.dtype.time_zone is None:
+            column = column.dt.replace_time_zone("UTC")
+        return column.dt.convert_time_zone("UTC")
+    except Exception:  # noqa: BLE001 -- unparseable timestamps: no event times
+        return None
 
 
 def sha256_file(path: Path) -> str:

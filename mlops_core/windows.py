@@ -23,6 +23,7 @@ import numpy as np
 import numpy.typing as npt
 import polars as pl
 
+from mlops_core.data import event_times
 from mlops_core.spec import DatasetSpec
 from mlops_core.training import TrainingConfig, training_window
 
@@ -49,18 +50,11 @@ def _since(
     frames: list[pl.DataFrame], spec: DatasetSpec, since: datetime, config: TrainingConfig
 ) -> pl.DataFrame | None:
     """Every row at or after ``since`` (the newest ``4 x recent_rows`` of them at most)."""
-    column = spec.timestamp
-    if column is None or not all(column in f.columns for f in frames):
-        return None
     kept = []
     for frame in frames:
-        times = frame[column]
-        if times.dtype == pl.String:
-            times = times.str.to_datetime(strict=False)
-        if not isinstance(times.dtype, pl.Datetime):
+        times = event_times(frame, spec)
+        if times is None:
             return None
-        if times.dtype.time_zone is None:
-            times = times.dt.replace_time_zone("UTC")
         kept.append(frame.filter((times >= since).fill_null(False)))
     wide = config.model_copy(update={"recent_rows": 4 * config.recent_rows, "older_rows": 0})
     if not any(k.height for k in kept):
