@@ -89,7 +89,9 @@ def print_drift(report: DriftReport) -> None:
         )
     out.print(tests)
     if report.features:
-        features = Table("feature", "test", "Bonferroni p", "effect", "metric", "drift")
+        features = Table(
+            "feature", "test", "Bonferroni p", "effect", "metric", "missing Δ", "drift"
+        )
         ranked = sorted(report.features, key=lambda f: -f.effect_size)
         for feature in ranked[:10]:
             features.add_row(
@@ -98,6 +100,7 @@ def print_drift(report: DriftReport) -> None:
                 f"{feature.adjusted_p_value:.3g}",
                 f"{feature.effect_size:.3f}",
                 feature.effect_metric,
+                f"{100 * feature.missing_change:+.1f} pts",
                 "yes" if feature.is_drift else "no",
             )
         out.print(features)

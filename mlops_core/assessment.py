@@ -178,7 +178,8 @@ def assess(
         champion_minus_previous_ci_high=versus_previous[1],
         **change_fields,
     )
-    return Assessment(evidence, champion.version.version, performance, estimate)
+    notes = (f"estimated accuracy: {estimate.warning}",) if estimate.warning else ()
+    return Assessment(evidence, champion.version.version, performance, estimate, notes)
 
 
 def _against_previous(

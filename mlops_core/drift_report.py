@@ -15,8 +15,9 @@ from typing import Any, Literal, TypedDict
 
 from pydantic import BaseModel, ConfigDict, Field
 
-TestName = Literal["mmd", "classifier", "features"]
-ALL_TESTS: tuple[TestName, ...] = ("mmd", "classifier", "features")
+TestName = Literal["mmd", "classifier", "features", "correlation"]
+Backend = Literal["alibi-detect", "native"]
+ALL_TESTS: tuple[TestName, ...] = ("mmd", "classifier", "features", "correlation")
 
 
 class DriftConfig(BaseModel):
@@ -34,11 +35,18 @@ class DriftConfig(BaseModel):
     max_kernel_dims: int = Field(default=20, ge=1, description="PCA-project wider inputs to this.")
     classifier_folds: int = Field(default=2, ge=2)
     classifier_iterations: int = Field(default=100, ge=10)
+    correlation_max_rows: int = Field(
+        default=20_000, ge=10, description="Rows per side for the correlation test."
+    )
     min_effect_numeric: float = Field(default=0.1, ge=0, description="Wasserstein / reference std.")
     min_effect_categorical: float = Field(
         default=0.05, ge=0, description="Jensen-Shannon distance (base 2)."
     )
     seed: int = 0
+    backend: Backend = Field(
+        default="alibi-detect",
+        description="alibi-detect (BSL 1.1) or native (scikit-learn, SciPy, PyTorch): same tests.",
+    )
 
 
 class TestResult(BaseModel):
@@ -70,6 +78,9 @@ class FeatureDrift(BaseModel):
     adjusted_p_value: float
     effect_size: float
     effect_metric: str
+    missing_change: float = Field(
+        default=0.0, description="The batch's missing share minus the reference's (-1 to 1)."
+    )
     is_drift: bool
 
 

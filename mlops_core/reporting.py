@@ -50,8 +50,8 @@ def batch_markdown(
             )
         lines += [
             "",
-            "| feature | test | p-value (Holm) | effect size | drift |",
-            "|---|---|---:|---:|---|",
+            "| feature | test | p-value (Bonferroni) | effect size | missing share change | drift |",
+            "|---|---|---:|---:|---:|---|",
         ]
         features = sorted(drift.get("features", []), key=lambda f: f.get("adjusted_p_value", 1))
         for feature in features:
@@ -59,7 +59,9 @@ def batch_markdown(
                 f"| {feature['feature']} | {feature['test']} | "
                 f"{feature.get('adjusted_p_value', feature['p_value']):.3g} | "
                 f"{feature.get('effect_size', float('nan')):.3f} "
-                f"({feature.get('effect_metric', '')}) | {'yes' if feature['is_drift'] else 'no'} |"
+                f"({feature.get('effect_metric', '')}) | "
+                f"{100 * feature.get('missing_change', 0.0):+.1f} pts | "
+                f"{'yes' if feature['is_drift'] else 'no'} |"
             )
         lines.append("")
     if decision is not None:

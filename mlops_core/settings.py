@@ -84,6 +84,12 @@ class Settings(BaseSettings):
     drift_false_alarm_rate: float = Field(
         default=0.05, gt=0, lt=1, description="Family-wise false-alarm rate of the drift verdict."
     )
+    drift_backend: Literal["alibi-detect", "native"] = Field(
+        default="alibi-detect",
+        description="Who runs the drift tests: alibi-detect (Business Source License 1.1; "
+        "production use needs its owner's licence) or native (scikit-learn, SciPy, PyTorch; "
+        "the same statistics).",
+    )
     drift_permutations: int = Field(
         default=1_000,
         ge=100,

@@ -31,6 +31,7 @@ def drift_config(ctx: DatasetContext) -> DriftConfig:
     return DriftConfig(
         false_alarm_rate=ctx.settings.drift_false_alarm_rate,
         permutations=ctx.settings.drift_permutations,
+        backend=ctx.settings.drift_backend,
     )
 
 

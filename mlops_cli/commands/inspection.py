@@ -119,7 +119,9 @@ def drift(
 
     from mlops_core.drift import DriftConfig, detect_drift
 
-    config = DriftConfig(false_alarm_rate=false_alarm_rate, seed=seed)
+    config = DriftConfig(
+        false_alarm_rate=false_alarm_rate, seed=seed, backend=current_settings.drift_backend
+    )
     with err.status("testing for drift (MMD, classifier, per-feature) ..."):
         report = detect_drift(reference_table, current_table, data_spec, config)
     plots: list[Path] = []

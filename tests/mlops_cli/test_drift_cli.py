@@ -37,7 +37,7 @@ def test_no_drift_prints_the_table_and_exits_0(settings, files) -> None:
     result = drift(files["reference"], files["stable"], "--spec", files["spec"])
     assert result.exit_code == 0, result.output
     assert result.output.startswith("no drift")
-    for name in ("mmd", "classifier", "features", "Holm"):
+    for name in ("mmd", "classifier", "features", "correlation", "Holm"):
         assert name in result.output
 
 
@@ -46,7 +46,7 @@ def test_drift_json_names_the_drivers_and_exit_code_policy(settings, files) -> N
     assert result.exit_code == 0, result.output
     report = json.loads(result.stdout)
     assert report["is_drift"] and "credit_score" in report["drivers"]
-    assert {t["name"] for t in report["tests"]} == {"mmd", "classifier", "features"}
+    assert {t["name"] for t in report["tests"]} == {"mmd", "classifier", "features", "correlation"}
     failing = drift(
         files["reference"], files["shifted"], "--spec", files["spec"], "--fail-on-drift"
     )

@@ -110,7 +110,7 @@ def test_shifted_feature_is_found_and_named() -> None:
     report = detect_drift(gaussian(1000, 0), gaussian(1000, 1, shift=0.5, column=3), GAUSS, config)
     assert report.is_drift and report.p_value <= 0.05
     assert report.drivers == ("x3",)
-    assert {t.name for t in report.tests} == {"mmd", "classifier", "features"}
+    assert {t.name for t in report.tests} == {"mmd", "classifier", "features", "correlation"}
     x3 = next(f for f in report.features if f.feature == "x3")
     assert x3.test == "ks" and x3.effect_metric == "wasserstein_std" and x3.effect_size > 0.3
 
@@ -164,6 +164,25 @@ def test_category_frequency_change_uses_chi2_and_jensen_shannon() -> None:
     assert feature.is_drift and report.drivers == ("c",)
 
 
+def test_a_feature_whose_only_change_is_more_missing_values_is_flagged() -> None:
+    rng = np.random.default_rng(0)
+    reference, current = gaussian(2000, 0), gaussian(2000, 1)
+    # x2 keeps its distribution where present; 2% missing in the reference, 15% in the batch.
+    reference = reference.with_columns(
+        pl.when(pl.Series(rng.random(2000) < 0.02)).then(None).otherwise(pl.col("x2")).alias("x2")
+    )
+    current = current.with_columns(
+        pl.when(pl.Series(rng.random(2000) < 0.15)).then(None).otherwise(pl.col("x2")).alias("x2")
+    )
+    report = detect_drift(reference, current, GAUSS, DriftConfig(tests=("features",)))
+    x2 = next(f for f in report.features if f.feature == "x2")
+    assert x2.missing_change == pytest.approx(0.13, abs=0.02)
+    assert x2.effect_size == pytest.approx(abs(x2.missing_change))  # present values did not move
+    assert x2.is_drift and report.is_drift and report.drivers == ("x2",)
+    others = [f for f in report.features if f.feature != "x2"]
+    assert all(f.missing_change == 0.0 and not f.is_drift for f in others)
+
+
 # ----------------------------------------------------------------------- preprocessing and report
 
 
@@ -185,11 +204,29 @@ def test_preprocessor_handles_missing_and_unseen_values() -> None:
 
 def test_wide_inputs_are_projected_for_the_kernel_test() -> None:
     reference = generate_applications(np.random.default_rng(0), 500)
+    batch = generate_applications(np.random.default_rng(1), 300)
     pre = DriftPreprocessor(CREDIT_SPEC, max_kernel_dims=6).fit(reference)
-    assert pre.pca_ is not None
-    assert pre.kernel_features(reference).shape == (500, 6)
+    assert pre.wide
+    x_ref, x_cur = pre.kernel_pair(reference, batch)
+    assert x_ref.shape == (500, 6) and x_cur.shape == (300, 6)
     wide = DriftPreprocessor(CREDIT_SPEC, max_kernel_dims=100).fit(reference)
-    assert wide.pca_ is None
+    assert not wide.wide
+    assert wide.kernel_pair(reference, batch)[0].shape == wide.kernel_features(reference).shape
+
+
+def test_a_wide_no_drift_batch_keeps_the_kernel_tests_level() -> None:
+    # 60 numeric features projected to 20: a projection fitted on the reference alone followed
+    # the reference's noise, and every one of these no-drift batches was called drifted.
+    spec = DatasetSpec(name="wide", features={f"x{i}": FeatureType.numeric for i in range(60)})
+    p_values = []
+    for trial in range(20):
+        rng = np.random.default_rng(trial)
+        reference = pl.DataFrame(rng.normal(size=(400, 60)), schema=spec.numeric)
+        batch = pl.DataFrame(rng.normal(size=(400, 60)), schema=spec.numeric)
+        config = DriftConfig(tests=("mmd",), permutations=200, seed=trial)
+        p_values.append(detect_drift(reference, batch, spec, config).test("mmd").p_value)
+    assert np.mean(np.array(p_values) <= 0.05) <= 0.15  # was 1.0; P(4+ of 20 | 0.05) < 0.02
+    assert np.median(p_values) > 0.2
 
 
 def test_report_states_sample_sizes_and_serialises() -> None:
@@ -212,3 +249,34 @@ def test_holm_adjustment() -> None:
     assert holm([0.01, 0.04, 0.03]) == pytest.approx([0.03, 0.06, 0.06])
     assert holm([0.5]) == [0.5]
     assert holm([0.001, 0.9]) == pytest.approx([0.002, 0.9])
+
+
+# ----------------------------------------------------------------------- the correlation test
+
+
+def correlated(n: int, seed: int, rho: float) -> pl.DataFrame:
+    values = np.random.default_rng(seed).normal(size=(n, 5))
+    values[:, 1] = rho * values[:, 0] + np.sqrt(1 - rho**2) * values[:, 1]
+    return pl.DataFrame({f"x{i}": values[:, i] for i in range(5)})
+
+
+def test_two_features_that_start_moving_together_are_found_by_the_correlation_test() -> None:
+    # Marginals unchanged: the per-feature tests cannot see it.
+    reference, current = correlated(1000, 0, 0.0), correlated(1000, 1, 0.5)
+    report = detect_drift(reference, current, GAUSS, DriftConfig(tests=("features", "correlation")))
+    correlation = report.test("correlation")
+    assert correlation.is_drift and report.is_drift
+    assert correlation.effect_metric == "|change in correlation| (x0, x1)"
+    assert correlation.effect_size == pytest.approx(0.5, abs=0.1)
+    assert not report.test("features").is_drift
+
+
+def test_the_correlation_test_keeps_its_level_on_skewed_features() -> None:
+    # Credit features are skewed (incomes, amounts) and correlated; ranks keep the level.
+    alarms = 0
+    for trial in range(100):
+        reference = generate_applications(np.random.default_rng(trial), 400)
+        current = generate_applications(np.random.default_rng(5_000 + trial), 400)
+        config = DriftConfig(tests=("correlation",), seed=trial)
+        alarms += detect_drift(reference, current, CREDIT_SPEC, config).is_drift
+    assert alarms <= 10  # expected at most 5; P(11 or more of 100 | 0.05) < 0.01
