@@ -261,14 +261,19 @@ def correlated(n: int, seed: int, rho: float) -> pl.DataFrame:
 
 
 def test_two_features_that_start_moving_together_are_found_by_the_correlation_test() -> None:
-    # Marginals unchanged: the per-feature tests cannot see it.
-    reference, current = correlated(1000, 0, 0.0), correlated(1000, 1, 0.5)
-    report = detect_drift(reference, current, GAUSS, DriftConfig(tests=("features", "correlation")))
+    # Marginals unchanged: the per-feature tests cannot see it. The power, loosely (the
+    # benchmarks measure it precisely): 0 -> 0.5 at 1,000 rows, caught in at least 9 of 10.
+    caught = 0
+    for trial in range(10):
+        reference, current = correlated(1000, trial, 0.0), correlated(1000, 100 + trial, 0.5)
+        config = DriftConfig(tests=("features", "correlation"), seed=trial)
+        report = detect_drift(reference, current, GAUSS, config)
+        caught += report.is_drift
+        assert not report.test("features").is_drift
+    assert caught >= 9
     correlation = report.test("correlation")
-    assert correlation.is_drift and report.is_drift
     assert correlation.effect_metric == "|change in correlation| (x0, x1)"
     assert correlation.effect_size == pytest.approx(0.5, abs=0.1)
-    assert not report.test("features").is_drift
 
 
 def test_the_correlation_test_keeps_its_level_on_skewed_features() -> None:
