@@ -17,11 +17,10 @@
   calibrators are refitted on ``CALIBRATION_BOOTSTRAPS`` resamples of half the holdout, each
   estimates the batch, and the variance of those estimates, scaled by one half, is added (the
   m-out-of-n bootstrap: the plain bootstrap underestimates an isotonic fit's variability, Sen,
-  Banerjee and Woodroofe, Ann. Stat. 2010). Isotonic fits on few rows are also optimistic where
-  blocks are pure (all right or all wrong at the extremes): the estimate is corrected by the
-  resamples' bias, and the interval widened by it. (The Bernoulli term alone covered the
-  realised accuracy 60% of the time with a 600-row holdout, for a nominal 95%; see
-  ``benchmarks/estimation.py`` for ours now.)
+  Banerjee and Woodroofe, Ann. Stat. 2010). Isotonic fits are also biased where blocks are pure
+  (all right or all wrong at the extremes), so the interval is widened by the bootstrap's
+  estimate of that bias. (The Bernoulli term alone covered the realised accuracy 60% of the time
+  with a 600-row holdout, for a nominal 95%; see ``benchmarks/estimation.py`` for ours now.)
   The estimate also says how far it can be trusted: ``holdout_coverage`` is the share of the
   batch's rows whose scores lie inside the range the holdout saw; outside it the calibrator
   extrapolates a constant, and the estimate warns.
@@ -286,6 +285,7 @@ class PerformanceEstimator:
         scores, predicted = self._scores(batch)
         expected = np.clip(_expected_correct(self.steps_, scores, predicted), 0.0, 1.0)
         n = expected.size
+        estimate = float(expected.mean())
         sampling_se = float(np.sqrt((expected * (1 - expected)).sum()) / n)
         resampled = np.array(
             [_expected_correct(s, scores, predicted).mean() for s in self.bootstrap_steps_]
@@ -293,10 +293,7 @@ class PerformanceEstimator:
         calibration_se, bias = 0.0, 0.0
         if resampled.size > 1:  # m-out-of-n: the half-size spread, scaled to the whole holdout
             calibration_se = float(resampled.std(ddof=1) * np.sqrt(self.bootstrap_fraction_))
-            bias = float(resampled.mean() - expected.mean())
-        # Bias-corrected (isotonic fits on few rows are optimistic), and the correction's own
-        # uncertainty, |bias|, added to the width.
-        estimate = float(np.clip(expected.mean() - bias, 0.0, 1.0))
+            bias = float(resampled.mean() - estimate)
         z = float(norm.ppf(0.5 + self.confidence / 2))
         half = z * float(np.hypot(sampling_se, calibration_se)) + abs(bias)
         low, high = self.score_ranges_
