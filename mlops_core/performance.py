@@ -41,6 +41,8 @@ from mlops_core.spec import DatasetSpec
 
 CALIBRATION_BOOTSTRAPS = 200
 """Calibrators refitted on half-size resamples of the holdout, for the calibrator's error."""
+MAX_BOOTSTRAP_ROWS = 20_000
+"""Batch rows the resampled calibrators are evaluated on (a seeded sample beyond this)."""
 MIN_HOLDOUT_COVERAGE = 0.95
 """Below this share of a batch's rows inside the holdout's confidence range, the estimate warns."""
 
@@ -287,13 +289,21 @@ class PerformanceEstimator:
         n = expected.size
         estimate = float(expected.mean())
         sampling_se = float(np.sqrt((expected * (1 - expected)).sum()) / n)
+        # The calibrators' spread is the same on a seeded sample of the batch's rows (every
+        # calibrator sees the same rows), so a huge batch costs no more than 20,000 rows here.
+        rows = np.arange(n)
+        if n > MAX_BOOTSTRAP_ROWS:
+            rows = np.random.default_rng(self.seed).choice(n, MAX_BOOTSTRAP_ROWS, replace=False)
         resampled = np.array(
-            [_expected_correct(s, scores, predicted).mean() for s in self.bootstrap_steps_]
+            [
+                _expected_correct(s, scores[rows], predicted[rows]).mean()
+                for s in self.bootstrap_steps_
+            ]
         )
         calibration_se, bias = 0.0, 0.0
         if resampled.size > 1:  # m-out-of-n: the half-size spread, scaled to the whole holdout
             calibration_se = float(resampled.std(ddof=1) * np.sqrt(self.bootstrap_fraction_))
-            bias = float(resampled.mean() - estimate)
+            bias = float(resampled.mean() - expected[rows].mean())
         z = float(norm.ppf(0.5 + self.confidence / 2))
         half = z * float(np.hypot(sampling_se, calibration_se)) + abs(bias)
         low, high = self.score_ranges_
