@@ -52,7 +52,7 @@ import contextlib
 import logging
 import warnings
 from collections.abc import Iterator
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
@@ -89,9 +89,6 @@ from mlops_core.drift_report import (
     holm,
 )
 from mlops_core.spec import DatasetSpec
-
-if TYPE_CHECKING:
-    pass
 
 __all__ = [
     "ALL_TESTS",
