@@ -50,10 +50,20 @@ SPEC20 = DatasetSpec(
 )  # 16 numeric + 4 categorical = 20 features
 
 
-def table20(n: int, rng: np.random.Generator, **change: Any) -> pl.DataFrame:
-    """``n`` rows of the 20-feature table; ``change`` applies one scenario's drift."""
-    values = rng.normal(size=(n, len(NUMERIC)))
-    if "correlation" in change:  # x00 and x01 correlated, marginals still standard normal
+def draw_features(
+    n: int,
+    rng: np.random.Generator,
+    numeric: list[str],
+    categorical: list[str],
+    change: dict[str, Any],
+) -> dict[str, Any]:
+    """``n`` rows of standard normal numerics and 4-level categoricals, one scenario's drift applied.
+
+    ``change`` may hold ``correlation`` (x00 and x01 correlated, marginals still standard normal),
+    ``mean_shift`` and ``scale`` (``(column, amount)``), ``shares`` (the first categorical's).
+    """
+    values = rng.normal(size=(n, len(numeric)))
+    if "correlation" in change:
         rho = change["correlation"]
         values[:, 1] = rho * values[:, 0] + np.sqrt(1 - rho**2) * values[:, 1]
     if "mean_shift" in change:
@@ -62,11 +72,16 @@ def table20(n: int, rng: np.random.Generator, **change: Any) -> pl.DataFrame:
     if "scale" in change:
         column, factor = change["scale"]
         values[:, column] *= factor
-    columns: dict[str, Any] = {name: values[:, i] for i, name in enumerate(NUMERIC)}
-    for i, name in enumerate(CATEGORICAL):
+    columns: dict[str, Any] = {name: values[:, i] for i, name in enumerate(numeric)}
+    for i, name in enumerate(categorical):
         shares = change["shares"] if (i == 0 and "shares" in change) else LEVEL_SHARES
         columns[name] = np.array(LEVELS)[rng.choice(len(LEVELS), size=n, p=shares)]
-    return pl.DataFrame(columns)
+    return columns
+
+
+def table20(n: int, rng: np.random.Generator, **change: Any) -> pl.DataFrame:
+    """``n`` rows of the 20-feature table; ``change`` applies one scenario's drift."""
+    return pl.DataFrame(draw_features(n, rng, NUMERIC, CATEGORICAL, change))
 
 
 def bench_home(

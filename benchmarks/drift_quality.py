@@ -62,15 +62,12 @@ minutes in all). A line per scenario shows its seconds as it finishes.
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
-import logging
 import math
 import sys
 import time
-import warnings
 import zlib
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -140,20 +137,6 @@ def cell(value: dict[str, Any] | None, *, trials: bool = False) -> str:
 def seed_of(key: str) -> int:
     """A seed from a text key: the same key gives the same data in every run."""
     return zlib.crc32(key.encode())
-
-
-@contextlib.contextmanager
-def quiet() -> Iterator[None]:
-    """alibi-detect's notes on its defaults and libraries' warnings are not news here."""
-    logger = logging.getLogger("alibi_detect")
-    level = logger.level
-    logger.setLevel(logging.ERROR)
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            yield
-    finally:
-        logger.setLevel(level)
 
 
 def limit_threads(threads: int | None) -> None:
@@ -338,6 +321,8 @@ def run_scenarios(
     before: dict[tuple[int, str], dict[str, Any]],
 ) -> list[dict[str, Any]]:
     """Every scenario at every size: one row each, printed as it finishes."""
+    from mlops_core.drift import quiet
+
     rows = []
     for n in sizes:
         models: dict[str, Any] = {}
@@ -556,7 +541,7 @@ def run_pooled(
     sizes: Sequence[int], names: Sequence[str], null_trials: int, trials: int
 ) -> list[dict[str, Any]]:
     """Per size and scenario: our classifier test, alibi-detect's pooled one, both combined."""
-    from mlops_core.drift import DriftConfig, detect_drift, holm
+    from mlops_core.drift import DriftConfig, detect_drift, holm, quiet
 
     rows = []
     for n in sizes:

@@ -34,7 +34,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 import polars as pl
-from common import LEVEL_SHARES, LEVELS
+from common import draw_features
 
 from mlops_core.spec import DatasetSpec, FeatureType
 
@@ -164,20 +164,9 @@ def make_table(
     and the missing-value mask. ``concept`` draws the label from the changed relation.
     """
     change = change or {}
-    values = rng.normal(size=(n, shape.numeric))
-    if "correlation" in change:  # x00 and x01 correlated, marginals still standard normal
-        rho = change["correlation"]
-        values[:, 1] = rho * values[:, 0] + np.sqrt(1 - rho**2) * values[:, 1]
-    if "mean_shift" in change:
-        column, delta = change["mean_shift"]
-        values[:, column] += delta
-    if "scale" in change:
-        column, factor = change["scale"]
-        values[:, column] *= factor
-    columns: dict[str, Any] = {name: values[:, i] for i, name in enumerate(shape.numeric_names)}
-    for i, name in enumerate(shape.categorical_names):
-        shares = change["shares"] if (i == 0 and "shares" in change) else LEVEL_SHARES
-        columns[name] = np.array(LEVELS)[rng.choice(len(LEVELS), size=n, p=shares)]
+    columns = draw_features(
+        n, rng, list(shape.numeric_names), list(shape.categorical_names), change
+    )
     frame = pl.DataFrame(columns)
     coefficients = CONCEPT_COEFFICIENTS if concept else COEFFICIENTS
     probability = 1.0 / (1.0 + np.exp(-_logit(frame, coefficients)))

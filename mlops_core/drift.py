@@ -191,7 +191,7 @@ class DriftDetector:
 
     def fit(self, reference: pl.DataFrame) -> DriftDetector:
         """This detector, fitted: ``reference`` encoded, sampled, and each configured test built."""
-        with _quiet():
+        with quiet():
             return self._fit(reference)
 
     def _fit(self, reference: pl.DataFrame) -> DriftDetector:
@@ -230,7 +230,7 @@ class DriftDetector:
     def detect(self, current: pl.DataFrame) -> DriftReport:
         """The drift report for ``current`` against the fitted reference."""
         check_columns(self.spec, current, "batch")
-        with _quiet():
+        with quiet():
             return self._detect(current)
 
     def _detect(self, current: pl.DataFrame) -> DriftReport:
@@ -363,7 +363,7 @@ class DriftDetector:
 
 
 @contextlib.contextmanager
-def _quiet() -> Iterator[None]:
+def quiet() -> Iterator[None]:
     """alibi-detect logs notes on its own defaults, and scipy warns on tied samples: not news here."""
     logger = logging.getLogger("alibi_detect")
     level = logger.level
