@@ -25,7 +25,8 @@ same holdout (its 95% interval: estimate -+ 1.96 sampling errors; see anchors.py
 mean absolute error against the realised accuracy, the mean signed error (bias), the coverage of
 the 95% interval (share of trials whose interval holds the realised accuracy) and the interval's
 mean width; and, when our estimate carries them, the mean ``holdout_coverage`` (how much of the
-batch the holdout covers) and the share of trials with a ``warning``.
+batch the holdout covers), the share of trials with a ``warning`` and how often each calibrator
+was chosen for the point estimate (``calibrators``).
 
 Targets: where the holdout covers the batch (``no_shift`` and the two covariate scenarios)
 coverage of our 95% interval >= 0.93, and our mean absolute error no worse than NannyML's.
@@ -144,6 +145,7 @@ def run(
             started = time.perf_counter()
             ours: dict[str, list[float]] = {"estimate": [], "low": [], "high": [], "realised": []}
             coverage: list[float] = []
+            chosen: list[str] = []
             warned = 0
             first_job = len(jobs)
             for trial in range(trials):
@@ -165,6 +167,8 @@ def run(
                 if share is not None:
                     coverage.append(float(share))
                 warned += getattr(estimate, "warning", None) is not None
+                if getattr(estimate, "calibrator", None) is not None:
+                    chosen.append(str(estimate.calibrator))
                 if anchors:
                     jobs.append({"reference": model_outputs(model, holdout), "analysis": outputs})
             realised = np.array(ours["realised"])
@@ -181,10 +185,12 @@ def run(
                 ),
                 "holdout_coverage": float(np.mean(coverage)) if coverage else None,
                 "warned": warned / trials if hasattr(estimate, "warning") else None,
+                "calibrators": {kind: chosen.count(kind) / trials for kind in sorted(set(chosen))},
                 "covered_by_design": scenario in COVERED,
                 "seconds_ours": time.perf_counter() - started,
                 "_jobs": (first_job, len(jobs)),
                 "_realised": realised,
+                "_errors": np.abs(np.array(ours["estimate"]) - realised),
             }
             rows.append(row)
             print(
@@ -197,6 +203,7 @@ def run(
     for row in rows:
         row.pop("_jobs")
         row.pop("_realised")
+        row.pop("_errors")
     return rows, anchored
 
 
@@ -232,6 +239,12 @@ def _add_nannyml(rows: list[dict[str, Any]], jobs: list[dict[str, Any]]) -> dict
             realised,
         )
         row["nannyml"]["sampling_error"] = float(np.mean([r["sampling_error"] for r in found]))
+        # Paired over the same trials: our absolute error minus NannyML's, with its standard error.
+        difference = row["_errors"] - np.abs(np.array([r["estimate"] for r in found]) - realised)
+        row["mae_difference"] = {
+            "mean": float(difference.mean()),
+            "se": float(difference.std(ddof=1) / np.sqrt(difference.size)),
+        }
     return {"versions": anchors.versions(), "seconds": time.perf_counter() - started}
 
 
@@ -239,6 +252,10 @@ def _cell(value: Any, key: str, digits: int = 4) -> str:
     if not isinstance(value, dict) or key not in value:
         return "n/a"
     return f"{value[key]:.{digits}f}"
+
+
+def _difference(value: dict[str, float] | None) -> str:
+    return "n/a" if not value else f"{value['mean']:+.4f} ({value['se']:.4f})"
 
 
 def _targets(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -271,13 +288,15 @@ def main() -> None:
     print(f"\nAccuracy estimates against the realised accuracy ({CONFIDENCE:.0%} intervals)")
     print_table(
         ["scenario", "holdout", "trials", "realised", "ours mae", "ours bias", "ours cover", "ours width",
-         "nml mae", "nml bias", "nml cover", "nml width", "holdout cov", "warned"],
+         "nml mae", "nml bias", "nml cover", "nml width", "mae diff (se)", "holdout cov", "warned", "calibrator"],
         [
             [r["scenario"], r["holdout"], r["trials"], f"{r['realised_accuracy']:.3f}",
              _cell(r["ours"], "mae"), _cell(r["ours"], "bias"), _cell(r["ours"], "coverage", 3), _cell(r["ours"], "width"),
              _cell(r.get("nannyml"), "mae"), _cell(r.get("nannyml"), "bias"), _cell(r.get("nannyml"), "coverage", 3), _cell(r.get("nannyml"), "width"),
+             _difference(r.get("mae_difference")),
              "n/a" if r["holdout_coverage"] is None else f"{r['holdout_coverage']:.3f}",
-             "n/a" if r["warned"] is None else f"{r['warned']:.3f}"]
+             "n/a" if r["warned"] is None else f"{r['warned']:.3f}",
+             " ".join(f"{k} {v:.2f}" for k, v in r.get("calibrators", {}).items()) or "n/a"]
             for r in rows
         ],
     )  # fmt: skip

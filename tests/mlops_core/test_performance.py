@@ -119,7 +119,46 @@ def test_the_95_percent_interval_covers_the_realised_accuracy_with_a_small_holdo
         assert estimate.holdout_coverage is not None and estimate.holdout_coverage > 0.9
         assert (estimate.warning is None) == (estimate.holdout_coverage >= 0.95)
         assert estimate.calibration_se is not None and estimate.calibration_se > 0
+        assert estimate.calibrator != "identity", "an overconfident model is recalibrated"
     assert covered / trials >= 0.88, covered / trials  # nominal 0.95; 0.88 is over 2 s.e. below
+
+
+class CalibratedModel:
+    """A duck-typed model whose scores are the true probabilities: nothing to calibrate."""
+
+    classes_ = np.array([0, 1])
+
+    def predict_proba(self, features) -> np.ndarray:
+        positive = 1 / (1 + np.exp(-(features.to_numpy() @ TRUE_WEIGHTS)))
+        return np.column_stack([1 - positive, positive])
+
+
+def test_a_calibrated_model_keeps_its_scores_and_the_estimate_loses_the_calibrators_noise() -> None:
+    # Isotonic regression on 600 rows adds its own noise to the estimate (about half the error
+    # here); the out-of-fold choice keeps a calibrated model's scores, and the interval still covers.
+    model, trials = CalibratedModel(), 40
+    errors: dict[str, list[float]] = {"auto": [], "isotonic": []}
+    chosen, covered = [], 0
+    for trial in range(trials):
+        rng = np.random.default_rng(trial)
+        holdout, batch = simulated(600, rng), simulated(2000, rng)
+        predicted = model.predict_proba(batch.drop("y")).argmax(axis=1)
+        realised = float((predicted == batch["y"].to_numpy()).mean())
+        for calibration in errors:
+            estimator = PerformanceEstimator(SIM, calibration=calibration).fit(model, holdout)
+            estimate = estimator.estimate(batch.drop("y"))
+            errors[calibration].append(abs(estimate.estimated_accuracy - realised))
+            if calibration == "auto":
+                chosen.append(estimate.calibrator)
+                covered += estimate.ci_low <= realised <= estimate.ci_high
+    assert chosen.count("identity") >= 0.9 * trials, chosen
+    assert np.mean(errors["auto"]) < 0.75 * np.mean(errors["isotonic"]), errors
+    assert covered / trials >= 0.85, covered / trials
+
+
+def test_an_unknown_calibration_is_a_clear_error() -> None:
+    with pytest.raises(ValueError, match="calibration='spline' is not one of auto, identity"):
+        PerformanceEstimator(SIM, calibration="spline")  # type: ignore[arg-type]
 
 
 def test_a_batch_outside_the_holdouts_scores_gets_a_warning() -> None:
