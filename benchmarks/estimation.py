@@ -29,7 +29,8 @@ batch the holdout covers), the share of trials with a ``warning`` and how often 
 was chosen for the point estimate (``calibrators``).
 
 Targets: where the holdout covers the batch (``no_shift`` and the two covariate scenarios)
-coverage of our 95% interval >= 0.93, and our mean absolute error no worse than NannyML's.
+coverage of our 95% interval >= 0.93, and our mean absolute error no worse than NannyML's (the
+check is strict; the paired difference and its standard error say whether a miss is noise).
 ``leaves_holdout`` should be flagged (a warning, a low holdout coverage) rather than covered;
 ``concept`` is out of reach of any label-free estimate.
 

@@ -28,8 +28,9 @@
   The point estimate uses the simplest map that fits the holdout out of fold as well as the
   others, within a standard error (``choose_calibrator``): the model's own scores, Platt's
   logistic map, or isotonic regression. A model that is calibrated already then keeps an
-  estimate free of an isotonic fit's noise (its mean absolute error at a 600-row holdout falls by
-  about a quarter); the interval stays the isotonic one, which holds whichever map is chosen.
+  estimate free of an isotonic fit's noise (in ``benchmarks/estimation.py``, the mean absolute
+  error with a 600-row holdout fell from 0.015 to 0.009-0.011); the interval stays the isotonic
+  one, which holds whichever map is chosen.
 """
 
 from __future__ import annotations
