@@ -279,6 +279,11 @@ class ModelRegistry:
             path = self.client.download_artifacts(run_id, HOLDOUT_ARTIFACT, folder)
             return pl.read_parquet(path)
 
+    def version_holdout(self, version: str) -> pl.DataFrame:
+        """The holdout of the train run that registered ``version``."""
+        run_id = self.client.get_model_version(self.name, version).run_id
+        return self.holdout(str(run_id))
+
     def run_metrics(self, run_id: str) -> dict[str, float]:
         """The metrics run ``run_id`` logged, by name."""
         return dict(self.client.get_run(run_id).data.metrics)

@@ -1,10 +1,10 @@
-"""Micro-batching: concurrent requests to one model are answered by one ``predict_proba`` call.
+"""Micro-batching: concurrent requests to one model are answered by one scoring call.
 
-A scikit-learn pipeline costs about the same for 1 row as for 50 (validation, the column
-transformer, the booster's setup dominate), so the server queues the rows of concurrent requests
-for up to ``wait_ms`` (or ``max_rows``), scores them together in one worker thread per model, and
-hands each request its own slice. A model that raises fails only the requests of that call;
-the app then answers them with the champion.
+Scoring costs little more for 50 rows than for 1 (a scikit-learn pipeline's validation and
+column transformer, or the compiled path's call per tree, dominate), so the server queues the
+records of concurrent requests for up to ``wait_ms`` (or ``max_rows``), scores them together in
+one worker thread per model, and hands each request its own slice. A model that raises fails only
+the requests of that call; the app then answers them with the champion.
 
 A request can still hold a snapshot whose model was just swapped out: ``close()`` never strands
 it. What was queued before the close is scored before the worker ends, and a request that comes
@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import queue
 import threading
+from collections.abc import Callable, Sequence
 from concurrent.futures import Future
 from typing import Any
 
@@ -22,41 +23,46 @@ import numpy as np
 import numpy.typing as npt
 
 Scores = npt.NDArray[np.float64]  # positive-class probabilities, one per row
+Rows = Sequence[dict[str, Any]]
 
 
 class Batcher:
-    """One model's micro-batcher: a worker thread scoring the queued rows of concurrent requests."""
+    """One model's micro-batcher: a worker thread scoring the queued rows of concurrent requests.
 
-    def __init__(self, model: Any, *, wait_ms: float = 2.0, max_rows: int = 512) -> None:
-        self.model = model
+    ``score`` maps records to their positive-class probabilities (``compiled.Scorer.score``).
+    """
+
+    def __init__(
+        self, score: Callable[[Rows], Scores], *, wait_ms: float = 2.0, max_rows: int = 512
+    ) -> None:
+        self.score = score
         self.wait = wait_ms / 1000
         self.max_rows = max_rows
-        self._queue: queue.Queue[tuple[Any, Future[Scores]] | None] = queue.Queue()
+        self._queue: queue.Queue[tuple[Rows, Future[Scores]] | None] = queue.Queue()
         self._lock = threading.Lock()  # a put and the close never interleave
         self._closed = False
         self._thread = threading.Thread(target=self._run, name="mlops-batcher", daemon=True)
         self._thread.start()
 
-    def scores(self, frame: Any, timeout: float = 30.0) -> Scores:
-        """The positive-class probabilities of ``frame``'s rows (blocks until scored)."""
+    def scores(self, rows: Rows, timeout: float = 30.0) -> Scores:
+        """The positive-class probabilities of ``rows`` (blocks until scored)."""
         future: Future[Scores] = Future()
         with self._lock:
             closed = self._closed
             if not closed:
-                self._queue.put((frame, future))
+                self._queue.put((rows, future))
         if closed:  # swapped out while this request held it: score here
             from threadpoolctl import threadpool_limits
 
             with threadpool_limits(limits=1):
-                return self._score([frame])
+                return self._score([rows])
         return future.result(timeout=timeout)
 
-    def _score(self, frames: list[Any]) -> Scores:
-        import pandas as pd
-
-        combined = frames[0] if len(frames) == 1 else pd.concat(frames, ignore_index=True)
-        probabilities = np.asarray(self.model.predict_proba(combined), dtype=np.float64)
-        scores = probabilities[:, 1]
+    def _score(self, batches: list[Rows]) -> Scores:
+        combined = batches[0] if len(batches) == 1 else [row for rows in batches for row in rows]
+        scores = np.asarray(self.score(combined), dtype=np.float64)
+        if scores.shape != (len(combined),):
+            raise ValueError(f"the model returned {scores.shape} scores for {len(combined)} rows")
         if not np.all(np.isfinite(scores)):
             raise ValueError("the model returned non-finite probabilities")
         return scores
@@ -96,17 +102,17 @@ class Batcher:
                 rows += len(item[0])
             self._answer(items)
 
-    def _answer(self, items: list[tuple[Any, Future[Scores]]]) -> None:
+    def _answer(self, items: list[tuple[Rows, Future[Scores]]]) -> None:
         try:
-            scores = self._score([frame for frame, _ in items])
+            scores = self._score([rows for rows, _ in items])
         except Exception as exc:  # noqa: BLE001 -- each waiting request gets the failure
             for _, future in items:
                 future.set_exception(exc)
             return
         start = 0
-        for frame, future in items:
-            future.set_result(scores[start : start + len(frame)])
-            start += len(frame)
+        for rows, future in items:
+            future.set_result(scores[start : start + len(rows)])
+            start += len(rows)
 
     def close(self) -> None:
         """No new work: what is queued is still scored, later requests score in their thread."""

@@ -20,6 +20,7 @@ from typing import Any
 from mlops_core.adapters.registry import ModelRegistry
 from mlops_core.routing import Mode, Split
 from mlops_core.settings import Settings
+from mlops_core.spec import DatasetSpec
 from mlops_core.tags import (
     CHALLENGER,
     CHAMPION,
@@ -45,6 +46,9 @@ __all__ = [
 
 logger = logging.getLogger("mlops.serving")
 
+CHECK_ROWS = 1_000
+"""Holdout rows a compiled model must reproduce (with their probes) before it serves."""
+
 
 @dataclass(frozen=True)
 class Loaded:
@@ -53,6 +57,9 @@ class Loaded:
     version: str
     model: Any
     batcher: Any = None  # mlops_core.serving.batcher.Batcher: concurrent requests scored together
+    score: Callable[[Any], Any] | None = None  # records -> positive-class probabilities
+    path: str = "pipeline"  # "compiled" when the compiled path serves (mlops_core.serving.compiled)
+    reason: str = ""  # why that path
 
 
 @dataclass(frozen=True)
@@ -97,13 +104,17 @@ class ModelFollower:
         dataset: str,
         *,
         loader: Callable[[str], Any] | None = None,
-        on_load: Callable[[str, str], None] | None = None,
+        on_load: Callable[[str, str, str], None] | None = None,
+        spec: DatasetSpec | None = None,
+        check_rows: Callable[[str], list[dict[str, Any]]] | None = None,
     ) -> None:
         self.settings = settings
         self.dataset = dataset
+        self.spec = spec
         self.registry = ModelRegistry(settings, dataset)
         self.loader = loader or self.registry.load_version
-        self.on_load = on_load or (lambda role, version: None)
+        self.check_rows = check_rows or self._holdout_rows
+        self.on_load = on_load or (lambda role, version, path: None)
         self.snapshot = Snapshot()
         self.refresh_failures = 0
         self._lock = threading.Lock()
@@ -140,11 +151,9 @@ class ModelFollower:
                     return None
                 if version in in_memory:
                     return in_memory[version]
-                from mlops_core.serving.batcher import Batcher
-
                 model = self.loader(version)
-                loaded = Loaded(version, model, Batcher(model))
-                self.on_load(role, version)
+                loaded = self._prepare(version, model)
+                self.on_load(role, version, loaded.path)
                 return loaded
 
             try:
@@ -161,6 +170,32 @@ class ModelFollower:
                     old.batcher.close()
             logger.info("now serving %s", self.describe())
             return True
+
+    def _prepare(self, version: str, model: Any) -> Loaded:
+        """The loaded version with its scorer: compiled when it compiles and matches the model
+        on the version's holdout (``serving.compiled``), else the model's own ``predict_proba``."""
+        from mlops_core.serving.batcher import Batcher
+        from mlops_core.serving.compiled import Scorer, pipeline_scores, scorer
+
+        if self.spec is None:  # a follower without a spec cannot build records' frames
+            raise ValueError("the model follower needs the dataset's spec to score records")
+        try:
+            rows = self.check_rows(version)
+        except Exception as exc:  # noqa: BLE001 -- no rows to check against: the plain path
+            chosen = Scorer(pipeline_scores(model, self.spec), "pipeline", f"no check rows: {exc}")
+        else:
+            chosen = scorer(model, self.spec, rows)
+        if chosen.path != "compiled":
+            logger.info("version %s scores through its pipeline: %s", version, chosen.reason)
+        return Loaded(
+            version, model, Batcher(chosen.score), chosen.score, chosen.path, chosen.reason
+        )
+
+    def _holdout_rows(self, version: str) -> list[dict[str, Any]]:
+        """Up to ``CHECK_ROWS`` of the version's holdout, features only: the compiled path's check."""
+        holdout = self.registry.version_holdout(version)
+        features = [c for c in holdout.columns if self.spec is not None and c in self.spec.features]
+        return holdout.select(features).head(CHECK_ROWS).to_dicts()
 
     def describe(self) -> dict[str, Any]:
         """The dataset, the champion and challenger versions served, and the split (JSON-ready)."""

@@ -9,6 +9,8 @@ Names (the Grafana dashboard in ``deployments/grafana-dashboard.json`` queries e
 * ``mlops_rollout_weight`` -- the challenger's share of traffic;
 * ``mlops_rollout_info{mode,challenger}`` -- 1 for the current rollout mode;
 * ``mlops_model_loads_total{role,version}`` -- models loaded from the registry;
+* ``mlops_scoring_path{version,path}`` -- 1 for the path a loaded version scores through:
+  ``compiled`` (``serving.compiled``, checked equal to the model) or ``pipeline``;
 * ``mlops_shadow_disagreements_total`` -- shadow predictions that differed from the answer;
 * ``mlops_feedback_total`` -- feedback labels received;
 * ``mlops_drift_p_value{dataset}`` -- the combined drift p-value of the newest processed batch.
@@ -34,6 +36,7 @@ METRIC_NAMES = (
     "mlops_rollout_weight",
     "mlops_rollout_info",
     "mlops_model_loads_total",
+    "mlops_scoring_path",
     "mlops_shadow_disagreements_total",
     "mlops_feedback_total",
     "mlops_drift_p_value",
@@ -68,6 +71,12 @@ class ServerMetrics:
         self.loads = Counter(
             "mlops_model_loads", "Models loaded from the registry", ["role", "version"], registry=r
         )
+        self.path = Gauge(
+            "mlops_scoring_path",
+            "1 for the path a loaded version scores through (compiled or pipeline)",
+            ["version", "path"],
+            registry=r,
+        )
         self.disagreements = Counter(
             "mlops_shadow_disagreements", "Shadow predictions that differed", registry=r
         )
@@ -85,9 +94,11 @@ class ServerMetrics:
         """Count a failed model call."""
         self.errors.labels(variant, version).inc()
 
-    def loaded(self, role: str, version: str) -> None:
-        """Count a model loaded from the registry."""
+    def loaded(self, role: str, version: str, path: str = "pipeline") -> None:
+        """Count a model loaded from the registry, and the path it scores through."""
         self.loads.labels(role, version).inc()
+        for other in ("compiled", "pipeline"):
+            self.path.labels(version, other).set(1 if other == path else 0)
 
     def shadow(self, disagreements: int) -> None:
         """Count shadow predictions that differed from the answer."""

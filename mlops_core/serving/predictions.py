@@ -16,10 +16,21 @@ from typing import Any
 import numpy as np
 
 from mlops_core.routing import CHALLENGER, CHAMPION
+from mlops_core.serving.compiled import Rows, model_frame
 from mlops_core.serving.follower import Loaded
 from mlops_core.serving.metrics import ServerMetrics
 from mlops_core.serving.records import Seen, Traffic
 from mlops_core.spec import DatasetSpec
+
+__all__ = [
+    "ScoredRequest",
+    "model_frame",
+    "model_scores",
+    "prediction_log",
+    "remember",
+    "score_request",
+    "shadow_disagreements",
+]
 
 
 @dataclass(frozen=True)
@@ -37,24 +48,13 @@ class ScoredRequest:
     shadow: bool  # the challenger scores every request beside the answer
 
 
-def model_frame(rows: list[dict[str, Any]], spec: DatasetSpec) -> Any:
-    """``rows`` as the pandas frame the models were trained on (the spec's columns and types)."""
-    import pandas as pd
-
-    frame = pd.DataFrame(rows, columns=list(spec.features))
-    for feature in spec.numeric:
-        frame[feature] = frame[feature].astype("float64")
-    for feature in spec.categorical:
-        frame[feature] = frame[feature].astype("object")
-    return frame
-
-
-def model_scores(loaded: Loaded, frame: Any) -> list[float]:
-    """Scores through the model's micro-batcher (see ``batcher``)."""
+def model_scores(loaded: Loaded, rows: Rows) -> list[float]:
+    """Scores through the model's micro-batcher (see ``batcher``), or its scorer directly."""
     if loaded.batcher is not None:
-        return [float(x) for x in loaded.batcher.scores(frame)]
-    probabilities = np.asarray(loaded.model.predict_proba(frame), dtype=np.float64)
-    scores = probabilities[:, 1]
+        return [float(x) for x in loaded.batcher.scores(rows)]
+    if loaded.score is None:
+        raise ValueError(f"model version {loaded.version} has no way to score records")
+    scores = np.asarray(loaded.score(rows), dtype=np.float64)
     if not np.all(np.isfinite(scores)):
         raise ValueError("the model returned non-finite probabilities")
     return [float(x) for x in scores]
@@ -66,16 +66,16 @@ def score_request(
     *,
     variant: str,
     shadow: bool,
-    frame: Any,
+    rows: Rows,
     metrics: ServerMetrics,
 ) -> ScoredRequest:
-    """The answer for ``frame`` from ``variant``, the champion's when the challenger fails."""
-    champion_scores = model_scores(champion, frame)
+    """The answer for ``rows`` from ``variant``, the champion's when the challenger fails."""
+    champion_scores = model_scores(champion, rows)
     answer, version, failed = champion_scores, champion.version, False
     challenger_scores: list[float] | None = None
     if challenger is not None and (variant == CHALLENGER or shadow):
         try:
-            challenger_scores = model_scores(challenger, frame)
+            challenger_scores = model_scores(challenger, rows)
         except Exception:  # noqa: BLE001 -- the champion answers; the failure is counted
             failed = True
             metrics.error(CHALLENGER, challenger.version)

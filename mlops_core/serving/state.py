@@ -36,7 +36,9 @@ class ServerState:
         self.spec = spec
         self.follow = follow
         self.metrics = ServerMetrics()
-        self.follower = ModelFollower(settings, dataset, loader=loader, on_load=self.metrics.loaded)
+        self.follower = ModelFollower(
+            settings, dataset, loader=loader, on_load=self.metrics.loaded, spec=spec
+        )
         self.traffic = Traffic(keep=settings.serve_traffic_keep)
         self.writer = LogWriter(settings, dataset) if log_traffic else None
 

@@ -6,22 +6,21 @@ import threading
 import time
 
 import numpy as np
-import pandas as pd
+import pytest
 
 from mlops_core.serving.batcher import Batcher
 
 
 class Slow:
-    """A duck-typed model: the probability of class 1 is the row's ``x``; each call takes 50 ms."""
+    """A duck-typed scorer: the probability of class 1 is the record's ``x``; each call takes 50 ms."""
 
     def __init__(self) -> None:
         self.calls = 0
 
-    def predict_proba(self, frame: pd.DataFrame) -> np.ndarray:
+    def __call__(self, rows: list[dict[str, float]]) -> np.ndarray:
         self.calls += 1
         time.sleep(0.05)
-        x = frame["x"].to_numpy(dtype=float)
-        return np.column_stack([1 - x, x])
+        return np.array([row["x"] for row in rows], dtype=float)
 
 
 def test_concurrent_requests_share_one_call_and_get_their_own_rows() -> None:
@@ -30,7 +29,7 @@ def test_concurrent_requests_share_one_call_and_get_their_own_rows() -> None:
     results: dict[int, list[float]] = {}
 
     def ask(i: int) -> None:
-        results[i] = list(batcher.scores(pd.DataFrame({"x": [i / 10, i / 20]})))
+        results[i] = list(batcher.scores([{"x": i / 10}, {"x": i / 20}]))
 
     threads = [threading.Thread(target=ask, args=(i,)) for i in range(8)]
     for thread in threads:
@@ -50,7 +49,7 @@ def test_requests_around_a_close_are_all_answered() -> None:
 
     def ask(x: float) -> None:
         try:
-            answers.extend(batcher.scores(pd.DataFrame({"x": [x]}), timeout=5))
+            answers.extend(batcher.scores([{"x": x}], timeout=5))
         except BaseException as exc:  # noqa: BLE001 -- collected for the assertion
             errors.append(exc)
 
@@ -66,3 +65,10 @@ def test_requests_around_a_close_are_all_answered() -> None:
         thread.join(timeout=10)
     assert errors == []
     assert sorted(answers) == sorted([0.1 * i for i in range(5)] + [0.9] * 3)
+
+
+def test_a_scorer_that_returns_the_wrong_number_of_scores_fails_its_requests() -> None:
+    batcher = Batcher(lambda rows: np.zeros(len(rows) + 1), wait_ms=1)
+    with pytest.raises(ValueError, match=r"\(2,\) scores for 1 rows"):
+        batcher.scores([{"x": 0.5}], timeout=5)
+    batcher.close()

@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 from fastapi.testclient import TestClient
 
+from mlops_cli.scenarios import CREDIT_SPEC as SPEC
 from mlops_cli.scenarios import generate_applications
 from mlops_core.adapters.catalog import RegisteredDataset
 from mlops_core.adapters.context import DatasetContext
@@ -18,6 +19,7 @@ from mlops_core.adapters.landing import LandingZone
 from mlops_core.adapters.registry import ModelRegistry
 from mlops_core.challenger import gather_training_data, train_challenger
 from mlops_core.serving import create_app
+from mlops_core.serving.compiled import model_frame
 from mlops_core.serving.follower import ROLLOUT_MODE, ROLLOUT_VERSION, ROLLOUT_WEIGHT
 from mlops_core.serving.metrics import METRIC_NAMES
 from mlops_core.settings import Settings
@@ -60,6 +62,12 @@ def test_predict_answers_with_the_champion(settings: Settings, models) -> None:
         assert len(body["predictions"]) == 1 and 0 <= body["probabilities"][0] <= 1
         many = client.post("/predict", json={"records": records(50)}).json()
         assert len(many["predictions"]) == 50 and many["request_id"] != body["request_id"]
+        # The registered pipeline compiles (serving.compiled) and answers as the model does.
+        text = client.get("/metrics").text
+        assert f'mlops_scoring_path{{path="compiled",version="{models[0]}"}} 1.0' in text
+    model = ModelRegistry(settings, "credit").load_version(models[0])
+    expected = model.predict_proba(model_frame(records(50), SPEC))[:, 1]
+    assert np.allclose(many["probabilities"], expected, rtol=0, atol=1e-6)
 
 
 def test_not_ready_without_a_champion(settings: Settings, registered: RegisteredDataset) -> None:

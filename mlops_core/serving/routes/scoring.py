@@ -11,7 +11,6 @@ from mlops_core.routing import route
 from mlops_core.serving.dependencies import ServerDep
 from mlops_core.serving.inputs import requested_rows
 from mlops_core.serving.predictions import (
-    model_frame,
     prediction_log,
     remember,
     score_request,
@@ -42,7 +41,7 @@ def predict(body: PredictRequest, server: ServerDep) -> PredictResponse:
         snapshot.challenger,
         variant=variant,
         shadow=split.shadow,
-        frame=model_frame(rows, server.spec),
+        rows=rows,
         metrics=server.metrics,
     )
     seconds = time.perf_counter() - started
