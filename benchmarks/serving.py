@@ -1,24 +1,33 @@
-"""The model server under load: throughput and latency against `mlflow models serve`, swaps under
-load, and the split's accuracy.
+"""The model server under load: against the HTTP floor and `mlflow models serve`, with wrk; swaps
+under load; the split's accuracy.
 
-    .venv/bin/python benchmarks/serving.py [--seconds 15] [--clients 8]
+    .venv/bin/python benchmarks/serving.py [--seconds 10] [--connections 16]
+        [--swap-seconds 15] [--clients 8]
 
-Same machine, same model (credit, trained on 10,000 rows), same load generator (``--clients``
-threads, one single-record request at a time each, for ``--seconds``):
+Same machine, same model (credit, trained on 10,000 rows). wrk (Debian's package: a C load
+generator, two threads, so the loader takes little CPU) keeps ``--connections`` connections busy
+for ``--seconds`` each, one record per request, on:
 
-1. ``mlops serve`` with a canary split active (v2 at 25%) against ``mlflow models serve
-   --env-manager local`` of v1 (FastAPI under uvicorn, ``/invocations``);
-2. 10 promote/rollback cycles (alias moves + ``/admin/refresh``) under the same load: failed
-   requests;
-3. 10,000 requests with distinct routing keys at weight 0.25: the challenger's share; and 200 keys
-   sent 5 times each: keys that ever changed variant.
+1. the floor: ``floor_app.py``, a bare FastAPI app under uvicorn that parses the record with
+   pydantic and answers a constant (what any Python server pays before its own work);
+2. ``mlops serve`` with a canary split active (v2 at 25%) and the prediction log on; and with
+   1,000 records a request, against the champion's ``predict_proba`` on 1,000 records in process;
+3. ``mlflow models serve --env-manager local`` of v1 (FastAPI under uvicorn, ``/invocations``).
 
+Then, with ``--clients`` Python threads, 10 promote/rollback cycles (alias moves +
+``/admin/refresh``) during ``--swap-seconds`` of load: failed requests; and 10,000 requests with
+distinct routing keys at weight 0.25: the challenger's share; 200 keys sent 5 times each: keys
+that ever changed variant.
+
+Targets: ours at least 50% of the floor's requests per second and a p99 at most twice its;
+1,000-record requests within 2x of the in-process rows per second.
 Prints tables and writes ``benchmarks/results/serving.json``.
 """
 
 from __future__ import annotations
 
 import argparse
+import math
 import os
 import signal
 import subprocess
@@ -71,6 +80,56 @@ def stop(process: subprocess.Popen[bytes]) -> None:
         process.wait(timeout=15)
     except subprocess.TimeoutExpired:
         os.killpg(process.pid, signal.SIGKILL)
+
+
+WRK_SCRIPT = """
+wrk.method = "POST"
+wrk.headers["Content-Type"] = "application/json"
+wrk.body = [==[%s]==]
+done = function(summary, latency, requests)
+  local e = summary.errors
+  io.write(string.format(
+    "WRK_JSON {\\"requests\\":%%d,\\"duration_us\\":%%d,\\"non_2xx\\":%%d,\\"socket_errors\\":%%d," ..
+    "\\"p50_us\\":%%d,\\"p90_us\\":%%d,\\"p99_us\\":%%d,\\"max_us\\":%%d}\\n",
+    summary.requests, summary.duration, e.status, e.connect + e.read + e.write + e.timeout,
+    latency:percentile(50), latency:percentile(90), latency:percentile(99), latency.max))
+end
+"""
+
+
+def wrk_load(url: str, body: dict[str, Any], seconds: float, connections: int) -> dict[str, Any]:
+    """``wrk`` (C, two threads) posting ``body`` over ``connections`` for ``seconds``."""
+    import json
+    import shutil
+    import tempfile
+
+    wrk = shutil.which("wrk")
+    if wrk is None:
+        raise SystemExit("wrk is not installed: apt-get install wrk (Debian's package)")
+    with tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False) as script:
+        script.write(WRK_SCRIPT % json.dumps(body))
+    try:
+        done = subprocess.run(
+            [wrk, "-t2", f"-c{connections}", f"-d{seconds:.0f}s", "--timeout", "10s", "-s", script.name, url],
+            capture_output=True, text=True, check=True, timeout=seconds + 60,
+        )  # fmt: skip
+    finally:
+        Path(script.name).unlink()
+    line = next(x for x in done.stdout.splitlines() if x.startswith("WRK_JSON "))
+    raw = json.loads(line.removeprefix("WRK_JSON "))
+    duration = raw["duration_us"] / 1e6
+    failed = raw["non_2xx"] + raw["socket_errors"]
+    return {
+        "requests": raw["requests"],
+        "failed": failed,
+        "throughput_rps": round((raw["requests"] - failed) / duration, 1),
+        "p50_ms": round(raw["p50_us"] / 1000, 2),
+        "p90_ms": round(raw["p90_us"] / 1000, 2),
+        "p99_ms": round(raw["p99_us"] / 1000, 2),
+        "max_ms": round(raw["max_us"] / 1000, 2),
+        "connections": connections,
+        "seconds": seconds,
+    }
 
 
 def load(
@@ -133,7 +192,6 @@ def register_models(settings: Settings) -> Models:
     """Both versions trained on the credit reference and registered, v2 in a 25% canary."""
     from mlops_cli.scenarios import CREDIT_SPEC
     from mlops_core.adapters.registry import ModelRegistry
-    from mlops_core.serving.follower import ROLLOUT_MODE, ROLLOUT_VERSION, ROLLOUT_WEIGHT
     from mlops_core.training import train_model
 
     frame = add_credit_dataset(settings)
@@ -142,11 +200,21 @@ def register_models(settings: Settings) -> Models:
     v2 = registry.log_model(
         train_model(frame.sample(8_000, seed=1), CREDIT_SPEC).pipeline, CREDIT_SPEC, frame
     ).version
-    registry.promote(v1)
-    registry.set_challenger(v2)
-    registry.set_tags({ROLLOUT_VERSION: v2, ROLLOUT_WEIGHT: "0.25", ROLLOUT_MODE: "canary"})
     records = frame.drop("default", "application_id", "applied_at").head(1_000).to_dicts()
-    return Models(registry, v1, v2, records)
+    models = Models(registry, v1, v2, records)
+    canary(models)
+    return models
+
+
+def canary(models: Models) -> None:
+    """v1 the champion, v2 the challenger in a 25% canary."""
+    from mlops_core.serving.follower import ROLLOUT_MODE, ROLLOUT_VERSION, ROLLOUT_WEIGHT
+
+    models.registry.promote(models.v1)
+    models.registry.set_challenger(models.v2)
+    models.registry.set_tags(
+        {ROLLOUT_VERSION: models.v2, ROLLOUT_WEIGHT: "0.25", ROLLOUT_MODE: "canary"}
+    )
 
 
 def measure_split(models: Models, url: str) -> dict[str, Any]:
@@ -208,7 +276,6 @@ def measure_ours(
     bin_dir = Path(sys.executable).parent
     server = start([str(bin_dir / "mlops"), "serve", "--port", str(port)], f"{ours}/ready", env)
     try:
-        results["mlops serve (canary 25% active)"] = load(f"{ours}/predict", body, seconds, clients)
         results["mlops serve, 10 promote/rollback cycles"] = load(
             f"{ours}/predict", body, seconds, clients, during=cycles
         )
@@ -219,37 +286,79 @@ def measure_ours(
     return results, split
 
 
-def measure_theirs(
-    models: Models, env: dict[str, str], seconds: float, clients: int
-) -> dict[str, Any]:
-    """``mlflow models serve`` of v1 under the same load."""
+def in_process_rows_per_second(models: Models) -> float:
+    """The champion's own ``predict_proba`` on 1,000-record frames, in this process (best of 5)."""
+    from mlops_cli.scenarios import CREDIT_SPEC
+    from mlops_core.serving.compiled import model_frame
+
+    model = models.registry.load_version(models.v1)
+    frame = model_frame(models.records, CREDIT_SPEC)
+    best = math.inf
+    for _ in range(5):
+        started = time.perf_counter()
+        model.predict_proba(frame)
+        best = min(best, time.perf_counter() - started)
+    return len(models.records) / best
+
+
+def measure_wrk(
+    models: Models, env: dict[str, str], seconds: float, connections: int
+) -> dict[str, dict[str, Any]]:
+    """With wrk: the floor, ``mlops serve`` (one record; 1,000 records) and ``mlflow models serve``."""
     from mlops_cli.stack import free_port
 
-    records = models.records
-    mport = free_port()
-    theirs = f"http://127.0.0.1:{mport}"
+    record = models.records[0]
     bin_dir = Path(sys.executable).parent
-    mlflow_server = start(
-        [str(bin_dir / "mlflow"), "models", "serve", "-m", f"models:/{CREDIT}/{models.v1}", "--env-manager", "local", "-p", str(mport), "-h", "127.0.0.1"],
-        f"{theirs}/ping",
+    results: dict[str, dict[str, Any]] = {}
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    floor = start(
+        [str(bin_dir / "uvicorn"), "--app-dir", str(ROOT / "benchmarks"), "floor_app:app", "--host", "127.0.0.1", "--port", str(port), "--log-level", "warning"],
+        f"{url}/ready",
         env,
     )  # fmt: skip
     try:
-        return load(
-            f"{theirs}/invocations",
-            lambda n, i: {"dataframe_records": [records[(n * 997 + i) % 1000]]},
-            seconds,
-            clients,
+        results["floor: FastAPI + pydantic, constant answer"] = wrk_load(
+            f"{url}/predict", {"record": record}, seconds, connections
         )
     finally:
-        stop(mlflow_server)
+        stop(floor)
+    canary(models)
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    server = start([str(bin_dir / "mlops"), "serve", "--port", str(port)], f"{url}/ready", env)
+    try:
+        results["mlops serve, canary 25%, prediction log on"] = wrk_load(
+            f"{url}/predict", {"record": record}, seconds, connections
+        )
+        thousand = wrk_load(f"{url}/predict", {"records": models.records}, seconds, connections)
+        thousand["rows_per_second"] = round(thousand["throughput_rps"] * len(models.records))
+        results["mlops serve, 1,000 records a request"] = thousand
+    finally:
+        stop(server)
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    theirs = start(
+        [str(bin_dir / "mlflow"), "models", "serve", "-m", f"models:/{CREDIT}/{models.v1}", "--env-manager", "local", "-p", str(port), "-h", "127.0.0.1"],
+        f"{url}/ping",
+        env,
+    )  # fmt: skip
+    try:
+        results["mlflow models serve (v1)"] = wrk_load(
+            f"{url}/invocations", {"dataframe_records": [record]}, seconds, connections
+        )
+    finally:
+        stop(theirs)
+    return results
 
 
 def main() -> None:
-    """Measure both servers, the swaps and the split; print the tables, write the JSON."""
+    """Measure the floor, ours and MLflow's with wrk, then swaps under load and the split."""
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--seconds", type=float, default=15)
-    parser.add_argument("--clients", type=int, default=8)
+    parser.add_argument("--seconds", type=float, default=10, help="per wrk run")
+    parser.add_argument("--connections", type=int, default=16, help="wrk's open connections")
+    parser.add_argument("--swap-seconds", type=float, default=15)
+    parser.add_argument("--clients", type=int, default=8, help="threads during the swaps")
     args = parser.parse_args()
     bench_home(
         "serving",
@@ -267,19 +376,49 @@ def main() -> None:
         "MLFLOW_TRACKING_URI": settings.tracking_uri,
         "PATH": f"{bin_dir}{os.pathsep}{os.environ.get('PATH', '')}",  # mlflow execs uvicorn
     }
-    results, split = measure_ours(models, env, args.seconds, args.clients)
-    results["mlflow models serve (v1)"] = measure_theirs(models, env, args.seconds, args.clients)
+    results = measure_wrk(models, env, args.seconds, args.connections)
+    in_process = in_process_rows_per_second(models)
+    swaps, split = measure_ours(models, env, args.swap_seconds, args.clients)
 
-    rows = [
-        [name, r["requests"], r["failed"], r["throughput_rps"], r["p50_ms"], r["p99_ms"]]
-        for name, r in results.items()
-    ]
-    print_table(["server", "requests", "failed", "req/s", "p50 ms", "p99 ms"], rows)
-    ratio = (
-        results["mlops serve (canary 25% active)"]["throughput_rps"]
-        / results["mlflow models serve (v1)"]["throughput_rps"]
+    print(
+        f"\nwrk, {args.connections} connections, {args.seconds:.0f} s each, {os.cpu_count()} cores"
     )
-    print(f"\nthroughput ratio mlops/mlflow: {ratio:.2f} (target >= 2)")
+    print_table(
+        ["server", "requests", "failed", "req/s", "p50 ms", "p90 ms", "p99 ms"],
+        [
+            [name, r["requests"], r["failed"], r["throughput_rps"], r["p50_ms"], r["p90_ms"], r["p99_ms"]]
+            for name, r in results.items()
+        ],
+    )  # fmt: skip
+    floor = results["floor: FastAPI + pydantic, constant answer"]
+    ours = results["mlops serve, canary 25%, prediction log on"]
+    theirs = results["mlflow models serve (v1)"]
+    thousand = results["mlops serve, 1,000 records a request"]
+    ratios = {
+        "ours_over_floor_rps": round(ours["throughput_rps"] / floor["throughput_rps"], 3),
+        "ours_over_floor_p99": round(ours["p99_ms"] / floor["p99_ms"], 3),
+        "ours_over_mlflow_rps": round(ours["throughput_rps"] / theirs["throughput_rps"], 2),
+        "rows_per_second_1000": thousand["rows_per_second"],
+        "in_process_rows_per_second": round(in_process),
+        "in_process_over_served_rows": round(in_process / thousand["rows_per_second"], 2),
+    }
+    print(
+        f"\nours / floor: {ratios['ours_over_floor_rps']:.2f} of its req/s (target >= 0.5), "
+        f"p99 {ratios['ours_over_floor_p99']:.2f}x its p99 (target <= 2)"
+    )
+    print(
+        f"1,000-record requests: {thousand['rows_per_second']:,} rows/s served; the model's "
+        f"predict_proba in process: {in_process:,.0f} rows/s "
+        f"({ratios['in_process_over_served_rows']:.2f}x; target <= 2)"
+    )
+    print(f"ours / mlflow models serve: {ratios['ours_over_mlflow_rps']:.2f}x the req/s")
+    print(
+        f"\n{args.clients} client threads, {args.swap_seconds:.0f} s, 10 promote/rollback cycles:"
+    )
+    print_table(
+        ["server", "requests", "failed", "req/s", "p50 ms", "p99 ms"],
+        [[name, r["requests"], r["failed"], r["throughput_rps"], r["p50_ms"], r["p99_ms"]] for name, r in swaps.items()],
+    )  # fmt: skip
     print(
         f"split: challenger share {split['challenger_share']:.3f} at weight 0.25 over 10,000 "
         f"requests; {split['keys_that_changed_variant']} of 200 keys changed variant"
@@ -287,10 +426,10 @@ def main() -> None:
     path = write_results(
         "serving",
         {
-            "seconds": args.seconds,
-            "clients": args.clients,
-            "results": results,
-            "throughput_ratio": round(ratio, 2),
+            "cores": os.cpu_count(),
+            "wrk": {"seconds": args.seconds, "connections": args.connections, "results": results},
+            "ratios": ratios,
+            "swaps": {"seconds": args.swap_seconds, "clients": args.clients, "results": swaps},
             "split": split,
             "root": str(ROOT),
         },

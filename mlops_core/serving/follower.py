@@ -192,10 +192,16 @@ class ModelFollower:
         )
 
     def _holdout_rows(self, version: str) -> list[dict[str, Any]]:
-        """Up to ``CHECK_ROWS`` of the version's holdout, features only: the compiled path's check."""
-        holdout = self.registry.version_holdout(version)
-        features = [c for c in holdout.columns if self.spec is not None and c in self.spec.features]
-        return holdout.select(features).head(CHECK_ROWS).to_dicts()
+        """Up to ``CHECK_ROWS`` rows, features only, for the compiled path's check: the version's
+        holdout, or the dataset's reference for a version registered without one."""
+        try:
+            rows = self.registry.version_holdout(version)
+        except Exception:  # noqa: BLE001 -- logged by hand, without a holdout
+            from mlops_core.adapters.catalog import DatasetCatalog
+
+            rows = DatasetCatalog(self.settings).get(self.dataset).reference()
+        features = [c for c in rows.columns if self.spec is not None and c in self.spec.features]
+        return rows.select(features).head(CHECK_ROWS).to_dicts()
 
     def describe(self) -> dict[str, Any]:
         """The dataset, the champion and challenger versions served, and the split (JSON-ready)."""
