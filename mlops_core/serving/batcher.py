@@ -44,8 +44,9 @@ class Batcher:
         self._thread = threading.Thread(target=self._run, name="mlops-batcher", daemon=True)
         self._thread.start()
 
-    def scores(self, rows: Rows, timeout: float = 30.0) -> Scores:
-        """The positive-class probabilities of ``rows`` (blocks until scored)."""
+    def submit(self, rows: Rows) -> Future[Scores]:
+        """A future of the positive-class probabilities of ``rows`` (an event loop awaits it
+        with ``asyncio.wrap_future``)."""
         future: Future[Scores] = Future()
         with self._lock:
             closed = self._closed
@@ -54,9 +55,16 @@ class Batcher:
         if closed:  # swapped out while this request held it: score here
             from threadpoolctl import threadpool_limits
 
-            with threadpool_limits(limits=1):
-                return self._score([rows])
-        return future.result(timeout=timeout)
+            try:
+                with threadpool_limits(limits=1):
+                    future.set_result(self._score([rows]))
+            except Exception as exc:  # noqa: BLE001 -- the caller gets it from the future
+                future.set_exception(exc)
+        return future
+
+    def scores(self, rows: Rows, timeout: float = 30.0) -> Scores:
+        """The positive-class probabilities of ``rows`` (blocks until scored)."""
+        return self.submit(rows).result(timeout=timeout)
 
     def _score(self, batches: list[Rows]) -> Scores:
         combined = batches[0] if len(batches) == 1 else [row for rows in batches for row in rows]

@@ -8,6 +8,7 @@ against the challenger: users never see a challenger's error.
 
 from __future__ import annotations
 
+import asyncio
 import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -48,10 +49,14 @@ class ScoredRequest:
     shadow: bool  # the challenger scores every request beside the answer
 
 
-def model_scores(loaded: Loaded, rows: Rows) -> list[float]:
-    """Scores through the model's micro-batcher (see ``batcher``), or its scorer directly."""
+async def model_scores(loaded: Loaded, rows: Rows) -> list[float]:
+    """Scores through the model's micro-batcher (see ``batcher``), or its scorer directly.
+
+    The event loop awaits the batcher's worker thread: no thread of the pool is held meanwhile.
+    """
     if loaded.batcher is not None:
-        return [float(x) for x in loaded.batcher.scores(rows)]
+        scores = await asyncio.wrap_future(loaded.batcher.submit(rows))
+        return [float(x) for x in scores]
     if loaded.score is None:
         raise ValueError(f"model version {loaded.version} has no way to score records")
     scores = np.asarray(loaded.score(rows), dtype=np.float64)
@@ -60,7 +65,7 @@ def model_scores(loaded: Loaded, rows: Rows) -> list[float]:
     return [float(x) for x in scores]
 
 
-def score_request(
+async def score_request(
     champion: Loaded,
     challenger: Loaded | None,
     *,
@@ -70,12 +75,12 @@ def score_request(
     metrics: ServerMetrics,
 ) -> ScoredRequest:
     """The answer for ``rows`` from ``variant``, the champion's when the challenger fails."""
-    champion_scores = model_scores(champion, rows)
+    champion_scores = await model_scores(champion, rows)
     answer, version, failed = champion_scores, champion.version, False
     challenger_scores: list[float] | None = None
     if challenger is not None and (variant == CHALLENGER or shadow):
         try:
-            challenger_scores = model_scores(challenger, rows)
+            challenger_scores = await model_scores(challenger, rows)
         except Exception:  # noqa: BLE001 -- the champion answers; the failure is counted
             failed = True
             metrics.error(CHALLENGER, challenger.version)

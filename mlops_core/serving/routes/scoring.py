@@ -19,12 +19,13 @@ from mlops_core.serving.predictions import (
 from mlops_core.serving.schemas import PredictRequest, PredictResponse
 
 
-def predict(body: PredictRequest, server: ServerDep) -> PredictResponse:
+async def predict(body: PredictRequest, server: ServerDep) -> PredictResponse:
     """Predictions for the records, from the champion or the challenger the routing key lands on.
 
     Records are checked against the dataset spec first: a 422 names the record and field (a
     missing feature, a wrong type, NaN or infinity, too many records); a 503 while no champion is
-    loaded. ``routing_key`` keeps a user on one variant.
+    loaded. ``routing_key`` keeps a user on one variant. It runs on the event loop (its own work
+    is short and CPU-bound) and awaits the models' micro-batchers, so no pool thread is held.
     """
     started = time.perf_counter()
     snapshot = server.follower.snapshot  # this request's models, whatever swaps meanwhile
@@ -36,7 +37,7 @@ def predict(body: PredictRequest, server: ServerDep) -> PredictResponse:
     variant = route(
         body.routing_key or request_id, split, has_challenger=snapshot.challenger is not None
     )
-    scored = score_request(
+    scored = await score_request(
         snapshot.champion,
         snapshot.challenger,
         variant=variant,
