@@ -352,20 +352,14 @@ def measure_wrk(
     return results
 
 
-def main() -> None:
-    """Measure the floor, ours and MLflow's with wrk, then swaps under load and the split."""
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--seconds", type=float, default=10, help="per wrk run")
-    parser.add_argument("--connections", type=int, default=16, help="wrk's open connections")
-    parser.add_argument("--swap-seconds", type=float, default=15)
-    parser.add_argument("--clients", type=int, default=8, help="threads during the swaps")
-    args = parser.parse_args()
+def prepare(name: str) -> tuple[Models, dict[str, str]]:
+    """A fresh home for benchmark ``name`` with both versions registered in a 25% canary, and
+    the environment its servers start with."""
     bench_home(
-        "serving",
+        name,
         {"MLOPS_ADMIN_TOKEN": "bench-token", "MLOPS_SERVE_POLL_SECONDS": "0.5"},
         prefect=False,
     )
-
     from mlops_core.settings import Settings
 
     settings = Settings()
@@ -376,6 +370,18 @@ def main() -> None:
         "MLFLOW_TRACKING_URI": settings.tracking_uri,
         "PATH": f"{bin_dir}{os.pathsep}{os.environ.get('PATH', '')}",  # mlflow execs uvicorn
     }
+    return models, env
+
+
+def main() -> None:
+    """Measure the floor, ours and MLflow's with wrk, then swaps under load and the split."""
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--seconds", type=float, default=10, help="per wrk run")
+    parser.add_argument("--connections", type=int, default=16, help="wrk's open connections")
+    parser.add_argument("--swap-seconds", type=float, default=15)
+    parser.add_argument("--clients", type=int, default=8, help="threads during the swaps")
+    args = parser.parse_args()
+    models, env = prepare("serving")
     results = measure_wrk(models, env, args.seconds, args.connections)
     in_process = in_process_rows_per_second(models)
     swaps, split = measure_ours(models, env, args.swap_seconds, args.clients)

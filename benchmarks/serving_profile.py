@@ -13,7 +13,6 @@ the rest. Prints the shares and writes ``benchmarks/results/serving_profile.json
 from __future__ import annotations
 
 import argparse
-import os
 import shutil
 import subprocess
 import sys
@@ -24,8 +23,8 @@ from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import bench_home, print_table, write_results  # noqa: E402
-from serving import canary, register_models, start, stop, wrk_load  # noqa: E402
+from common import print_table, write_results  # noqa: E402
+from serving import prepare, start, stop, wrk_load  # noqa: E402
 
 # (bucket, substrings of a frame "function (file:line)"), checked innermost frame first.
 BUCKETS: list[tuple[str, tuple[str, ...]]] = [
@@ -85,19 +84,10 @@ def main() -> None:
     parser.add_argument("--connections", type=int, default=16)
     parser.add_argument("--records", type=int, default=1, help="records per request")
     args = parser.parse_args()
-    bench_home(
-        "serving_profile",
-        {"MLOPS_ADMIN_TOKEN": "bench-token", "MLOPS_SERVE_POLL_SECONDS": "0.5"},
-        prefect=False,
-    )
+    models, env = prepare("serving_profile")
     from mlops_cli.stack import free_port
-    from mlops_core.settings import Settings
 
-    settings = Settings()
-    models = register_models(settings)
-    canary(models)
     bin_dir = Path(sys.executable).parent
-    env = {**os.environ, "MLFLOW_TRACKING_URI": settings.tracking_uri}
     port = free_port()
     url = f"http://127.0.0.1:{port}"
     server = start([str(bin_dir / "mlops"), "serve", "--port", str(port)], f"{url}/ready", env)
