@@ -374,7 +374,7 @@ class PerformanceEstimator:
         correct = _correct(model, holdout, self.spec, "reference holdout")
         labelled = holdout.filter(pl.col(str(self.spec.target)).is_not_null())
         self.model_ = model
-        scores, _ = self._scores(labelled)
+        scores, predicted = self._scores(labelled)
         classes = np.asarray(getattr(model, "classes_", np.arange(max(2, scores.shape[1]))))
         truth = labelled[str(self.spec.target)].to_numpy()
         columns = classes[1:2] if scores.shape[1] == 1 else classes
@@ -385,7 +385,6 @@ class PerformanceEstimator:
         self.calibrator_: str = self.calibration
         self.selection_losses_: dict[str, float] = {}
         if self.calibration == "auto":
-            predicted = np.asarray(self._scores(labelled)[1])
             self.calibrator_, self.selection_losses_ = choose_calibrator(
                 scores, hits, predicted, correct.astype(np.float64), self.seed
             )

@@ -90,6 +90,8 @@ class CompiledModel:
         ).astype(np.uint32)
         self.known_bitsets = known_bitsets  # the predictors' own types: passed to them as they are
         self.feature_map = feature_map
+        self.known_array = np.asarray(known_bitsets, dtype=np.uint32)  # the walk's copies
+        self.feature_map_array = np.asarray(feature_map, dtype=np.intp)
         self.baseline = float(np.asarray(booster._baseline_prediction).ravel()[0])
         self.has_categorical = bool(self.categorical.any())
 
@@ -163,8 +165,8 @@ class CompiledModel:
         word, bit = code // 32, (code % 32).astype(np.uint32)
         word = np.minimum(word, self.raw_bitsets.shape[1] - 1)
         in_left = (self.raw_bitsets[self.bitset[node], word] >> bit) & 1 == 1
-        known_row = np.asarray(self.feature_map, dtype=np.intp)[feature]
-        known = (np.asarray(self.known_bitsets)[known_row, word] >> bit) & 1 == 1
+        known_row = self.feature_map_array[feature]
+        known = (self.known_array[known_row, word] >> bit) & 1 == 1
         missing = negative | ~(in_left | known)
         direction = np.where(missing, self.missing_left[node], in_left)
         return np.where(categorical, direction, left)
