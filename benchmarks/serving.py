@@ -9,9 +9,11 @@ generator, two threads, so the loader takes little CPU) keeps ``--connections`` 
 for ``--seconds`` each, one record per request, on:
 
 1. the floor: ``floor_app.py``, a bare FastAPI app under uvicorn that parses the record with
-   pydantic and answers a constant (what any Python server pays before its own work);
-2. ``mlops serve`` with a canary split active (v2 at 25%) and the prediction log on; and with
-   1,000 records a request, against the champion's ``predict_proba`` on 1,000 records in process;
+   pydantic and answers a constant (what any Python server pays before its own work), as one
+   process and as ``--workers`` processes (uvicorn's own ``--workers``);
+2. ``mlops serve`` with a canary split active (v2 at 25%) and the prediction log on, as one
+   process and with ``--workers`` (default: one per core); and with 1,000 records a request,
+   against the champion's ``predict_proba`` on 1,000 records in process;
 3. ``mlflow models serve --env-manager local`` of v1 (FastAPI under uvicorn, ``/invocations``).
 
 Then, with ``--clients`` Python threads, 10 promote/rollback cycles (alias moves +
@@ -19,7 +21,8 @@ Then, with ``--clients`` Python threads, 10 promote/rollback cycles (alias moves
 distinct routing keys at weight 0.25: the challenger's share; 200 keys sent 5 times each: keys
 that ever changed variant.
 
-Targets: ours at least 50% of the floor's requests per second and a p99 at most twice its;
+Targets: ours (``--workers``) at least 50% of the one-process floor's requests per second and a
+p99 at most twice its (the issue's floor); the floor with as many processes is reported too;
 1,000-record requests within 2x of the in-process rows per second.
 Prints tables and writes ``benchmarks/results/serving.json``.
 """
@@ -248,9 +251,9 @@ def measure_split(models: Models, url: str) -> dict[str, Any]:
 
 
 def measure_ours(
-    models: Models, env: dict[str, str], seconds: float, clients: int
+    models: Models, env: dict[str, str], seconds: float, clients: int, workers: int
 ) -> tuple[dict[str, dict[str, Any]], dict[str, Any]]:
-    """``mlops serve`` under load, then under promote/rollback cycles; then the split's accuracy."""
+    """``mlops serve --workers`` under promote/rollback cycles; then the split's accuracy."""
     import httpx
 
     from mlops_cli.stack import free_port
@@ -274,9 +277,14 @@ def measure_ours(
 
     results: dict[str, dict[str, Any]] = {}
     bin_dir = Path(sys.executable).parent
-    server = start([str(bin_dir / "mlops"), "serve", "--port", str(port)], f"{ours}/ready", env)
+    server = start(
+        [str(bin_dir / "mlops"), "serve", "--port", str(port), "--workers", str(workers)],
+        f"{ours}/ready",
+        env,
+    )
     try:
-        results["mlops serve, 10 promote/rollback cycles"] = load(
+        wait_for_workers(ours, workers)
+        results[f"mlops serve ({workers} workers), 10 promote/rollback cycles"] = load(
             f"{ours}/predict", body, seconds, clients, during=cycles
         )
         # Split accuracy over real HTTP.
@@ -301,41 +309,55 @@ def in_process_rows_per_second(models: Models) -> float:
     return len(models.records) / best
 
 
+FLOOR = "floor: FastAPI + pydantic, constant answer"
+OURS = "mlops serve, canary 25%, prediction log on"
+THOUSAND = "mlops serve, 1,000 records a request"
+
+
 def measure_wrk(
-    models: Models, env: dict[str, str], seconds: float, connections: int
+    models: Models, env: dict[str, str], seconds: float, connections: int, workers: int
 ) -> dict[str, dict[str, Any]]:
-    """With wrk: the floor, ``mlops serve`` (one record; 1,000 records) and ``mlflow models serve``."""
+    """With wrk: the floor, ``mlops serve`` (one record; 1,000 records) and ``mlflow models serve``;
+    the floor and ours once as one process and once with ``workers`` processes."""
     from mlops_cli.stack import free_port
 
     record = models.records[0]
     bin_dir = Path(sys.executable).parent
     results: dict[str, dict[str, Any]] = {}
-    port = free_port()
-    url = f"http://127.0.0.1:{port}"
-    floor = start(
-        [str(bin_dir / "uvicorn"), "--app-dir", str(ROOT / "benchmarks"), "floor_app:app", "--host", "127.0.0.1", "--port", str(port), "--log-level", "warning"],
-        f"{url}/ready",
-        env,
-    )  # fmt: skip
-    try:
-        results["floor: FastAPI + pydantic, constant answer"] = wrk_load(
-            f"{url}/predict", {"record": record}, seconds, connections
-        )
-    finally:
-        stop(floor)
+    for count in (1, workers):
+        port = free_port()
+        url = f"http://127.0.0.1:{port}"
+        floor = start(
+            [str(bin_dir / "uvicorn"), "--app-dir", str(ROOT / "benchmarks"), "floor_app:app", "--host", "127.0.0.1", "--port", str(port), "--log-level", "warning", "--workers", str(count)],
+            f"{url}/ready",
+            env,
+        )  # fmt: skip
+        try:
+            results[f"{FLOOR}, {count} process(es)"] = wrk_load(
+                f"{url}/predict", {"record": record}, seconds, connections
+            )
+        finally:
+            stop(floor)
     canary(models)
-    port = free_port()
-    url = f"http://127.0.0.1:{port}"
-    server = start([str(bin_dir / "mlops"), "serve", "--port", str(port)], f"{url}/ready", env)
-    try:
-        results["mlops serve, canary 25%, prediction log on"] = wrk_load(
-            f"{url}/predict", {"record": record}, seconds, connections
+    for count in (1, workers):
+        port = free_port()
+        url = f"http://127.0.0.1:{port}"
+        server = start(
+            [str(bin_dir / "mlops"), "serve", "--port", str(port), "--workers", str(count)],
+            f"{url}/ready",
+            env,
         )
-        thousand = wrk_load(f"{url}/predict", {"records": models.records}, seconds, connections)
-        thousand["rows_per_second"] = round(thousand["throughput_rps"] * len(models.records))
-        results["mlops serve, 1,000 records a request"] = thousand
-    finally:
-        stop(server)
+        try:
+            if count > 1:  # every worker loaded and answering, not only the first
+                wait_for_workers(url, count)
+            results[f"{OURS}, {count} worker(s)"] = wrk_load(
+                f"{url}/predict", {"record": record}, seconds, connections
+            )
+            thousand = wrk_load(f"{url}/predict", {"records": models.records}, seconds, connections)
+            thousand["rows_per_second"] = round(thousand["throughput_rps"] * len(models.records))
+            results[f"{THOUSAND}, {count} worker(s)"] = thousand
+        finally:
+            stop(server)
     port = free_port()
     url = f"http://127.0.0.1:{port}"
     theirs = start(
@@ -350,6 +372,22 @@ def measure_wrk(
     finally:
         stop(theirs)
     return results
+
+
+def wait_for_workers(url: str, count: int) -> None:
+    """Return once ``count`` distinct workers have answered ``/ready`` (at most 120 s)."""
+    import httpx
+
+    seen: set[int] = set()
+    deadline = time.monotonic() + 120
+    while len(seen) < count and time.monotonic() < deadline:
+        try:
+            if httpx.get(f"{url}/ready", timeout=1).status_code == 200:
+                seen.add(int(httpx.get(f"{url}/health", timeout=1).json()["worker"]))
+        except httpx.HTTPError:
+            time.sleep(0.3)
+    if len(seen) < count:
+        raise RuntimeError(f"only workers {sorted(seen)} of {count} became ready at {url}")
 
 
 def prepare(name: str) -> tuple[Models, dict[str, str]]:
@@ -380,11 +418,14 @@ def main() -> None:
     parser.add_argument("--connections", type=int, default=16, help="wrk's open connections")
     parser.add_argument("--swap-seconds", type=float, default=15)
     parser.add_argument("--clients", type=int, default=8, help="threads during the swaps")
+    parser.add_argument(
+        "--workers", type=int, default=os.cpu_count() or 1, help="server processes (one per core)"
+    )
     args = parser.parse_args()
     models, env = prepare("serving")
-    results = measure_wrk(models, env, args.seconds, args.connections)
+    results = measure_wrk(models, env, args.seconds, args.connections, args.workers)
     in_process = in_process_rows_per_second(models)
-    swaps, split = measure_ours(models, env, args.swap_seconds, args.clients)
+    swaps, split = measure_ours(models, env, args.swap_seconds, args.clients, args.workers)
 
     print(
         f"\nwrk, {args.connections} connections, {args.seconds:.0f} s each, {os.cpu_count()} cores"
@@ -396,21 +437,35 @@ def main() -> None:
             for name, r in results.items()
         ],
     )  # fmt: skip
-    floor = results["floor: FastAPI + pydantic, constant answer"]
-    ours = results["mlops serve, canary 25%, prediction log on"]
+    n = args.workers
+    floor = results[f"{FLOOR}, 1 process(es)"]
+    floor_n = results[f"{FLOOR}, {n} process(es)"]
+    ours = results[f"{OURS}, {n} worker(s)"]
+    ours_1 = results[f"{OURS}, 1 worker(s)"]
     theirs = results["mlflow models serve (v1)"]
-    thousand = results["mlops serve, 1,000 records a request"]
+    thousand = results[f"{THOUSAND}, {n} worker(s)"]
     ratios = {
+        "workers": n,
         "ours_over_floor_rps": round(ours["throughput_rps"] / floor["throughput_rps"], 3),
         "ours_over_floor_p99": round(ours["p99_ms"] / floor["p99_ms"], 3),
+        "ours_over_floor_same_workers_rps": round(
+            ours["throughput_rps"] / floor_n["throughput_rps"], 3
+        ),
+        "ours_over_floor_same_workers_p99": round(ours["p99_ms"] / floor_n["p99_ms"], 3),
+        "one_worker_over_floor_rps": round(ours_1["throughput_rps"] / floor["throughput_rps"], 3),
         "ours_over_mlflow_rps": round(ours["throughput_rps"] / theirs["throughput_rps"], 2),
         "rows_per_second_1000": thousand["rows_per_second"],
         "in_process_rows_per_second": round(in_process),
         "in_process_over_served_rows": round(in_process / thousand["rows_per_second"], 2),
     }
     print(
-        f"\nours / floor: {ratios['ours_over_floor_rps']:.2f} of its req/s (target >= 0.5), "
-        f"p99 {ratios['ours_over_floor_p99']:.2f}x its p99 (target <= 2)"
+        f"\nours ({n} workers) / floor (1 process): {ratios['ours_over_floor_rps']:.2f} of its "
+        f"req/s (target >= 0.5), p99 {ratios['ours_over_floor_p99']:.2f}x its p99 (target <= 2)"
+    )
+    print(
+        f"ours ({n} workers) / floor ({n} processes): "
+        f"{ratios['ours_over_floor_same_workers_rps']:.2f} of its req/s, "
+        f"p99 {ratios['ours_over_floor_same_workers_p99']:.2f}x"
     )
     print(
         f"1,000-record requests: {thousand['rows_per_second']:,} rows/s served; the model's "

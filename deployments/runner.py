@@ -3,7 +3,7 @@
 ``prefect.serve`` polls for scheduled runs every 10 s by default and starts each run in a fresh
 (spawned) interpreter, which must import polars, Great Expectations, alibi-detect and MLflow
 again -- seconds per run. The warm runner registers the same deployments, polls every
-``MLOPS_RUNNER_POLL_SECONDS`` (0.5 s), claims a due run by proposing ``Pending`` (the server's
+``MLOPS_RUNNER_POLL_SECONDS`` (0.25 s), claims a due run by proposing ``Pending`` (the server's
 orchestration rules accept one claimant only, so two runners never execute the same run), and
 runs it with Prefect's own engine (``prefect.flow_engine.run_flow``) in a worker thread of this
 warm process, where the imports, the fitted drift detectors and the loaded champion stay in
@@ -31,7 +31,7 @@ class WarmRunner:
         deployments: list[Any],
         flows: dict[str, Any],
         *,
-        poll_seconds: float = 0.5,
+        poll_seconds: float = 0.25,
         workers: int = 2,
     ):
         self.deployments = deployments

@@ -35,7 +35,7 @@ from tasks.landing import (
     settle_batch,
 )
 from tasks.report import publish_report
-from tasks.validation import validate_batch
+from tasks.validation import publish_data_docs, validate_batch
 
 
 @flow(name="process-batch", flow_run_name="{dataset}-{sha256:.12}")
@@ -68,6 +68,8 @@ def process_batch(dataset: str, sha256: str, act: bool = True) -> BatchOutcome:
             "reason": judged.reason,
         },
     )
+    # Rendering the Data Docs (about 0.5 s) waits until the batch is settled and announced.
+    publish_data_docs(ctx, judged.validation)
     retrain = carry_out(ctx, sha256, judged.decision, judged.decision_run_id) if act else None
     return BatchOutcome(
         dataset,

@@ -74,6 +74,7 @@ from mlops_core.drift_native import (
     cross_fit_classifier,
     feature_tests,
     fold_p_values,
+    median_sigma,
     permutation_mmd2,
     permutation_mmd2_blocks,
 )
@@ -136,7 +137,15 @@ def _fast_mmd_detector(
             threshold = torch.quantile(permuted.double(), 1 - self.p_val).item()
             return p_value, observed.item(), threshold
 
-    return FastMMDDriftTorch(x_ref, p_val=alpha, n_permutations=permutations, device="cpu")
+    from alibi_detect.utils.pytorch.kernels import GaussianRBF
+
+    return FastMMDDriftTorch(
+        x_ref,
+        p_val=alpha,
+        n_permutations=permutations,
+        device="cpu",
+        kernel=GaussianRBF(init_sigma_fn=median_sigma),
+    )
 
 
 def _cross_fit_classifier_detector(

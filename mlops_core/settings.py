@@ -218,7 +218,14 @@ class Settings(BaseSettings):
         default=300, gt=0, description="How often the served reconcile deployment sweeps."
     )
     runner_poll_seconds: float = Field(
-        default=0.5, gt=0, description="How often the warm runner looks for triggered runs."
+        default=0.25, gt=0, description="How often the warm runner looks for triggered runs."
+    )
+    runner_threads: int | None = Field(
+        default=None,
+        ge=1,
+        description="Threads for numeric work (PyTorch, OpenMP, BLAS) in the warm runner; "
+        "default: half the cores, at least 1 (it shares the machine with the Prefect server "
+        "and runs two flows at once; more threads than free cores made drift tests 2x slower).",
     )
     prefect_port: int = Field(
         default=4200,
@@ -242,6 +249,11 @@ class Settings(BaseSettings):
     serve_port: int = Field(default=8000, ge=0, le=65535, description="Port of `mlops serve`.")
     serve_poll_seconds: float = Field(
         default=2.0, gt=0, description="How often the server follows the registry."
+    )
+    serve_workers: int = Field(
+        default=1,
+        ge=0,
+        description="Worker processes of `mlops serve` behind its one address (0: one per core).",
     )
     serve_max_records: int = Field(default=1_000, ge=1, description="Records per /predict call.")
     serve_traffic_keep: int = Field(

@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 import polars as pl
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field
 
 from mlops_core.errors import SpecError
 from mlops_core.settings import Settings
@@ -59,6 +59,8 @@ class ValidationReport(BaseModel):
     warnings: tuple[str, ...] = ()
     error: str | None = None
     data_docs: str | None = None
+    docs_pending: tuple[str, ...] | None = Field(default=None, exclude=True)
+    """With Data Docs deferred: the stored result's key, for ``build_data_docs`` to render later."""
 
     @property
     def exit_code(self) -> int:

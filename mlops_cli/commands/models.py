@@ -113,21 +113,44 @@ def serve(
     dataset: DatasetOpt = None,
     host: Annotated[str | None, typer.Option(help="Address to bind (default 127.0.0.1).")] = None,
     port: Annotated[int | None, typer.Option(help="Port (default 8000).")] = None,
+    workers: Annotated[
+        int | None,
+        typer.Option(
+            min=0, help="Worker processes behind the one address (default 1; 0: one per core)."
+        ),
+    ] = None,
 ) -> None:
     """The model server alone: follows the registry's champion (and challenger during a rollout)."""
+    import os
+
+    from mlops_core.serving.state import ServerState
+
+    current = settings()
+    bind, listen = host or current.serve_host, port or current.serve_port
+    count = current.serve_workers if workers is None else workers
+    count = count or os.cpu_count() or 1
+    name = ServerState.for_dataset(current, dataset, follow=False, log_traffic=False).dataset
+    many = f", {count} workers" if count > 1 else ""
+    out.print(
+        f"serving {name} on http://{bind}:{listen}{many} (docs at /docs, metrics at /metrics)",
+        highlight=False,
+    )
+    if count > 1:
+        from mlops_core.serving.workers import Supervisor
+
+        try:
+            Supervisor(count, bind, listen, name, log=lambda line: out.print(line)).run()
+        except OSError as exc:
+            raise MlopsError(
+                f"cannot listen on {bind}:{listen}: {exc.strerror or exc}",
+                hint="stop what uses that port, or choose another with --port",
+            ) from exc
+        return
     import uvicorn
 
     from mlops_core.serving import create_app
 
-    current = settings()
-    application = create_app(current, dataset)
-    bind, listen = host or current.serve_host, port or current.serve_port
-    out.print(
-        f"serving {application.title.split(': ')[-1]} on http://{bind}:{listen} "
-        f"(docs at /docs, metrics at /metrics)",
-        highlight=False,
-    )
-    uvicorn.run(application, host=bind, port=listen, log_level="warning")
+    uvicorn.run(create_app(current, name), host=bind, port=listen, log_level="warning")
 
 
 def _report_move(

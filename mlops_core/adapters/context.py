@@ -16,7 +16,13 @@ from typing import Any
 import polars as pl
 
 from mlops_core.adapters.catalog import DatasetCatalog, RegisteredDataset
-from mlops_core.adapters.gx_project import load_suite, validate_file, validate_frame
+from mlops_core.adapters.gx_project import (
+    DataDocs,
+    build_data_docs,
+    load_suite,
+    validate_file,
+    validate_frame,
+)
 from mlops_core.adapters.history import BatchHistory
 from mlops_core.adapters.landing import LandingZone
 from mlops_core.adapters.registry import ModelRegistry
@@ -132,7 +138,15 @@ class DatasetContext:
             frame, self.spec, suite, self.settings, source=source, data_docs=False
         )
 
-    def validate_file(self, path: Path, *, label: str) -> ValidationReport:
-        """Run the dataset's expectation suite on a landed file, with Data Docs."""
+    def validate_file(
+        self, path: Path, *, label: str, data_docs: DataDocs = True
+    ) -> ValidationReport:
+        """Run the dataset's expectation suite on a landed file, with Data Docs (or deferred)."""
         suite = load_suite(self.settings, self.name)
-        return validate_file(path, self.spec, suite, self.settings, label=label)
+        return validate_file(
+            path, self.spec, suite, self.settings, label=label, data_docs=data_docs
+        )
+
+    def build_data_docs(self, report: ValidationReport) -> str | None:
+        """Render a report's deferred Data Docs page and the index; the index's path."""
+        return build_data_docs(self.settings, report)

@@ -34,6 +34,7 @@ from mlops_core.serving.body_limit import BodyLimit
 from mlops_core.serving.problems import invalid_request
 from mlops_core.serving.routes import add_routes
 from mlops_core.serving.state import ServerState
+from mlops_core.serving.workers import Workers
 from mlops_core.settings import Settings
 
 
@@ -53,10 +54,12 @@ def create_app(
     loader: Callable[[str], Any] | None = None,
     follow: bool = True,
     log_traffic: bool = True,
+    workers: Workers | None = None,
 ) -> FastAPI:
-    """The server for ``dataset`` (the only registered one when not given)."""
+    """The server for ``dataset`` (the only registered one when not given); ``workers`` when it
+    is one of several processes behind one address (``mlops_core.serving.workers``)."""
     server = ServerState.for_dataset(
-        settings, dataset, loader=loader, follow=follow, log_traffic=log_traffic
+        settings, dataset, loader=loader, follow=follow, log_traffic=log_traffic, workers=workers
     )
     app = FastAPI(
         title=f"mlops model server: {server.dataset}",

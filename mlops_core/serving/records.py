@@ -143,7 +143,13 @@ def js_divergence(a: list[float], b: list[float], bins: int = BINS) -> float | N
 
 
 class LogWriter:
-    """Prediction and feedback micro-batches into the landing zone (N rows or T seconds)."""
+    """Prediction and feedback micro-batches into the landing zone (N rows or T seconds).
+
+    Requests only append to a buffer; a full buffer wakes the writer's thread, which writes and
+    lands the file. Writing on the request's path (a 2,000-row frame, a parquet file, the
+    ledger, the announcement) held the event loop for tens of milliseconds every 2,000 rows: it
+    was most of the p99 under load.
+    """
 
     def __init__(self, settings: Settings, dataset: str) -> None:
         self.settings = settings
@@ -155,6 +161,7 @@ class LogWriter:
         self._lock = threading.Lock()
         self._first = {"batch": 0.0, "labels": 0.0}
         self._stop = threading.Event()
+        self._full = threading.Event()
         self._thread: threading.Thread | None = None
         self.written = {"batch": 0, "labels": 0}
 
@@ -166,7 +173,7 @@ class LogWriter:
             self._predictions.extend(rows)
             full = len(self._predictions) >= self.rows
         if full:
-            self.flush("batch")
+            self._full.set()
 
     def labels(self, rows: list[dict[str, Any]]) -> None:
         """Buffer feedback-label ``rows``, landing labels at ``serve_log_rows`` rows."""
@@ -176,7 +183,7 @@ class LogWriter:
             self._labels.extend(rows)
             full = len(self._labels) >= self.rows
         if full:
-            self.flush("labels")
+            self._full.set()
 
     def flush(self, kind: str) -> str | None:
         """Write what is buffered of ``kind`` as one file and land it; its location in the store."""
@@ -194,7 +201,12 @@ class LogWriter:
             with tempfile.TemporaryDirectory() as folder:
                 stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S%f")
                 path = Path(folder) / f"served-{kind}-{stamp}.parquet"
-                pl.DataFrame(taken, infer_schema_length=None).write_parquet(path)
+                columns = list(dict.fromkeys(key for row in taken for key in row))
+                # Column by column: a frame from row dicts infers every row's types (slower).
+                frame = pl.DataFrame(
+                    {key: [row.get(key) for row in taken] for key in columns}, strict=False
+                )
+                frame.write_parquet(path)
                 receipt = LandingZone(self.settings, kind).submit(path, self.dataset)
             self.written[kind] += 1
             self._announce(receipt, kind)
@@ -222,10 +234,14 @@ class LogWriter:
         """Land each buffer from a background thread once its oldest row is ``seconds`` old."""
 
         def loop() -> None:
-            while not self._stop.wait(0.5):
+            while not self._stop.is_set():
+                self._full.wait(0.5)
+                self._full.clear()
                 now = time.monotonic()
                 for kind, buffer in (("batch", self._predictions), ("labels", self._labels)):
-                    if buffer and now - self._first[kind] >= self.seconds:
+                    if buffer and (
+                        len(buffer) >= self.rows or now - self._first[kind] >= self.seconds
+                    ):
                         self.flush(kind)
 
         self._thread = threading.Thread(target=loop, name="mlops-log-writer", daemon=True)

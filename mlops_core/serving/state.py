@@ -14,6 +14,7 @@ from mlops_core.errors import MlopsError
 from mlops_core.serving.follower import ModelFollower
 from mlops_core.serving.metrics import ServerMetrics
 from mlops_core.serving.records import LogWriter, Traffic
+from mlops_core.serving.workers import RequestIds, Workers
 from mlops_core.settings import Settings
 from mlops_core.spec import DatasetSpec
 
@@ -30,8 +31,11 @@ class ServerState:
         loader: Callable[[str], Any] | None = None,
         follow: bool = True,
         log_traffic: bool = True,
+        workers: Workers | None = None,
     ) -> None:
         self.settings = settings
+        self.workers = workers  # None: a single process
+        self.request_id = RequestIds(workers.index if workers else 0)
         self.dataset = dataset
         self.spec = spec
         self.follow = follow
@@ -51,6 +55,7 @@ class ServerState:
         loader: Callable[[str], Any] | None = None,
         follow: bool = True,
         log_traffic: bool = True,
+        workers: Workers | None = None,
     ) -> ServerState:
         """The state of a server for ``dataset`` (the only registered one when not given)."""
         catalog = DatasetCatalog(settings)
@@ -63,7 +68,15 @@ class ServerState:
                 )
             dataset = names[0]
         spec = catalog.get(dataset).spec
-        return cls(settings, dataset, spec, loader=loader, follow=follow, log_traffic=log_traffic)
+        return cls(
+            settings,
+            dataset,
+            spec,
+            loader=loader,
+            follow=follow,
+            log_traffic=log_traffic,
+            workers=workers,
+        )
 
     def start(self) -> None:
         """Load the registry's models now, then follow the registry and log in the background."""

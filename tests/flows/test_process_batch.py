@@ -38,6 +38,10 @@ def test_clean_batch_is_processed(
     assert report["detail"]["validation"]["verdict"] == "passed"
     assert report["detail"]["drift"]["is_drift"] is False
     assert outcome.drift is not None and outcome.drift.false_alarm_rate == 0.05
+    # The Data Docs page is rendered after the batch settles, from the stored result.
+    assert report["detail"]["validation"]["data_docs"] == outcome.validation.data_docs
+    assert Path(outcome.validation.data_docs).is_file()
+    assert list((settings.data_docs_dir / "validations").rglob("*.html"))
 
 
 def test_corrupted_batch_is_quarantined_with_its_reason(

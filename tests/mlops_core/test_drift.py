@@ -16,6 +16,7 @@ from mlops_core.drift import (
     holm,
     permutation_mmd2,
 )
+from mlops_core.drift_native import median_sigma
 from mlops_core.errors import UnusableInputError
 from mlops_core.spec import DatasetSpec, FeatureType
 
@@ -45,14 +46,26 @@ def test_permutation_statistics_equal_alibi_detects_formula() -> None:
     )
     # Each permuted statistic is the same formula on a relabelled matrix: check them one by one.
     generator = torch.Generator().manual_seed(1)
-    ranks = torch.rand(5, 120, generator=generator).argsort(dim=1).argsort(dim=1)
+    firsts = [torch.randperm(120, generator=generator)[:70] for _ in range(5)]
     for j in range(5):
-        order = torch.cat(
-            [torch.nonzero(ranks[j] < 70).flatten(), torch.nonzero(ranks[j] >= 70).flatten()]
-        )
+        reference = torch.zeros(120, dtype=torch.bool)
+        reference[firsts[j]] = True
+        order = torch.cat([torch.nonzero(reference).flatten(), torch.nonzero(~reference).flatten()])
         relabelled = kernel[order][:, order]
         expected = mmd2_from_kernel_matrix(relabelled, 50, zero_diag=False).item()
         assert permuted[j].item() == pytest.approx(expected, abs=1e-6)
+
+
+def test_the_bandwidth_is_alibi_detects_median_heuristic() -> None:
+    from alibi_detect.utils.pytorch.distance import squared_pairwise_distance
+    from alibi_detect.utils.pytorch.kernels import sigma_median
+
+    rng = np.random.default_rng(5)
+    x = torch.from_numpy(rng.normal(size=(301, 4)).astype(np.float32))
+    y = torch.from_numpy(rng.normal(1.0, 2.0, size=(200, 4)).astype(np.float32))
+    for a, b in ((x, x), (x, y), (y, x)):
+        distances = squared_pairwise_distance(a, b)
+        assert median_sigma(a, b, distances).item() == sigma_median(a, b, distances).item()
 
 
 @pytest.mark.parametrize(("shift", "seed"), [(0.0, 1), (0.12, 2), (0.2, 3), (1.0, 4)])

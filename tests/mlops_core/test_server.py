@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import threading
+import time
 from collections import Counter
 from pathlib import Path
 
@@ -245,6 +246,11 @@ def test_predictions_and_feedback_land_as_batches_and_labels(
         for _ in range(4):
             answer = client.post("/predict", json={"records": records(5)}).json()
             ids.append(answer["request_id"])
+        # The full buffer is landed by the writer's thread while the server runs, not by a request.
+        deadline = time.monotonic() + 10
+        while not LandingZone(current).entries("credit") and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert LandingZone(current).entries("credit"), "a full buffer lands without waiting"
         client.post("/feedback", json={"request_id": ids[0], "labels": [1, 0, 1, 0, 1]})
     batches = LandingZone(current).entries("credit")
     assert len(batches) == 1 and batches[0].original_name.startswith("served-batch")

@@ -9,7 +9,13 @@ import pytest
 
 from mlops_cli.scenarios import Corruption, corrupt, generate_applications
 from mlops_core.adapters.catalog import RegisteredDataset
-from mlops_core.adapters.gx_project import load_suite, suite_path, validate_file, validate_frame
+from mlops_core.adapters.gx_project import (
+    build_data_docs,
+    load_suite,
+    suite_path,
+    validate_file,
+    validate_frame,
+)
 from mlops_core.settings import Settings
 from mlops_core.validation import build_suite
 
@@ -185,6 +191,24 @@ def test_data_docs_are_built_under_home(registered: RegisteredDataset, settings:
     assert index.is_file() and index.is_relative_to(settings.home.resolve())
     pages = list((settings.data_docs_dir / "validations").rglob("*.html"))
     assert pages, "a validation page is rendered"
+
+
+def test_deferred_data_docs_render_the_same_page_later(
+    registered: RegisteredDataset, settings: Settings
+) -> None:
+    suite = load_suite(settings, registered.name)
+    report = validate_frame(
+        clean_batch(), registered.spec, suite, settings, source="b.parquet", data_docs="deferred"
+    )
+    pages = settings.data_docs_dir / "validations"
+    assert report.docs_pending is not None and not pages.exists(), "nothing rendered yet"
+    assert "docs_pending" not in report.to_dict()
+
+    index = build_data_docs(settings, report)
+    assert index == report.data_docs and Path(index).is_file()
+    rendered = list(pages.rglob("*.html"))
+    assert len(rendered) == 1 and report.docs_pending[1] in str(rendered[0])
+    assert build_data_docs(settings, report.model_copy(update={"docs_pending": None})) is None
 
 
 def test_suite_bounds_come_from_the_reference(settings: Settings) -> None:

@@ -2,15 +2,32 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
+
+from fastapi import Header
+from fastapi.responses import JSONResponse
 
 from mlops_core.serving.dependencies import ServerDep
 from mlops_core.serving.problems import problem
 from mlops_core.serving.schemas import FeedbackRequest
+from mlops_core.serving.workers import FORWARDED, Workers
 
 
-def feedback(body: FeedbackRequest, server: ServerDep) -> dict[str, Any]:
-    """How many labels were accepted, and whether a recent request by that id was matched."""
+def feedback(
+    body: FeedbackRequest,
+    server: ServerDep,
+    forwarded: Annotated[str | None, Header(alias=FORWARDED)] = None,
+) -> Any:
+    """How many labels were accepted, and whether a recent request by that id was matched.
+
+    Behind ``--workers``, feedback for a request another worker answered is passed to that worker
+    (where the request is remembered) and its answer returned.
+    """
+    workers = server.workers
+    if workers is not None and body.request_id and not forwarded:
+        owner = workers.owner(body.request_id)
+        if owner is not None and owner != workers.index:
+            return _forward(workers, owner, body)
     labels = (
         body.labels
         if body.labels is not None
@@ -32,3 +49,28 @@ def feedback(body: FeedbackRequest, server: ServerDep) -> dict[str, Any]:
         )
     server.metrics.feedback()
     return {"accepted": len(labels), "matched_request": known}
+
+
+def _forward(workers: Workers, owner: int, body: FeedbackRequest) -> JSONResponse:
+    """The owning worker's answer to ``body``; a 503 naming it when it cannot be reached."""
+    import httpx
+
+    try:
+        answer = httpx.post(
+            f"{workers.peers[owner]}/feedback",
+            json=body.model_dump(mode="json", exclude_none=True),
+            headers={FORWARDED: "1"},
+            timeout=5,
+        )
+        return JSONResponse(status_code=answer.status_code, content=answer.json())
+    except (httpx.HTTPError, ValueError) as exc:
+        raise problem(
+            503,
+            [
+                {
+                    "loc": ["body", "request_id"],
+                    "msg": f"worker {owner}, which answered this request, did not answer "
+                    f"({type(exc).__name__}); send the feedback again",
+                }
+            ],
+        ) from exc

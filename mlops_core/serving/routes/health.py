@@ -2,14 +2,20 @@
 
 from __future__ import annotations
 
+import os
+from typing import Any
+
 from fastapi.responses import JSONResponse
 
 from mlops_core.serving.dependencies import ServerDep
 
 
-def health() -> dict[str, str]:
-    """``{"status": "ok"}`` while the process is up."""
-    return {"status": "ok"}
+def health(server: ServerDep) -> dict[str, Any]:
+    """``{"status": "ok"}`` while the process is up; behind ``--workers``, also which worker
+    answered and its process id."""
+    if server.workers is None:
+        return {"status": "ok"}
+    return {"status": "ok", "worker": server.workers.index, "pid": os.getpid()}
 
 
 def ready(server: ServerDep) -> JSONResponse:

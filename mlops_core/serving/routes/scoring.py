@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import time
-import uuid
 
 from fastapi import HTTPException
 
@@ -32,7 +31,7 @@ async def predict(body: PredictRequest, server: ServerDep) -> PredictResponse:
     if snapshot.champion is None:
         raise HTTPException(503, detail="no champion model is loaded yet")
     rows = requested_rows(body, server.spec, server.settings.serve_max_records)
-    request_id = uuid.uuid4().hex
+    request_id = server.request_id()
     split = snapshot.split
     variant = route(
         body.routing_key or request_id, split, has_challenger=snapshot.challenger is not None
