@@ -164,9 +164,14 @@ def merge_expositions(texts: list[str]) -> str:
 
 
 def public_socket(host: str, port: int) -> socket.socket:
-    """The public address, bound with SO_REUSEPORT so that every worker can bind it too."""
+    """The public address, bound with SO_REUSEPORT so that every worker can bind it too.
+
+    The protocol is named (``IPPROTO_TCP``, not the default 0): asyncio turns Nagle's algorithm
+    off (``TCP_NODELAY``) only on connections of sockets that say they are TCP. Without it, a
+    response written in two parts waited for the client's delayed ACK: 20-40 ms a request.
+    """
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
     sock.bind((host, port))
@@ -176,7 +181,7 @@ def public_socket(host: str, port: int) -> socket.socket:
 
 def loopback_socket(port: int) -> socket.socket:
     """A worker's peer address on 127.0.0.1."""
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.bind(("127.0.0.1", port))
     return sock
