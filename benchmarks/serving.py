@@ -324,18 +324,22 @@ def measure_wrk(
     record = models.records[0]
     bin_dir = Path(sys.executable).parent
     results: dict[str, dict[str, Any]] = {}
-    for count in (1, workers):
+    floors = {
+        f"{FLOOR}, 1 process(es)": ["--workers", "1"],
+        f"{FLOOR}, {workers} process(es), uvicorn --workers": ["--workers", str(workers)],
+        f"{FLOOR}, {workers} process(es)": None,  # bound as mlops serve --workers binds
+    }
+    for name, flags in floors.items():
         port = free_port()
         url = f"http://127.0.0.1:{port}"
-        floor = start(
-            [str(bin_dir / "uvicorn"), "--app-dir", str(ROOT / "benchmarks"), "floor_app:app", "--host", "127.0.0.1", "--port", str(port), "--log-level", "warning", "--workers", str(count)],
-            f"{url}/ready",
-            env,
+        command = (
+            [str(bin_dir / "uvicorn"), "--app-dir", str(ROOT / "benchmarks"), "floor_app:app", "--host", "127.0.0.1", "--port", str(port), "--log-level", "warning", *flags]
+            if flags is not None
+            else [sys.executable, str(ROOT / "benchmarks" / "floor_app.py"), str(port), str(workers)]
         )  # fmt: skip
+        floor = start(command, f"{url}/ready", {**env, "PYTHONPATH": str(ROOT)})
         try:
-            results[f"{FLOOR}, {count} process(es)"] = wrk_load(
-                f"{url}/predict", {"record": record}, seconds, connections
-            )
+            results[name] = wrk_load(f"{url}/predict", {"record": record}, seconds, connections)
         finally:
             stop(floor)
     canary(models)
