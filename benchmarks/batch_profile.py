@@ -89,6 +89,8 @@ def main() -> None:
             temporary_settings(updates={PREFECT_API_URL: state.prefect_api_url}),
             get_client(sync_client=True) as client,
         ):
+            timed: list[tuple[str, float, float]] = []
+            # Back to back, as event_latency.py submits them; Prefect's records are read after.
             for path in unlabelled_batches(home, "profile", args.batches + 1):
                 submitted = time.time()
                 receipt = zone.submit(path, CREDIT)
@@ -102,7 +104,9 @@ def main() -> None:
                     ):
                         break
                     time.sleep(0.02)
-                settled = time.time()
+                timed.append((sha, submitted, time.time()))
+                print(f"  {path.name}: {timed[-1][2] - submitted:.2f} s")
+            for sha, submitted, settled in timed:
                 runs: list[Any] = []
                 for _ in range(100):
                     runs = client.read_flow_runs(
@@ -114,7 +118,6 @@ def main() -> None:
                         break
                     time.sleep(0.1)
                 per_batch.append(stages(client, runs[0], submitted, settled))
-                print(f"  {path.name}: {settled - submitted:.2f} s")
     finally:
         stack.stop()
 
