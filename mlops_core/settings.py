@@ -484,9 +484,18 @@ class Settings(BaseSettings):
 
 def prefect_environment(settings: Settings) -> dict[str, str]:
     """Environment defaults for the embedded tools: Prefect's home under ours, no telemetry, quiet
-    consoles (Prefect, GX, MLflow's logs and progress bars)."""
+    consoles (Prefect, GX, MLflow's logs and progress bars).
+
+    The embedded Prefect server records task runs from their events in batches of up to 100, at
+    least every second, instead of one transaction per event (Prefect's default): on its SQLite
+    database those writes queued the next batch's trigger behind the previous flow's events,
+    2.2 s of a 4.2 s submit-to-decision (``benchmarks/batch_profile.py``). Task runs show in the
+    UI up to a second later.
+    """
     return {
         "PREFECT_HOME": str((settings.prefect_home).resolve()),
+        "PREFECT_SERVER_SERVICES_TASK_RUN_RECORDER_BATCH_SIZE": "100",
+        "PREFECT_SERVER_SERVICES_TASK_RUN_RECORDER_FLUSH_INTERVAL": "1",
         "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
         "PREFECT_LOGGING_HANDLERS_CONSOLE_LEVEL": "WARNING",
         "GX_ANALYTICS_ENABLED": "false",
