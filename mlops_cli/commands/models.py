@@ -139,12 +139,14 @@ def serve(
         from mlops_core.serving.workers import Supervisor
 
         try:
-            Supervisor(count, bind, listen, name, log=lambda line: out.print(line)).run()
+            code = Supervisor(count, bind, listen, name, log=lambda line: out.print(line)).run()
         except OSError as exc:
             raise MlopsError(
                 f"cannot listen on {bind}:{listen}: {exc.strerror or exc}",
                 hint="stop what uses that port, or choose another with --port",
             ) from exc
+        if code:
+            raise typer.Exit(code)
         return
     import uvicorn
 

@@ -17,8 +17,9 @@ expects of one server still holds:
 * ``/metrics`` gathers every worker's metrics, each sample with a ``worker`` label;
 * ``/admin/refresh`` refreshes every worker.
 
-The supervisor restarts a worker that exits, and stops them all (SIGTERM, then SIGKILL after
-10 s) when it is stopped.
+The supervisor restarts a worker that exits -- after a pause that doubles with each exit within
+10 s of a start, and not at all after five of those in a row (the server then stops with exit
+code 1) -- and stops them all (SIGTERM, then SIGKILL after 10 s) when it is stopped.
 """
 
 from __future__ import annotations
@@ -35,6 +36,11 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
+
+QUICK_EXIT_SECONDS = 10.0
+"""A worker that exits sooner than this after its start is restarted after a growing pause."""
+MAX_QUICK_EXITS = 5
+"""This many quick exits in a row stop the server: a worker that cannot start is not retried forever."""
 
 FORWARDED = "x-mlops-forwarded"
 """Header on a request one worker passes to another (it is answered there, never passed on)."""
@@ -210,8 +216,10 @@ class Supervisor:
         dataset: str | None,
         *,
         log: Callable[[str], None] = print,
+        max_quick_exits: int = MAX_QUICK_EXITS,
     ) -> None:
         self.count = count
+        self.max_quick_exits = max_quick_exits
         self.host, self.port, self.dataset = host, port, dataset
         self.log = log
         self.peers = [f"http://127.0.0.1:{p}" for p in free_ports(count)]
@@ -246,24 +254,45 @@ class Supervisor:
             sig: signal.signal(sig, lambda *_: setattr(self, "stopping", True))
             for sig in (signal.SIGINT, signal.SIGTERM)
         }
+        started = [0.0] * self.count
+        quick_exits = [0] * self.count  # consecutive exits within QUICK_EXIT_SECONDS of a start
+        due = [0.0] * self.count  # when a worker that exited may be started again
+        code = 0
         try:
             for index in range(self.count):
-                self.processes[index] = self._start(index)
-            while not self.stopping:
+                self.processes[index], started[index] = self._start(index), time.monotonic()
+            while not self.stopping and code == 0:
                 time.sleep(0.2)
+                now = time.monotonic()
                 for index, process in enumerate(self.processes):
-                    if process is not None and process.poll() is not None and not self.stopping:
+                    if self.stopping:
+                        break
+                    if process is not None and process.poll() is not None:
+                        quick = now - started[index] < QUICK_EXIT_SECONDS
+                        quick_exits[index] = quick_exits[index] + 1 if quick else 0
+                        if quick_exits[index] >= self.max_quick_exits:
+                            self.log(
+                                f"worker {index} exited with code {process.returncode} "
+                                f"{quick_exits[index]} times in a row within "
+                                f"{QUICK_EXIT_SECONDS:.0f} s of starting; stopping the server "
+                                "(run it with --workers 1 to see its error)"
+                            )
+                            code = 1
+                            break
+                        delay = min(30.0, 2.0 ** quick_exits[index] / 2) if quick else 0.0
                         self.log(
                             f"worker {index} (pid {process.pid}) exited with code "
-                            f"{process.returncode}; starting it again"
+                            f"{process.returncode}; starting it again in {delay:.0f} s"
                         )
-                        self.processes[index] = self._start(index)
+                        self.processes[index], due[index] = None, now + delay
+                    elif process is None and now >= due[index]:
+                        self.processes[index], started[index] = self._start(index), now
         finally:
             self.stop()
             guard.close()
             for sig, handler in previous.items():
                 signal.signal(sig, handler)
-        return 0
+        return code
 
     def stop(self) -> None:
         """SIGTERM every worker; SIGKILL those still running after 10 s."""

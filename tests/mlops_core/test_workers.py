@@ -7,6 +7,7 @@ import socket
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
+from mlops_cli.stack import free_port
 from mlops_core.serving.metrics import ServerMetrics
 from mlops_core.serving.workers import (
     RequestIds,
@@ -15,6 +16,7 @@ from mlops_core.serving.workers import (
     merge_expositions,
     with_worker_label,
 )
+from mlops_core.settings import Settings
 
 
 def test_request_ids_are_unique_and_name_their_worker() -> None:
@@ -61,3 +63,16 @@ def test_a_port_another_server_answers_on_is_refused() -> None:
         with pytest.raises(OSError, match="already listens"):
             supervisor.run()
         assert supervisor.processes == [None, None], "no worker was started"
+
+
+def test_a_worker_that_cannot_start_stops_the_server_instead_of_restarting_forever(
+    settings: Settings,
+) -> None:
+    lines: list[str] = []
+    supervisor = Supervisor(
+        1, "127.0.0.1", free_port(), "no-such-dataset", log=lines.append, max_quick_exits=2
+    )
+    assert supervisor.run() == 1
+    assert "starting it again in 1 s" in lines[0]
+    assert "2 times in a row" in lines[-1] and "--workers 1" in lines[-1]
+    assert all(p is None or p.poll() is not None for p in supervisor.processes)
