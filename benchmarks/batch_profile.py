@@ -26,7 +26,7 @@ from common import (
     promote_first_champion,
     write_results,
 )
-from event_latency import unlabelled_batches
+from event_latency import submit_and_wait, unlabelled_batches
 
 
 def stages(client: Any, flow_run: Any, submitted: float, settled: float) -> dict[str, float]:
@@ -72,9 +72,7 @@ def main() -> None:
     from prefect.settings import PREFECT_API_URL, temporary_settings
 
     from mlops_cli.stack import Stack
-    from mlops_core.adapters.announce import announce
     from mlops_core.adapters.landing import LandingZone
-    from mlops_core.batches import BatchState
     from mlops_core.settings import Settings
 
     settings = Settings()
@@ -92,19 +90,8 @@ def main() -> None:
             timed: list[tuple[str, float, float]] = []
             # Back to back, as event_latency.py submits them; Prefect's records are read after.
             for path in unlabelled_batches(home, "profile", args.batches + 1):
-                submitted = time.time()
-                receipt = zone.submit(path, CREDIT)
-                announce(receipt.entry, "batch")
-                sha = receipt.entry.sha256
-                while True:
-                    entry = zone.get(CREDIT, sha)
-                    if entry is not None and entry.state in (
-                        BatchState.processed,
-                        BatchState.quarantined,
-                    ):
-                        break
-                    time.sleep(0.02)
-                timed.append((sha, submitted, time.time()))
+                timed.append(submit_and_wait(zone, path))
+                submitted = timed[-1][1]
                 print(f"  {path.name}: {timed[-1][2] - submitted:.2f} s")
             for sha, submitted, settled in timed:
                 runs: list[Any] = []

@@ -38,14 +38,30 @@ def percentile(values: list[float], q: float) -> float:
     return ordered[low] + (ordered[high] - ordered[low]) * (k - low)
 
 
+def submit_and_wait(zone: Any, path: Path, timeout: float = 300) -> tuple[str, float, float]:
+    """Land and announce ``path`` as ``mlops submit`` does, then wait until the ledger shows it
+    settled: its sha256, and the wall-clock times it was submitted and seen settled."""
+    from mlops_core.adapters.announce import announce
+    from mlops_core.batches import BatchState
+
+    submitted = time.time()
+    receipt = zone.submit(path, CREDIT)
+    announce(receipt.entry, "batch")
+    sha = receipt.entry.sha256
+    while time.time() < submitted + timeout:
+        entry = zone.get(CREDIT, sha)
+        if entry is not None and entry.state in (BatchState.processed, BatchState.quarantined):
+            return sha, submitted, time.time()
+        time.sleep(0.02)
+    raise RuntimeError(f"{path.name} was not processed within {timeout:.0f} s")
+
+
 def run_mode(default_runner: bool, batches: list[Path]) -> list[float]:
     """Seconds from submit to settled for each of ``batches``, through a freshly started stack."""
     from prefect.settings import PREFECT_API_URL, temporary_settings
 
     from mlops_cli.stack import Stack
-    from mlops_core.adapters.announce import announce
     from mlops_core.adapters.landing import LandingZone
-    from mlops_core.batches import BatchState
     from mlops_core.settings import Settings
 
     settings = Settings()
@@ -56,21 +72,8 @@ def run_mode(default_runner: bool, batches: list[Path]) -> list[float]:
     try:
         with temporary_settings(updates={PREFECT_API_URL: state.prefect_api_url}):
             for path in batches:
-                started = time.perf_counter()
-                receipt = zone.submit(path, CREDIT)
-                announce(receipt.entry, "batch")
-                deadline = started + 300
-                while time.perf_counter() < deadline:
-                    entry = zone.get(CREDIT, receipt.entry.sha256)
-                    if entry is not None and entry.state in (
-                        BatchState.processed,
-                        BatchState.quarantined,
-                    ):
-                        break
-                    time.sleep(0.05)
-                else:
-                    raise RuntimeError(f"{path.name} was not processed within 300 s")
-                latencies.append(time.perf_counter() - started)
+                _, submitted, settled = submit_and_wait(zone, path)
+                latencies.append(settled - submitted)
                 print(f"  {path.name}: {latencies[-1]:.2f} s")
     finally:
         stack.stop()
