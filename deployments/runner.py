@@ -8,6 +8,14 @@ orchestration rules accept one claimant only, so two runners never execute the s
 runs it with Prefect's own engine (``prefect.flow_engine.run_flow``) in a worker thread of this
 warm process, where the imports, the fitted drift detectors and the loaded champion stay in
 memory. States, logs, artifacts and events are exactly those of any Prefect flow run.
+
+The Prefect UI shows a deployment "Ready" only while something polls for its runs through
+``POST /deployments/get_scheduled_flow_runs`` (the call ``prefect.serve``'s runner makes): that
+endpoint marks the deployments READY and stamps ``last_polled``, and the server's foreman marks
+them NOT_READY again once ``last_polled`` is older than 60 s. The warm runner's fast poll reads
+flow runs through the generic filter (no write per poll on the server's database), so it also
+makes that call every ``HEARTBEAT_SECONDS``: served deployments show as Ready, and turn Not Ready
+within a minute of the runner stopping.
 """
 
 from __future__ import annotations
@@ -21,6 +29,9 @@ from typing import Any
 from uuid import UUID
 
 logger = logging.getLogger("mlops.runner")
+
+# Well inside the foreman's 60 s (PREFECT_SERVER_SERVICES_FOREMAN_DEPLOYMENT_LAST_POLLED_TIMEOUT_SECONDS).
+HEARTBEAT_SECONDS = 10.0
 
 
 class WarmRunner:
@@ -80,6 +91,16 @@ class WarmRunner:
             )
         )
 
+    def heartbeat(self, client: Any) -> None:
+        """Tell the server these deployments are served (they show "Ready" in the Prefect UI);
+        a failure is logged and retried at the next heartbeat."""
+        try:
+            client.get_scheduled_flow_runs_for_deployments(
+                list(self.flows), scheduled_before=datetime.now(UTC), limit=1
+            )
+        except Exception as exc:  # noqa: BLE001 -- the server may be restarting
+            logger.warning("could not mark the deployments ready: %s", exc)
+
     def claim(self, client: Any, flow_run: Any) -> bool:
         """Propose ``Pending``; true only when the server accepted this runner as the claimant."""
         from prefect.client.schemas.responses import SetStateStatus
@@ -113,7 +134,11 @@ class WarmRunner:
             ThreadPoolExecutor(self.workers, thread_name_prefix="mlops-run") as pool,
             get_client(sync_client=True) as client,
         ):
+            beat = 0.0
             while not self.stopped.is_set():
+                if time.monotonic() - beat >= HEARTBEAT_SECONDS:
+                    self.heartbeat(client)
+                    beat = time.monotonic()
                 self._running = {k: f for k, f in self._running.items() if not f.done()}
                 free = self.workers - len(self._running)
                 if free > 0:

@@ -10,8 +10,9 @@ from __future__ import annotations
 from dataclasses import replace
 
 from prefect import flow
+from prefect.runtime import flow_run
 
-from flows.process_batch import carry_out
+from flows.process_batch import carry_out, finish
 from mlops_core import events
 from mlops_core.adapters.context import DatasetContext
 from mlops_core.batches import BatchState, LedgerEntry
@@ -25,6 +26,7 @@ from tasks.labels import labelled_rows, read_label_file
 from tasks.landing import (
     claim_batch,
     fetch_file,
+    file_title,
     ledger_entry,
     mark_failed,
     open_dataset,
@@ -33,16 +35,24 @@ from tasks.landing import (
 from tasks.report import publish_report
 
 
-@flow(name="process-labels", flow_run_name="labels-{dataset}-{sha256:.12}")
+def _run_name() -> str:
+    """``credit · labels labels-03.parquet``: the dataset and the labels file's name."""
+    parameters = flow_run.parameters
+    return file_title(parameters["dataset"], parameters["sha256"], "labels", "labels")
+
+
+@flow(name="process-labels", flow_run_name=_run_name)
 def process_labels(dataset: str, sha256: str, act: bool = True) -> BatchOutcome:
-    """Process one landed labels file exactly once; with ``act``, carry out the decision too."""
+    """Process one landed labels file exactly once; with ``act``, carry out the decision too.
+
+    Returns the ``BatchOutcome``; the run's final state is named for it."""
     ctx = open_dataset(Settings(), dataset)
     claimed = claim_batch(ctx, sha256, kind="labels")
     if claimed is None:
         known = ledger_entry(ctx, sha256, kind="labels")
         if known is None:
             raise ValueError(f"labels {sha256[:12]} of dataset {dataset!r} were never landed")
-        return BatchOutcome.settled_before(known)
+        return finish(BatchOutcome.settled_before(known))
     try:
         outcome = _judge_labels(ctx, sha256, claimed)
     except Exception as exc:
@@ -52,7 +62,7 @@ def process_labels(dataset: str, sha256: str, act: bool = True) -> BatchOutcome:
     if act and outcome.decision is not None:
         retrain = carry_out(ctx, sha256, outcome.decision, outcome.decision_run_id)
         outcome = replace(outcome, retrain=retrain)
-    return outcome
+    return finish(outcome)
 
 
 def _judge_labels(ctx: DatasetContext, sha256: str, claimed: LedgerEntry) -> BatchOutcome:
@@ -89,6 +99,7 @@ def _judge_labels(ctx: DatasetContext, sha256: str, claimed: LedgerEntry) -> Bat
             [],
             extra_tags={LABELS_FOR: ",".join(b[:12] for b in batches)},
             kind="labels",
+            original_name=claimed.original_name,
         )
         alert_if_stuck(ctx, sha256, assessment)
         recorded = RecordedDecision(decision, run_id)
@@ -102,7 +113,16 @@ def _judge_labels(ctx: DatasetContext, sha256: str, claimed: LedgerEntry) -> Bat
         "decision_run_id": run_id,
     }
     reason = None if frame is not None else "no processed rows carry these ids (yet); labels kept"
-    publish_report(ctx, sha256, None, None, decision_json, run_id, [], title="Labels")
+    publish_report(
+        ctx,
+        sha256,
+        None,
+        None,
+        decision_json,
+        run_id,
+        title="Labels",
+        original_name=claimed.original_name,
+    )
     settled = settle_batch(ctx, sha256, BatchState.processed, detail, reason, kind="labels")
     return BatchOutcome(
         ctx.name,

@@ -13,6 +13,7 @@ from typing import Any
 
 from prefect import flow, get_run_logger
 from prefect.concurrency.sync import concurrency
+from prefect.runtime import flow_run
 
 from flows.rollout import rollout
 from mlops_core import events
@@ -22,10 +23,12 @@ from mlops_core.delivery import Delivery, choose_delivery
 from mlops_core.evaluation import GateReport
 from mlops_core.faults import failpoint
 from mlops_core.outcomes import RetrainOutcome, RetrainStatus
+from mlops_core.reporting import retrain_line, retrain_run_label
 from mlops_core.settings import Settings
 from mlops_core.tags import CHAMPION
 from tasks.events import emit
-from tasks.landing import open_dataset
+from tasks.landing import file_title, open_dataset
+from tasks.report import ending, tag_run
 from tasks.retrain import (
     champion_version,
     ensure_retrain_limit,
@@ -54,11 +57,23 @@ class _Progress:
             show_progress(self.artifact, percent, stage)
 
 
-@flow(name="retrain-evaluate-deploy", flow_run_name="retrain-{dataset}-{batch_sha256:.12}")
+def _run_name() -> str:
+    """``credit · retrain after batch-19-week19.csv``: the dataset and the file that called
+    for it (a batch or a labels file)."""
+    parameters = flow_run.parameters
+    return file_title(
+        parameters["dataset"], parameters.get("batch_sha256") or "", what="retrain after"
+    )
+
+
+@flow(name="retrain-evaluate-deploy", flow_run_name=_run_name)
 def retrain_evaluate_deploy(
     dataset: str, batch_sha256: str = "", decision_run_id: str | None = None
 ) -> RetrainOutcome:
-    """Train, gate and (on a pass) promote a new model for ``dataset``; never raises."""
+    """Train, gate and (on a pass) promote a new model for ``dataset``; never raises.
+
+    Returns the ``RetrainOutcome``; the run's final state is named for it (``Promoted``,
+    ``Retrain refused``, ``Retrain failed``, ``Rolled back``...)."""
     settings = Settings()
     progress = _Progress(dataset, batch_sha256)
     before: str | None = None
@@ -75,7 +90,10 @@ def retrain_evaluate_deploy(
     show_progress(progress.artifact, 100, outcome.status.value)
     if decision_run_id:
         _note(ctx, decision_run_id, outcome, progress.gates)
-    return outcome
+    get_run_logger().info(retrain_line(outcome))
+    label = retrain_run_label(outcome)
+    tag_run(label.tags)
+    return ending(label, outcome)
 
 
 def _train_and_judge(

@@ -18,36 +18,63 @@ look and the write can still be overwritten; the window is one registry round tr
 from __future__ import annotations
 
 import time
+from typing import Any
 
 from prefect import flow, get_run_logger
+from prefect.runtime import flow_run
 
 from mlops_core import events
 from mlops_core.adapters.context import DatasetContext
 from mlops_core.delivery import registry_moved
 from mlops_core.outcomes import RolloutOutcome, RolloutStatus, RolloutStep
+from mlops_core.reporting import rollout_run_label, run_title
 from mlops_core.rollout import RolloutConfig, RolloutVerdict, Verdict
 from mlops_core.settings import Settings
 from mlops_core.tags import CHAMPION
 from tasks.events import emit
 from tasks.landing import open_dataset
+from tasks.report import ending, tag_run
 from tasks.rollout import (
     aliases,
-    await_replicas,
     end_rollout,
+    follow_step,
     record_step,
-    replica_clocks,
+    registry_aliases,
     set_step,
     stand_down,
-    watch_step,
 )
 
 
-@flow(name="rollout", flow_run_name="rollout-{dataset}-v{version}")
+def _run_name() -> str:
+    """``credit · rollout v5``."""
+    parameters = flow_run.parameters
+    return run_title(parameters["dataset"], f"rollout v{parameters['version']}")
+
+
+@flow(name="rollout", flow_run_name=_run_name)
 def rollout(
     dataset: str, version: str, server_url: str | None = None, parent_run_id: str | None = None
 ) -> RolloutOutcome:
     """Roll ``version`` out through the model-server replicas at ``server_url`` (comma-separated;
-    default ``MLOPS_SERVE_URL``), judged on the evidence of all of them."""
+    default ``MLOPS_SERVE_URL``), judged on the evidence of all of them.
+
+    Returns the ``RolloutOutcome``; the run's final state is named for it (``Promoted``,
+    ``Rolled back``, ``Interrupted``, ``Shadow judged``)."""
+    return _ended(_roll_out(dataset, version, server_url, parent_run_id))
+
+
+def _ended(outcome: RolloutOutcome) -> Any:
+    """The run's final state, named and tagged for ``outcome``; callers get ``outcome`` back."""
+    label = rollout_run_label(outcome)
+    get_run_logger().info("rollout of v%s %s: %s", outcome.version, label.state_name, label.message)
+    tag_run(label.tags)
+    return ending(label, outcome)
+
+
+def _roll_out(
+    dataset: str, version: str, server_url: str | None, parent_run_id: str | None
+) -> RolloutOutcome:
+    """Every step of the plan, judged; the outcome (the registry moved as it says)."""
     settings = Settings()
     config = settings.rollout_config()
     urls = (
@@ -61,22 +88,12 @@ def rollout(
     champion = aliases(ctx).get(CHAMPION)
     steps: list[RolloutStep] = []
     for step, (mode, weight) in enumerate(config.plan()):
-        now = aliases(ctx)
+        now = registry_aliases(ctx)
         if registry_moved(now, champion=champion, version=version, placed=step > 0):
             return _interrupted(ctx, version, step, now, steps)
         set_step(ctx, version, mode, weight, step)
         deadline = time.monotonic() + config.step_seconds
-        if (
-            now := await_replicas(ctx, urls, version, weight, champion, step, deadline)
-        ) is not None:
-            return _interrupted(ctx, version, step, now, steps)
-        started = replica_clocks(urls)
-        emit(
-            events.ROLLOUT_STEP,
-            dataset,
-            {"version": version, "step": step, "mode": mode, "weight": weight, "state": "started"},
-        )
-        watched = watch_step(ctx, urls, config, champion, version, started, deadline, step)
+        watched = follow_step(ctx, urls, config, champion, version, mode, weight, step, deadline)
         if watched.moved is not None or watched.verdict is None:
             return _interrupted(ctx, version, step, watched.moved or {}, steps)
         verdict = _approved(watched.verdict, config)
@@ -89,7 +106,7 @@ def rollout(
             )
         )
         _announce_verdict(dataset, version, steps[-1])
-        now = aliases(ctx)
+        now = registry_aliases(ctx)
         if registry_moved(now, champion=champion, version=version, placed=True):
             return _interrupted(ctx, version, step, now, steps)
         if verdict.verdict is Verdict.rollback:

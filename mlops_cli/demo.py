@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING
 from rich.console import Console
 
 from mlops_cli.demo_report import print_schedule, summary_table
+from mlops_cli.options import use_home
 from mlops_cli.scenarios import Stream, write_stream
 from mlops_core.adapters.catalog import DatasetCatalog
 from mlops_core.errors import MlopsError
@@ -90,6 +91,7 @@ def prepare(
     fresh_home(demo.home)
     os.environ["MLOPS_HOME"] = str(demo.home)
     os.environ["MLOPS_GX_DIR"] = str(demo.gx_dir)
+    use_home(demo)  # Prefect's home and database too: the demo's state is all under its home
 
     stream = write_stream(
         demo.home / "stream", seed=seed, reference_rows=reference_rows, batch_rows=batch_rows
@@ -124,7 +126,7 @@ def start_stack(
     state = stack.start()
     console.print(
         f"stack ready in {time.perf_counter() - started:.0f} s: Prefect UI {state.prefect_ui_url}"
-        + (f", MLflow UI {state.mlflow_ui_url}" if state.mlflow_ui_url else ""),
+        + (f", MLflow UI {_mlflow_link(state.mlflow_ui_url)}" if state.mlflow_ui_url else ""),
         highlight=False,
     )
     return demo, RunningStack(stack, state, serve_port, started)
@@ -213,7 +215,7 @@ def summarise(
     )
     console.print(f"Prefect UI: {running.state.prefect_ui_url}", highlight=False)
     if running.state.mlflow_ui_url:
-        console.print(f"MLflow UI:  {running.state.mlflow_ui_url}", highlight=False)
+        console.print(f"MLflow UI:  {_mlflow_link(running.state.mlflow_ui_url)}", highlight=False)
     console.print(f"quarantine: {demo.quarantine_dir / dataset}", highlight=False)
     console.print(f"Data Docs:  {demo.data_docs_dir / 'index.html'}", highlight=False)
 
@@ -270,3 +272,10 @@ def run_demo(
         running.stack.stop()
         console.print("stack stopped", highlight=False)
     return [row.as_dict() for row in rows]
+
+
+def _mlflow_link(url: str) -> str:
+    """The MLflow UI's experiments page, opened in machine-learning mode (not GenAI)."""
+    from mlops_core.reporting import mlflow_ui_link
+
+    return mlflow_ui_link(url)

@@ -16,7 +16,7 @@ from rich.console import Console
 
 from mlops_cli.demo_live import Outcomes, Traffic, wait_for
 from mlops_cli.demo_report import Row, batch_line, change_line
-from mlops_core.adapters.landing import LandingZone
+from mlops_core.adapters.landing import LandingZone, QuarantinedOnArrival
 from mlops_core.errors import UnusableInputError
 from mlops_core.settings import Settings
 
@@ -84,8 +84,13 @@ class WeeklyStream:
             self.traffic.world = without_labels(batch.path, path)
         try:
             receipt = self.zone.submit(path, self.dataset)
-        except UnusableInputError:
+        except UnusableInputError as exc:
             entry = next(e for e in self.zone.entries(self.dataset) if e.original_name == path.name)
+            if isinstance(exc, QuarantinedOnArrival):
+                # Announced like any arrival: its run ends "Quarantined" with the reason.
+                from mlops_core.adapters.announce import announce
+
+                announce(exc.entry, "batch")
             row.state, row.verdict, row.reason = entry.state.value, "unusable", entry.reason
             row.location, row.decision = str(entry.location), "-"
         else:

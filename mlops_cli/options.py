@@ -37,14 +37,49 @@ ReferenceOpt = Annotated[
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print the result as JSON.")]
 
 
+# The tool variables (PREFECT_HOME...) that ``use_home`` filled in, as opposed to the user's own.
+_DEFAULTED: set[str] = set()
+
+
+def use_home(current: Settings) -> None:
+    """Point the embedded tools (Prefect's home and database, their quiet consoles) at
+    ``current.home``: the variables a person set are kept, the ones an earlier call filled in
+    move (``mlops demo`` keeps all its state under its own home, ``<home>/demo``)."""
+    for key, value in prefect_environment(current).items():
+        if key not in os.environ or key in _DEFAULTED:
+            os.environ[key] = value
+            _DEFAULTED.add(key)
+
+
+def show_flags_as_flags() -> None:
+    """Help pages list a flag as ``--json``, not ``--json <bool>``.
+
+    Typer 0.29's rich help prints every option's type, flags included (even ``--help
+    <bool>``), which reads as if the flag wanted a value. Its option class is patched once, at the
+    entry point, to print no type for a flag: the one place Typer decides what that column shows.
+    """
+    from typer.core import TyperOption
+
+    if getattr(TyperOption.display_type_rich, "_flags_as_flags", False):
+        return
+    typed = TyperOption.display_type_rich
+
+    def display_type_rich(self: TyperOption, ctx: Any) -> str | None:
+        if self.is_flag and self.metavar is None:
+            return None
+        return typed(self, ctx)
+
+    display_type_rich._flags_as_flags = True  # type: ignore[attr-defined]
+    TyperOption.display_type_rich = display_type_rich  # type: ignore[method-assign]
+
+
 def settings() -> Settings:
     """Settings for this invocation; also points an embedded Prefect at our home."""
     try:
         current = Settings()
     except Exception as exc:  # pydantic reports which MLOPS_* variable is wrong
         raise MlopsError(f"invalid MLOPS_* setting: {' '.join(str(exc).split())}") from None
-    for key, value in prefect_environment(current).items():
-        os.environ.setdefault(key, value)
+    use_home(current)
     if "PREFECT_API_URL" not in os.environ:
         from mlops_core.adapters.stack_state import running_api_url
 

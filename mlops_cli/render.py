@@ -174,7 +174,8 @@ def print_reconciled(done: list[dict[str, Any]]) -> None:
 
 
 def print_status(datasets: list[dict[str, Any]]) -> None:
-    """Nothing returned: prints each dataset's models, rollout tags, decisions, unfinished files."""
+    """Nothing returned: prints each dataset's models (each accuracy with the rows it was measured
+    on), rollout tags, recent batches (each once), manual decisions and unfinished files."""
     if not datasets:
         out.print("no datasets registered yet (see `mlops dataset add --help`)")
     for entry in datasets:
@@ -182,12 +183,23 @@ def print_status(datasets: list[dict[str, Any]]) -> None:
             f"[bold]{entry['dataset']}[/bold]: {_roles(entry) or 'no model yet (mlops train)'}",
             highlight=False,
         )
+        for line in _model_lines(entry):
+            out.print(f"  {line}", highlight=False, soft_wrap=True)
         for key, value in entry["rollout"].items():
             out.print(f"  {key} = {value}", highlight=False)
+        batches = entry.get("batches", [])
+        if batches:
+            out.print("  recent batches, newest first:", highlight=False)
+        for batch in batches:
+            out.print(f"    {_batch_line(batch)}", highlight=False, soft_wrap=True)
+        shown = {b["run_id"] for b in batches}
         for decision in entry["decisions"]:
-            batch = decision["batch_sha256"][:12] or "-"
+            # Batch decisions are in the rows above; the others (manual, reviews) listed here.
+            if decision["run_id"] in shown or decision["key"]:
+                continue
             out.print(
-                f"  {decision['action']:<8} batch {batch}  {decision['reasons']}",
+                f"  {_time(decision['started'])}  {decision['name'] or decision['action']}  "
+                f"{decision['reasons']}",
                 highlight=False,
                 soft_wrap=True,
             )
@@ -201,15 +213,66 @@ def print_status(datasets: list[dict[str, Any]]) -> None:
 
 
 def _roles(entry: dict[str, Any]) -> str:
-    """Each role's model version, with its holdout accuracy where it is known."""
+    """Each role's model version."""
+    models = entry["models"]
+    return ", ".join(f"{role} v{models[role]}" for role in ALIASES if role in models)
+
+
+def _model_lines(entry: dict[str, Any]) -> list[str]:
+    """Each role's accuracy and the rows it was measured on; a warning when they differ."""
     models, metrics = entry["models"], entry["metrics"]
-    return ", ".join(
-        f"{role} v{models[role]}"
-        + (
-            f" (accuracy {metrics[role]['holdout_accuracy']:.1%})"
-            if "holdout_accuracy" in metrics.get(role, {})
-            else ""
+    lines = []
+    for role in ALIASES:
+        known = metrics.get(role, {})
+        if role not in models or "holdout_accuracy" not in known:
+            continue
+        rows = known.get("holdout_rows")
+        on = f"{rows:,} rows, " if rows is not None else ""
+        line = (
+            f"{role} v{models[role]}: accuracy {known['holdout_accuracy']:.1%} on {on}"
+            f"{known.get('measured_on', 'its own holdout')}"
         )
-        for role in ALIASES
-        if role in models
-    )
+        gates = known.get("gates", {})
+        if "challenger_accuracy" in gates and "champion_accuracy" in gates:
+            line += (
+                f"; at its gates {gates['challenger_accuracy']:.1%} vs the then champion's "
+                f"{gates['champion_accuracy']:.1%} on the same {gates.get('rows', 0):,} rows"
+            )
+        lines.append(line)
+    if len(lines) > 1:
+        lines.append(
+            "(each version's accuracy is measured on its own holdout -- different rows -- so "
+            "compare versions by their gates, not by these numbers)"
+        )
+    return lines
+
+
+def _batch_line(batch: dict[str, Any]) -> str:
+    """One batch: time, file, outcome, the accuracy estimated then and observed once labelled."""
+    parts = [f"{_time(batch['time'])}  {batch['file']:<28} {batch['outcome']}"]
+    if batch["estimated_accuracy"] is not None:
+        parts.append(f"estimated accuracy {batch['estimated_accuracy']:.1%}")
+    if batch["observed_accuracy"] is not None:
+        rows = batch.get("labelled_rows")
+        on = f" on {rows:,} labelled rows" if rows else ""
+        parts.append(f"observed {batch['observed_accuracy']:.1%}{on} once labelled")
+    if batch["labels_decision"] not in (None, "none"):
+        retrain = f" → {batch['labels_retrain']}" if batch["labels_retrain"] else ""
+        parts.append(f"labels: {batch['labels_decision']}{retrain}")
+    if batch["state"] == "quarantined" and batch.get("reason"):
+        parts.append(str(batch["reason"])[:120])
+    return "; ".join(parts)
+
+
+def _time(value: Any) -> str:
+    """An ISO time or epoch milliseconds as ``YYYY-MM-DD HH:MM`` (UTC)."""
+    from datetime import UTC, datetime
+
+    try:
+        if isinstance(value, int | float):
+            moment = datetime.fromtimestamp(value / 1000, tz=UTC)
+        else:
+            moment = datetime.fromisoformat(str(value)).astimezone(UTC)
+    except ValueError:
+        return str(value)[:16]
+    return moment.strftime("%Y-%m-%d %H:%M")

@@ -269,7 +269,7 @@ class InboxWatcher:
     def handle(self, path: Path) -> None:
         """Land one dropped file and announce it; leave it (with a log line) when it cannot be."""
         from mlops_core.adapters.announce import announce
-        from mlops_core.adapters.landing import LandingZone
+        from mlops_core.adapters.landing import LandingZone, QuarantinedOnArrival
 
         if not path.is_file() or path.name.startswith(".") or path.suffix == ".tmp":
             return
@@ -290,6 +290,10 @@ class InboxWatcher:
         except MlopsError as exc:
             self.log(f"inbox: {path.name}: {exc}")
             done = self.settings.inbox / dataset / ".refused"
+            if isinstance(exc, QuarantinedOnArrival):
+                # Not a table at all: still announced, so its run shows the quarantine and why.
+                with _api(self.api_url):
+                    announce(exc.entry, kind)
         else:
             if not receipt.duplicate:
                 with _api(self.api_url):

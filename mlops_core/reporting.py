@@ -1,15 +1,343 @@
-"""What a person reads in the Prefect UI for each batch: one markdown report, built here (pure)."""
+"""What a person reads in the Prefect UI for each batch, built here (pure): the run's name, the
+name of its final state and its tags, the domain log lines, and one markdown report.
+
+The report links only what a browser can open from the Prefect page: MLflow pages and the drift
+plots through the MLflow server's own routes (``/#/experiments/...`` and ``/get-artifact``), and,
+when no MLflow UI is known, the run id and tracking URI as text instead of a dead link.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
+from urllib.parse import quote
+
+from mlops_core.outcomes import (
+    BatchOutcome,
+    RetrainOutcome,
+    RetrainStatus,
+    RolloutOutcome,
+    RolloutStatus,
+)
+from mlops_core.policy import Decision, PolicyConfig
+from mlops_core.validation import ValidationReport
+
+# Below this a p-value is shown as "< 0.001": the permutation tests cannot resolve smaller ones,
+# and "p = 0" reads as certainty no test gives.
+P_FLOOR = 0.001
+
+
+def p_text(p_value: float) -> str:
+    """A p-value as a person reads it: ``< 0.001`` below the floor, else three digits."""
+    return f"< {P_FLOOR:g}" if p_value < P_FLOOR else f"{p_value:.3g}"
+
+
+def p_phrase(p_value: float) -> str:
+    """``p < 0.001`` or ``p = 0.0123``."""
+    shown = p_text(p_value)
+    return f"p {shown}" if shown.startswith("<") else f"p = {shown}"
+
+
+def run_title(dataset: str, name: str) -> str:
+    """A run's name from its dataset and what it is about: ``credit · batch-19-week19.csv``."""
+    return f"{dataset} · {name}"
+
+
+# MLflow 3.17's UI keeps a global "workflow type" that starts as GenAI (traces, token usage) and
+# ignores the experiment's kind tag; a link opens in machine-learning mode with this query.
+ML_WORKFLOW_QUERY = "workflowType=machine_learning"
+
+
+def mlflow_ui_link(ui: str, fragment: str = "experiments") -> str:
+    """A link into the MLflow UI at ``ui`` (its base URL) that opens in machine-learning mode:
+    ``fragment`` is the route after ``#/`` (``experiments/3/runs/abc``)."""
+    sep = "&" if "?" in fragment else "?"
+    return f"{ui.rstrip('/')}/#/{fragment.lstrip('/')}{sep}{ML_WORKFLOW_QUERY}"
 
 
 def mlflow_run_url(mlflow_ui: str | None, experiment_id: str, run_id: str) -> str | None:
-    """The run's page in the MLflow UI; None when no UI is known."""
+    """The run's page in the MLflow UI (machine-learning mode); None when no UI is known."""
     if not mlflow_ui:
         return None
-    return f"{mlflow_ui.rstrip('/')}/#/experiments/{experiment_id}/runs/{run_id}"
+    return mlflow_ui_link(mlflow_ui, f"experiments/{experiment_id}/runs/{run_id}")
+
+
+def mlflow_artifact_url(mlflow_ui: str | None, run_id: str, path: str) -> str | None:
+    """One artifact of a run, served over HTTP by the MLflow server (its ``/get-artifact``
+    route, which the MLflow UI itself uses for images); None when no UI is known."""
+    if not mlflow_ui:
+        return None
+    return f"{mlflow_ui.rstrip('/')}/get-artifact?path={quote(path)}&run_uuid={quote(run_id)}"
+
+
+@dataclass(frozen=True)
+class MlflowPlace:
+    """Where a batch's decision run lives: the UI (when one is known) or the tracking URI."""
+
+    tracking_uri: str
+    ui: str | None = None
+    experiment_id: str | None = None
+    run_id: str | None = None
+
+
+# ---------------------------------------------------------------------- outcomes in the runs list
+
+
+@dataclass(frozen=True)
+class RunLabel:
+    """How a run shows in the Prefect runs list: its final state's name, message and tags."""
+
+    state_name: str
+    message: str
+    tags: tuple[str, ...] = ()
+
+
+_RETRAIN_LABELS = {
+    RetrainStatus.promoted: ("Promoted", "promoted"),
+    RetrainStatus.refused: ("Retrain refused", "retrain-refused"),
+    RetrainStatus.failed: ("Retrain failed", "retrain-failed"),
+    RetrainStatus.rolled_back: ("Rolled back", "rolled-back"),
+    RetrainStatus.interrupted: ("Interrupted", "interrupted"),
+    RetrainStatus.shadow_judged: ("Shadow judged", "shadow-judged"),
+}
+
+_ROLLOUT_LABELS = {
+    RolloutStatus.promoted: ("Promoted", "promoted"),
+    RolloutStatus.rolled_back: ("Rolled back", "rolled-back"),
+    RolloutStatus.interrupted: ("Interrupted", "interrupted"),
+    RolloutStatus.shadow_judged: ("Shadow judged", "shadow-judged"),
+}
+
+
+def batch_run_label(outcome: BatchOutcome) -> RunLabel:
+    """A batch run's label: the most telling of quarantined, retrain outcome, rollback, drift.
+
+    Tags name every outcome that applies (a drifted batch whose retrain was refused carries
+    ``drift`` and ``retrain-refused``), so the runs list filters on any of them.
+    """
+    tags: list[str] = []
+    drifted = outcome.drift is not None and outcome.drift.is_drift
+    if outcome.state.value == "quarantined":
+        tags.append("quarantined")
+    if drifted:
+        tags.append("drift")
+    action = outcome.decision.action.value if outcome.decision is not None else None
+    if action in ("retrain", "rollback"):
+        tags.append(action)
+    retrain = outcome.retrain
+    if retrain is not None:
+        tags.append(_RETRAIN_LABELS[retrain.status][1])
+    elif action == "rollback":
+        tags.append("rolled-back")
+    if outcome.state.value == "quarantined":
+        return RunLabel("Quarantined", outcome.reason or "quarantined", tuple(tags))
+    if retrain is not None:
+        return RunLabel(_RETRAIN_LABELS[retrain.status][0], retrain.reason, tuple(tags))
+    if action == "rollback":
+        return RunLabel("Rolled back", decision_line(outcome.decision), tuple(tags))
+    if outcome.already_settled:
+        return RunLabel("Completed", f"already {outcome.state.value} by another run", tuple(tags))
+    if drifted and outcome.drift is not None:
+        return RunLabel("Drift", drift_line(outcome.drift), tuple(tags))
+    message = decision_line(outcome.decision) if outcome.decision else outcome.state.value
+    return RunLabel("Completed", message, tuple(tags))
+
+
+def retrain_run_label(outcome: RetrainOutcome) -> RunLabel:
+    """A retrain run's label: promoted, refused by the gates, failed, or its rollout's end."""
+    name, tag = _RETRAIN_LABELS[outcome.status]
+    return RunLabel(name, outcome.reason, (tag,))
+
+
+def rollout_run_label(outcome: RolloutOutcome) -> RunLabel:
+    """A rollout run's label: promoted, rolled back, interrupted or shadow judged."""
+    name, tag = _ROLLOUT_LABELS[outcome.status]
+    reasons = "; ".join(outcome.last_reasons)
+    message = f"v{outcome.version} {outcome.status.value}" + (f": {reasons}" if reasons else "")
+    return RunLabel(name, message, (tag,))
+
+
+# ---------------------------------------------------------------------- domain log lines
+
+
+def validation_line(report: ValidationReport) -> str:
+    """The validation verdict in one line: passed, or failed with its first reasons."""
+    if report.success:
+        return f"validation passed: {report.rows:,} rows"
+    reasons = "; ".join(report.reasons()[:5])
+    return f"validation {report.verdict}: {reasons}"
+
+
+def drift_line(drift: Any) -> str:
+    """The drift verdict in one line: yes or no, the combined p-value and rate, the drivers.
+
+    ``drift`` is a ``DriftReport`` or its JSON form."""
+    data = drift if isinstance(drift, dict) else drift.to_dict()
+    verdict = "drift" if data["is_drift"] else "no drift"
+    line = (
+        f"{verdict}: combined {p_phrase(data['p_value'])} at false-alarm rate "
+        f"{data['false_alarm_rate']:g} (Holm over {len(data.get('tests', []))} tests)"
+    )
+    drivers = list(data.get("drivers", []))
+    return line + (f"; drivers: {', '.join(drivers[:5])}" if drivers else "")
+
+
+def decision_line(decision: Decision | None) -> str:
+    """The decision and its reasons in one line."""
+    if decision is None:
+        return "no decision"
+    return f"decision {decision.action.value}: " + "; ".join(decision.reasons)
+
+
+def retrain_line(outcome: RetrainOutcome) -> str:
+    """The retrain outcome in one line: status, version, champion before and after, reason."""
+    version = f" v{outcome.version}" if outcome.version else ""
+    champion = (
+        f" (champion v{outcome.champion_before} -> v{outcome.champion_after})"
+        if outcome.champion_before != outcome.champion_after
+        else (f" (champion stays v{outcome.champion_after})" if outcome.champion_after else "")
+    )
+    return f"retrain {outcome.status.value}{version}{champion}: {outcome.reason}"
+
+
+# ---------------------------------------------------------------------- the batch's markdown
+
+
+def _money(amount: float) -> str:
+    return f"{amount:,.2f}" if amount == 0 or abs(amount) >= 0.01 else f"{amount:.2g}"
+
+
+def cost_benefit_lines(decision: dict[str, Any], policy: PolicyConfig) -> list[str]:
+    """The expected benefit and the retrain cost with their units and what they are made of."""
+    benefit, cost = decision.get("expected_benefit"), decision.get("retrain_cost")
+    if benefit is None and cost is None:
+        return []
+    unit = (
+        "currency units (the currency of MLOPS_VALUE_PER_CORRECT_PREDICTION, "
+        f"{_money(policy.value_per_correct_prediction)} per correct prediction)"
+    )
+    lines = ["**Cost–benefit** (in " + unit + "):", ""]
+    if benefit is not None:
+        lines.append(
+            f"- expected benefit: **{_money(benefit)}** = accuracy to recover × share a retrain "
+            f"recovers × {policy.predictions_per_day:,.0f} predictions/day × "
+            f"{policy.benefit_horizon_days:g} days × {_money(policy.value_per_correct_prediction)}"
+            " per correct prediction"
+        )
+    if cost is not None:
+        lines.append(
+            f"- retrain cost: **{_money(cost)}** = {_money(policy.fixed_cost_per_retrain)} fixed "
+            f"per retrain and rollout + median training hours × "
+            f"{_money(policy.compute_cost_per_hour)} per compute hour"
+        )
+    if benefit is not None and cost is not None:
+        lines.append(
+            f"- benefit {'covers' if benefit >= cost else 'does not cover'} the cost "
+            f"(net {_money(benefit - cost)})"
+        )
+    return lines + [""]
+
+
+def _validation_lines(validation: dict[str, Any]) -> list[str]:
+    lines = [f"**Validation:** {validation.get('verdict', '-')}", ""]
+    for failure in validation.get("failures", [])[:10]:
+        lines.append(
+            f"- `{failure.get('column')}`: {failure.get('kind')} -- {failure.get('observed')}"
+            f" (expected {failure.get('expected')})"
+        )
+    if validation.get("error"):
+        lines.append(f"- {validation['error']}")
+    return lines + ([""] if len(lines) > 2 else [])
+
+
+def _drift_lines(drift: dict[str, Any]) -> list[str]:
+    lines = [
+        f"**Drift:** {'yes' if drift['is_drift'] else 'no'} -- combined "
+        f"{p_phrase(drift['p_value'])} at false-alarm rate {drift['false_alarm_rate']:g} "
+        f"(Holm's correction over the {len(drift.get('tests', []))} tests)",
+        "",
+        "| test | statistic | p-value | p-value (Holm) | drift |",
+        "|---|---:|---:|---:|---|",
+    ]
+    for test in drift.get("tests", []):
+        lines.append(
+            f"| {test['name']} | {test['statistic']:.4g} | {p_text(test['p_value'])} | "
+            f"{p_text(test.get('adjusted_p_value', test['p_value']))} | "
+            f"{'yes' if test['is_drift'] else 'no'} |"
+        )
+    features = sorted(drift.get("features", []), key=lambda f: f.get("adjusted_p_value", 1))
+    if features:
+        lines += [
+            "",
+            "| feature | test | p-value (Bonferroni over the features) | effect size "
+            "| missing share change | drift |",
+            "|---|---|---:|---:|---:|---|",
+        ]
+    for feature in features:
+        lines.append(
+            f"| {feature['feature']} | {feature['test']} | "
+            f"{p_text(feature.get('adjusted_p_value', feature['p_value']))} | "
+            f"{feature.get('effect_size', float('nan')):.3f} "
+            f"({feature.get('effect_metric', '')}) | "
+            f"{100 * feature.get('missing_change', 0.0):+.1f} pts | "
+            f"{'yes' if feature['is_drift'] else 'no'} |"
+        )
+    return lines + [""]
+
+
+def _retrain_lines(retrain: RetrainOutcome) -> list[str]:
+    heading = {
+        RetrainStatus.promoted: "promoted",
+        RetrainStatus.refused: "**refused** by the gates",
+        RetrainStatus.failed: "**failed**",
+        RetrainStatus.rolled_back: "**rolled back** by its rollout",
+        RetrainStatus.interrupted: "interrupted (a person moved the registry)",
+        RetrainStatus.shadow_judged: "judged in shadow (not promoted)",
+    }[retrain.status]
+    version = f" (challenger v{retrain.version})" if retrain.version else ""
+    lines = [f"**Retrain:** {heading}{version}", "", f"- {retrain.reason}"]
+    if retrain.champion_after is not None or retrain.champion_before is not None:
+        lines.append(
+            f"- champion before v{retrain.champion_before or '-'}, "
+            f"after v{retrain.champion_after or '-'}"
+        )
+    lines.append("")
+    if retrain.gates is not None:
+        lines += [retrain.gates.markdown(), ""]
+    return lines
+
+
+def _mlflow_lines(place: MlflowPlace, plots: Sequence[str]) -> list[str]:
+    if place.run_id is None:
+        return []
+    page = (
+        mlflow_run_url(place.ui, place.experiment_id, place.run_id) if place.experiment_id else None
+    )
+    if page is None:
+        lines = [
+            f"**MLflow:** decision run `{place.run_id}` in `{place.tracking_uri}` "
+            "(no MLflow UI is running: `mlops up` serves one)",
+            "",
+        ]
+        if plots:
+            lines += ["Drift plots in that run: " + ", ".join(f"`{p}`" for p in plots), ""]
+        return lines
+    pages = {
+        "this batch's page": "report/batch.html",
+        "the dataset's timeline": "report/timeline.html",
+    }
+    shown = " · ".join(
+        f"[{what}]({mlflow_ui_link(place.ui or '', route)})"
+        for what, path in pages.items()
+        for route in [f"experiments/{place.experiment_id}/runs/{place.run_id}/artifacts/{path}"]
+    )
+    lines = [f"**MLflow:** [decision run {place.run_id[:12]}]({page}) · {shown}", ""]
+    for plot in plots:
+        url = mlflow_artifact_url(place.ui, place.run_id, plot)
+        name = plot.rsplit("/", 1)[-1].rsplit(".", 1)[0].replace("_", " ")
+        lines += [f"![{name}]({url})", ""]
+    return lines
 
 
 def batch_markdown(
@@ -19,56 +347,32 @@ def batch_markdown(
     validation: dict[str, Any] | None,
     drift: dict[str, Any] | None,
     decision: dict[str, Any] | None,
-    links: dict[str, str | None],
+    original_name: str | None = None,
+    retrain: RetrainOutcome | None = None,
+    policy: PolicyConfig | None = None,
+    mlflow: MlflowPlace | None = None,
+    plots: Sequence[str] = (),
     title: str = "Batch",
 ) -> str:
-    """Validation verdict, the drift table, the decision and its reasons, links to MLflow."""
-    lines = [f"# {title} `{sha256[:12]}` of dataset `{dataset}`", ""]
+    """Validation verdict, the drift tables, the decision and its reasons, its cost and benefit,
+    the retrain's outcome, and the decision run with its drift plots (``plots``: artifact paths
+    in that run, embedded from the MLflow server)."""
+    named = f" `{original_name}`" if original_name else ""
+    lines = [f"# {title}{named} of dataset `{dataset}`", "", f"sha256 `{sha256[:12]}`", ""]
     if validation is not None:
-        verdict = validation.get("verdict", "-")
-        lines += [f"**Validation:** {verdict}", ""]
-        for failure in validation.get("failures", [])[:10]:
-            lines.append(
-                f"- `{failure.get('column')}`: {failure.get('kind')} -- {failure.get('observed')}"
-                f" (expected {failure.get('expected')})"
-            )
-        if validation.get("error"):
-            lines.append(f"- {validation['error']}")
-        lines.append("")
+        lines += _validation_lines(validation)
     if drift is not None:
-        lines += [
-            f"**Drift:** {'yes' if drift['is_drift'] else 'no'} -- combined p = "
-            f"{drift['p_value']:.3g} at false-alarm rate {drift['false_alarm_rate']:g}",
-            "",
-            "| test | statistic | p-value | drift |",
-            "|---|---:|---:|---|",
-        ]
-        for test in drift.get("tests", []):
-            lines.append(
-                f"| {test['name']} | {test['statistic']:.4g} | {test['p_value']:.3g} | "
-                f"{'yes' if test['is_drift'] else 'no'} |"
-            )
-        lines += [
-            "",
-            "| feature | test | p-value (Bonferroni) | effect size | missing share change | drift |",
-            "|---|---|---:|---:|---:|---|",
-        ]
-        features = sorted(drift.get("features", []), key=lambda f: f.get("adjusted_p_value", 1))
-        for feature in features:
-            lines.append(
-                f"| {feature['feature']} | {feature['test']} | "
-                f"{feature.get('adjusted_p_value', feature['p_value']):.3g} | "
-                f"{feature.get('effect_size', float('nan')):.3f} "
-                f"({feature.get('effect_metric', '')}) | "
-                f"{100 * feature.get('missing_change', 0.0):+.1f} pts | "
-                f"{'yes' if feature['is_drift'] else 'no'} |"
-            )
-        lines.append("")
+        lines += _drift_lines(drift)
     if decision is not None:
         lines += [f"**Decision:** `{decision['action']}`", ""]
         lines += [f"- {reason}" for reason in decision["reasons"]]
         lines.append("")
-    shown = [(name, url) for name, url in links.items() if url]
-    if shown:
-        lines += ["**Links:** " + " · ".join(f"[{name}]({url})" for name, url in shown), ""]
+        if policy is not None:
+            lines += cost_benefit_lines(decision, policy)
+    if retrain is not None:
+        lines += _retrain_lines(retrain)
+    elif decision is not None and decision.get("action") == "retrain":
+        lines += ["**Retrain:** not carried out by this run", ""]
+    if mlflow is not None:
+        lines += _mlflow_lines(mlflow, plots)
     return "\n".join(lines)

@@ -12,8 +12,9 @@ from prefect import task
 from prefect.cache_policies import NO_CACHE
 
 from mlops_core import events
-from mlops_core.adapters.audit import attach, record_decision
+from mlops_core.adapters.audit import attach, outcome_words, record_decision
 from mlops_core.adapters.context import DatasetContext
+from mlops_core.adapters.registry import NAME_SEPARATOR
 from mlops_core.assessment import Assessment, DriftSignal, assess
 from mlops_core.drift import DriftReport
 from mlops_core.errors import MlopsError
@@ -73,9 +74,10 @@ def record_batch_decision(
     plots: list[Path],
     extra_tags: dict[str, str] | None = None,
     kind: str = "batch",
+    original_name: str | None = None,
 ) -> str:
-    """The decision as an MLflow run with the batch's validation, drift and performance evidence;
-    recorded once per batch (a rerun after a crash reuses the finished run)."""
+    """The decision as an MLflow run with the batch's validation, drift and performance evidence,
+    named for the file and what happened; recorded once per batch (a rerun reuses the run)."""
     artifacts = {
         "validation.json": json.dumps(validation, indent=2, default=str),
         "assessment.json": json.dumps(assessment.to_dict(), indent=2, default=str),
@@ -91,6 +93,8 @@ def record_batch_decision(
         files=plots,
         extra_tags=extra,
         key=f"{kind}:{sha256}",
+        original_name=original_name,
+        kind=kind,
     )
 
 
@@ -151,6 +155,6 @@ def review_recent_drift(
         batch_sha256=shas[-1],
         artifacts={"assessment.json": json.dumps(assessment.to_dict(), indent=2, default=str)},
         extra_tags={CONTEXT: context, BATCHES: ",".join(s[:12] for s in shas)},
-        run_name=f"review-drift-{decision.action.value}",
+        run_name=f"review of {len(shas)} drifted batches{NAME_SEPARATOR}{outcome_words(decision)}",
     )
     return RecordedDecision(decision, run_id)

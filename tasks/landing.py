@@ -9,8 +9,28 @@ from prefect import task
 from prefect.cache_policies import NO_CACHE
 
 from mlops_core.adapters.context import DatasetContext
+from mlops_core.adapters.landing import LandingZone
 from mlops_core.batches import BatchState, LedgerEntry, failure_reason
+from mlops_core.reporting import run_title
 from mlops_core.settings import Settings
+
+
+def file_title(dataset: str, sha256: str, kind: str = "batch", what: str = "") -> str:
+    """A run's name from the ledger: ``credit · batch-19-week19.csv`` (``what`` before the file
+    name, e.g. ``retrain after``); the short sha256 when the ledger cannot say.
+
+    Not a task: Prefect calls it to name the run before the run starts, so it never raises.
+    """
+    name = sha256[:12]
+    try:
+        for zone_kind in (kind, "labels" if kind == "batch" else "batch"):
+            entry = LandingZone(Settings(), zone_kind).get(dataset, sha256) if sha256 else None
+            if entry is not None:
+                name = entry.original_name
+                break
+    except Exception:  # noqa: BLE001 -- a name is cosmetic; the run itself reports a bad ledger
+        pass
+    return run_title(dataset, " ".join(part for part in (what, name) if part))
 
 
 @task(retries=2, retry_delay_seconds=[1, 5], cache_policy=NO_CACHE)

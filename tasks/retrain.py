@@ -8,7 +8,7 @@ from typing import Any
 from prefect import task
 from prefect.cache_policies import NO_CACHE
 
-from mlops_core.adapters.audit import attach, record_evaluation
+from mlops_core.adapters.audit import attach, note_retrain, record_evaluation
 from mlops_core.adapters.context import DatasetContext
 from mlops_core.challenger import (
     Challenger,
@@ -94,8 +94,8 @@ def champion_version(ctx: DatasetContext) -> str | None:
 def note_outcome(
     ctx: DatasetContext, decision_run_id: str, outcome: RetrainOutcome, gates: GateReport | None
 ) -> None:
-    """The subflow's outcome on the decision run: a tag, and the gate report (when the gates were
-    recorded) beside its reasons."""
+    """The subflow's outcome on the decision run: a tag, its name and description (``→ promoted``),
+    and the gate report (when the gates were recorded) beside its reasons."""
     artifacts = {"retrain.json": json.dumps(outcome.to_dict(), indent=2, default=str)}
     if gates is not None:
         artifacts["gate_report.md"] = gates.markdown() + "\n"
@@ -105,6 +105,7 @@ def note_outcome(
         tags={RETRAIN: outcome.status.value, RETRAIN_REASON: outcome.reason},
         artifacts=artifacts,
     )
+    note_retrain(ctx.registry, decision_run_id, outcome.status.value, outcome.reason)
     gain = retrain_gain(outcome)
     if gain is not None:  # what the cost-benefit learns from (mlops_core.policy)
         ctx.registry.client.log_metric(decision_run_id, "retrain_accuracy_gain", gain)

@@ -1,5 +1,9 @@
 """Tasks of the rollout flow: move the registry's rollout state, watch every model-server replica,
-record steps."""
+record steps.
+
+A step's polling (waiting for the replicas, then looking at their window every second) is one
+task, ``follow_step``, whose loops log nothing to the run: the run's logs keep the verdicts.
+"""
 
 from __future__ import annotations
 
@@ -10,7 +14,9 @@ from typing import TYPE_CHECKING, Any
 
 from prefect import task
 from prefect.cache_policies import NO_CACHE
+from prefect.events import emit_event
 
+from mlops_core import events
 from mlops_core.adapters.audit import record_rollout_step
 from mlops_core.adapters.context import DatasetContext
 from mlops_core.delivery import registry_moved
@@ -103,7 +109,51 @@ def _moved(ctx: DatasetContext, champion: str | None, version: str) -> dict[str,
     return now if registry_moved(now, champion=champion, version=version, placed=True) else None
 
 
+def registry_aliases(ctx: DatasetContext, attempts: int = 3) -> dict[str, str]:
+    """The version each role points at now, read between steps without a task run of its own
+    (the flow looks before each write; a transient registry error is retried)."""
+    for attempt in range(attempts):
+        try:
+            return ctx.registry.aliases()
+        except Exception:
+            if attempt == attempts - 1:
+                raise
+            time.sleep(1 + 4 * attempt)
+    raise AssertionError("unreachable")
+
+
 @task(cache_policy=NO_CACHE)
+def follow_step(
+    ctx: DatasetContext,
+    urls: Sequence[str],
+    config: RolloutConfig,
+    champion: str | None,
+    version: str,
+    mode: str,
+    weight: float,
+    step: int,
+    deadline: float,
+) -> StepWatch:
+    """Wait until every replica follows the step, announce that it started, and watch its window
+    until a verdict: the verdict and its stats, or the aliases a person moved meanwhile."""
+    moved = await_replicas(ctx, urls, version, weight, champion, step, deadline)
+    if moved is not None:
+        return StepWatch(moved=moved)
+    started = replica_clocks(urls)
+    emit_event(
+        event=events.ROLLOUT_STEP,
+        resource=events.dataset_resource(ctx.name),
+        payload={
+            "version": version,
+            "step": step,
+            "mode": mode,
+            "weight": weight,
+            "state": "started",
+        },
+    )
+    return watch_step(ctx, urls, config, champion, version, started, deadline, step)
+
+
 def await_replicas(
     ctx: DatasetContext,
     urls: Sequence[str],
@@ -137,7 +187,6 @@ def await_replicas(
         time.sleep(0.5)
 
 
-@task(cache_policy=NO_CACHE)
 def replica_clocks(urls: Sequence[str]) -> dict[str, float]:
     """Each replica's clock now, where its step window starts (this machine's for one that
     cannot be read: it adds nothing to the step until it answers again)."""
@@ -174,7 +223,6 @@ def look(
     return verdict, stats
 
 
-@task(cache_policy=NO_CACHE)
 def watch_step(
     ctx: DatasetContext,
     urls: Sequence[str],

@@ -26,9 +26,9 @@ from mlops_cli.render import (
     print_validation,
 )
 from mlops_core import events
+from mlops_core.batches import Receipt
 
 if TYPE_CHECKING:
-    from mlops_core.batches import Receipt
     from mlops_core.settings import Settings
 
 BatchFileArg = Annotated[Path, typer.Argument(help="The batch file (parquet or CSV).")]
@@ -43,7 +43,21 @@ def submit(
     as_json: JsonOpt = False,
 ) -> None:
     """Land a batch in the landing zone under its sha256 (a duplicate is recognised, not landed twice)."""
-    receipt = _land_batch(settings(), file, dataset, spec, reference)
+    from mlops_core.adapters.landing import QuarantinedOnArrival
+
+    try:
+        receipt = _land_batch(settings(), file, dataset, spec, reference)
+    except QuarantinedOnArrival as unusable:
+        # Not a table at all, and quarantined already: still announced, so the Prefect UI shows
+        # its arrival, a run that ends "Quarantined" and the quarantine event with the reason.
+        announced = _announce(Receipt(entry=unusable.entry, duplicate=False), "batch")
+        if announced and not as_json:
+            out.print(
+                f"announced {events.BATCH_ARRIVED} to {announced}: its run records the quarantine",
+                highlight=False,
+                soft_wrap=True,
+            )
+        raise
     _report_arrival(receipt, "batch", as_json)
 
 
@@ -136,7 +150,17 @@ def process(
     as_json: JsonOpt = False,
 ) -> None:
     """Land a batch and run the batch flow on it right here (a plain Prefect flow call, no server)."""
-    receipt = _land_batch(settings(), file, dataset, spec, reference)
+    from mlops_core.adapters.landing import QuarantinedOnArrival
+
+    try:
+        receipt = _land_batch(settings(), file, dataset, spec, reference)
+    except QuarantinedOnArrival as unusable:
+        # Not a table at all: its run still happens (it ends "Quarantined" with the reason, and
+        # announces the quarantine), then the command fails as any unusable input does.
+        from flows.process_batch import process_batch
+
+        process_batch(dataset=unusable.entry.dataset, sha256=unusable.entry.sha256)
+        raise
     if not as_json:
         out.print(receipt.describe(), highlight=False, soft_wrap=True)
 

@@ -26,10 +26,12 @@ if TYPE_CHECKING:
 @reports_errors
 def status(
     dataset: DatasetOpt = None,
-    limit: Annotated[int, typer.Option(help="How many recent decisions to show.")] = 5,
+    limit: Annotated[int, typer.Option(help="How many recent batches to show.")] = 5,
     as_json: JsonOpt = False,
 ) -> None:
-    """Champion, challenger and previous model versions, rollout tags, and the latest decisions."""
+    """Champion, challenger and previous model versions (each accuracy with the rows it was
+    measured on), rollout tags, and the latest batches: each once, with its file, outcome and time.
+    """
     from mlops_core.adapters.catalog import DatasetCatalog
     from mlops_core.spec import check_dataset_name
 
@@ -45,7 +47,8 @@ def status(
 
 
 def _dataset_status(current: Settings, name: str, limit: int) -> dict[str, Any]:
-    """One dataset's models and their metrics, rollout tags, recent decisions, unsettled files."""
+    """One dataset's models (each accuracy with the rows it was measured on), rollout tags, its
+    recent batches (each once: file, outcome, time), recent decisions, unsettled files."""
     from mlops_core.adapters.audit import recent_decisions
     from mlops_core.adapters.landing import LandingZone
     from mlops_core.adapters.registry import ModelRegistry
@@ -54,27 +57,89 @@ def _dataset_status(current: Settings, name: str, limit: int) -> dict[str, Any]:
     registry = ModelRegistry(current, name)
     aliases = registry.aliases()
     tags = registry.tags() if aliases else {}
-    decisions = recent_decisions(registry, limit)
+    # Enough decision runs to find each recent batch's own and its labels' (several per batch).
+    decisions = recent_decisions(registry, max(limit * 6, 30))
     metrics = {}
     for role in aliases:
         found = registry.version_of(role)
         if found is not None:
-            values = registry.run_metrics(found.run_id)
-            metrics[role] = {
-                k: values[k] for k in ("holdout_accuracy", "training_seconds") if k in values
-            }
+            metrics[role] = _model_metrics(registry, found.version, found.run_id)
+    settled = [e for e in LandingZone(current, "batch").entries(name) if e.state in FINAL_STATES]
     return {
         "dataset": name,
         "models": aliases,
         "metrics": metrics,
         "rollout": {k: v for k, v in tags.items() if k.startswith("mlops.rollout")},
-        "decisions": [d.__dict__ for d in decisions],
+        "batches": [_batch_row(entry, decisions) for entry in reversed(settled[-limit:])],
+        "decisions": [d.__dict__ for d in decisions[:limit]],
         "unfinished": [
             {"kind": kind, **ledger_entry_json(entry)}
             for kind in ("batch", "labels")
             for entry in LandingZone(current, kind).entries(name)
             if entry.state not in FINAL_STATES
         ],
+    }
+
+
+def _model_metrics(registry: Any, version: str, run_id: str) -> dict[str, Any]:
+    """A version's accuracy with the rows it was measured on: its own holdout (recent rows held
+    out when it was trained, different for every version), and its gates' shared rows."""
+    from mlops_core.tags import GATE_RUN
+
+    values = registry.run_metrics(run_id)
+    found: dict[str, Any] = {
+        k: values[k] for k in ("holdout_accuracy", "training_seconds") if k in values
+    }
+    if "holdout_rows" in values:
+        found["holdout_rows"] = int(values["holdout_rows"])
+    found["measured_on"] = f"the holdout of v{version}'s own train run"
+    gate_run = registry.version_tags(version).get(GATE_RUN)
+    if gate_run:
+        gates = registry.run_metrics(gate_run)
+        found["gates"] = {
+            k: (int(gates[k]) if k == "rows" else gates[k])
+            for k in ("challenger_accuracy", "champion_accuracy", "rows")
+            if k in gates
+        }
+    return found
+
+
+def _batch_row(entry: Any, decisions: list[Any]) -> dict[str, Any]:
+    """One settled batch, once: its file, state, time, what its decision did, and what the
+    decision on its labels found later (observed accuracy replaces the estimate)."""
+    from mlops_core.adapters.registry import NAME_SEPARATOR
+
+    own = next(
+        (
+            d
+            for d in decisions
+            if d.key == f"batch:{entry.sha256}"
+            or (not d.key and not d.labels_for and d.batch_sha256 == entry.sha256)
+        ),
+        None,
+    )
+    labels = next((d for d in decisions if entry.sha256[:12] in d.labels_for), None)
+    if own is not None and NAME_SEPARATOR in own.name:
+        outcome = own.name.split(NAME_SEPARATOR, 1)[1]
+    elif entry.state.value == "quarantined":
+        outcome = "quarantined"
+    else:
+        outcome = own.action if own is not None else entry.state.value
+    return {
+        "file": entry.original_name,
+        "sha256": entry.sha256,
+        "state": entry.state.value,
+        "time": entry.updated_at,
+        "outcome": outcome,
+        "decision": own.action if own else None,
+        "retrain": own.retrain if own else "",
+        "estimated_accuracy": own.estimated_accuracy if own else None,
+        "observed_accuracy": labels.observed_accuracy if labels else None,
+        "labelled_rows": labels.labelled_rows if labels else None,
+        "labels_decision": labels.action if labels else None,
+        "labels_retrain": labels.retrain if labels else "",
+        "run_id": own.run_id if own else None,
+        "reason": entry.reason,
     }
 
 

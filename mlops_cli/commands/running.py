@@ -70,7 +70,9 @@ def up(
         out.print(f"Prefect UI:  {state.prefect_ui_url}", highlight=False)
         out.print(f"Prefect API: {state.prefect_api_url}", highlight=False)
         if state.mlflow_ui_url:
-            out.print(f"MLflow UI:   {state.mlflow_ui_url}", highlight=False)
+            from mlops_core.reporting import mlflow_ui_link
+
+            out.print(f"MLflow UI:   {mlflow_ui_link(state.mlflow_ui_url)}", highlight=False)
         out.print(f"inbox:       {current.inbox}/<dataset>/  (labels: .../<dataset>/labels/)")
         out.print("stop with Ctrl-C", highlight=False)
         while not stopping.wait(0.5):

@@ -2,7 +2,9 @@
 
 Each run carries ``mlops.run_type`` and ``mlops.batch_sha256``; a decision run also carries
 ``mlops.decision`` (none, watch, retrain, rollback) and ``mlops.reasons``, its evidence as
-params and metrics, and a markdown artifact a person reads in the MLflow UI.
+params and metrics, and a markdown artifact a person reads in the MLflow UI. It is named for its
+file and what happened (``batch-19-week19.csv · drift, retrain``, then ``→ promoted`` once the
+retrain ends) and carries a short description (MLflow's ``mlflow.note.content``).
 
 A batch's decision is recorded once: its run carries ``mlops.decision_key`` (kind and sha256),
 and a run that processes the batch again after a crash finds the finished run and reuses it. A
@@ -13,20 +15,23 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
-from mlops_core.adapters.registry import ModelRegistry, RunWriter
-from mlops_core.policy import Decision
+from mlops_core.adapters.registry import NAME_SEPARATOR, NOTE, RUN_NAME, ModelRegistry, RunWriter
+from mlops_core.policy import Action, Decision
 from mlops_core.rollout import RolloutVerdict
 from mlops_core.tags import (
     BATCH_SHA256,
     DECISION,
     DECISION_KEY,
     GATES,
+    LABELS_FOR,
     MANUAL,
     MODEL_VERSION,
     REASONS,
+    RETRAIN,
     ROLLOUT_MODE,
     ROLLOUT_STEP,
     ROLLOUT_VERDICT,
@@ -46,6 +51,14 @@ class DecisionRecord:
     action: str
     reasons: str
     batch_sha256: str
+    name: str = ""  # the run's name: "batch-19-week19.csv · drift, retrain → promoted"
+    key: str = ""  # mlops.decision_key: "batch:<sha256>" or "labels:<sha256>"
+    labels_for: tuple[str, ...] = ()  # a labels decision: the batches' sha256[:12] it judged
+    retrain: str = ""  # the retrain's outcome, when the decision called for one
+    estimated_accuracy: float | None = None
+    observed_accuracy: float | None = None
+    reference_accuracy: float | None = None
+    labelled_rows: int | None = None
 
 
 def decision_markdown(decision: Decision, batch_sha256: str) -> str:
@@ -70,11 +83,66 @@ def decision_markdown(decision: Decision, batch_sha256: str) -> str:
     return "\n".join(lines) + "\n"
 
 
+# What a decision did, in the words of a run name.
+_ACTION_WORDS = {
+    Action.none: "no action",
+    Action.watch: "watch",
+    Action.retrain: "retrain",
+    Action.rollback: "rollback",
+}
+
+
+def outcome_words(decision: Decision) -> str:
+    """What happened to a batch, in a few words: ``quarantined``, ``drift, retrain``, ``quiet``."""
+    evidence = decision.evidence
+    if not evidence.validation_passed:
+        return "quarantined"
+    seen = [
+        word
+        for word, present in (("drift", evidence.drift), ("degraded", evidence.observed_degraded))
+        if present
+    ]
+    if decision.action is Action.none and not seen:
+        return "quiet"
+    return ", ".join([*seen, _ACTION_WORDS[decision.action]])
+
+
+def decision_run_name(
+    decision: Decision, batch_sha256: str, original_name: str | None, kind: str = "batch"
+) -> str:
+    """A decision run's name: the file it judged and what happened
+    (``batch-19-week19.csv · drift, retrain``); the sha256's start when the file has no name."""
+    subject = original_name or f"{kind}-{batch_sha256[:12] or 'manual'}"
+    if kind == "labels" and original_name:
+        subject = f"labels {original_name}"
+    return f"{subject}{NAME_SEPARATOR}{outcome_words(decision)}"
+
+
+def decision_note(decision: Decision, batch_sha256: str, original_name: str | None) -> str:
+    """The run's description in the MLflow UI (markdown): action, file, reasons."""
+    batch = f"`{original_name}`" if original_name else "a batch"
+    lines = [
+        f"**{decision.action.value}** ({outcome_words(decision)}) on {batch}"
+        + (f", sha256 `{batch_sha256[:12]}`" if batch_sha256 else ""),
+        "",
+        *[f"- {reason}" for reason in decision.reasons],
+    ]
+    if decision.expected_benefit is not None and decision.retrain_cost is not None:
+        lines += [
+            "",
+            f"Expected benefit {decision.expected_benefit:,.2f} vs retrain cost "
+            f"{decision.retrain_cost:,.2f} (currency units of the policy's settings).",
+        ]
+    return "\n".join(lines) + "\n"
+
+
 def record_decision(
     registry: ModelRegistry,
     decision: Decision,
     *,
     batch_sha256: str = "",
+    original_name: str | None = None,
+    kind: str = "batch",
     artifacts: dict[str, str] | None = None,
     files: list[Path] | None = None,
     parent_run_id: str | None = None,
@@ -83,6 +151,9 @@ def record_decision(
     key: str | None = None,
 ) -> str:
     """Log ``decision`` as a ``decision`` run in the dataset's experiment; return the run id.
+
+    It is named for ``original_name`` (the file as submitted) and what happened, and described
+    by a short markdown note (MLflow shows ``mlflow.note.content`` as the run's description).
 
     With ``key``, a finished decision run already recorded under that key is returned instead of
     recording a second one (a batch processed again after its first run crashed).
@@ -99,8 +170,9 @@ def record_decision(
     }
     if key:
         tags[DECISION_KEY] = key
+    tags[NOTE] = decision_note(decision, batch_sha256, original_name)[:TAG_VALUE_LIMIT]
     tags.update(extra_tags or {})
-    name = run_name or f"decision-{decision.action.value}-{batch_sha256[:12] or 'manual'}"
+    name = run_name or decision_run_name(decision, batch_sha256, original_name, kind)
     with registry.run(tags, name=name, parent_run_id=parent_run_id) as run:
         _log_evidence(run, decision)
         run.text(decision_markdown(decision, batch_sha256), "decision.md")
@@ -111,11 +183,30 @@ def record_decision(
     return run.run_id
 
 
+def readable_duration(delta: timedelta) -> str:
+    """A duration as a person reads it: ``63 d 0 h``, ``5 h 12 min``, ``40 s``."""
+    seconds = int(delta.total_seconds())
+    sign, seconds = ("-", -seconds) if seconds < 0 else ("", seconds)
+    days, rest = divmod(seconds, 86_400)
+    hours, rest = divmod(rest, 3_600)
+    minutes, seconds = divmod(rest, 60)
+    if days:
+        return f"{sign}{days} d {hours} h"
+    if hours:
+        return f"{sign}{hours} h {minutes} min"
+    return f"{sign}{minutes} min {seconds} s" if minutes else f"{sign}{seconds} s"
+
+
 def _log_evidence(run: RunWriter, decision: Decision) -> None:
-    """The decision's evidence as params (flags, texts, lists) and metrics (numbers)."""
+    """The decision's evidence as params (flags, texts, lists) and metrics (numbers); a duration
+    as both a readable param (``63 d 0 h``) and a metric in hours (``<name>_hours``)."""
     evidence: dict[str, Any] = decision.to_dict()["evidence"]
     for key, value in evidence.items():
-        if isinstance(value, bool) or value is None or isinstance(value, str | list):
+        duration = getattr(decision.evidence, key, None)
+        if isinstance(duration, timedelta):
+            run.param(key, readable_duration(duration))
+            run.metric(f"{key}_hours", duration.total_seconds() / 3600)
+        elif isinstance(value, bool) or value is None or isinstance(value, str | list):
             run.param(key, json.dumps(value))
         elif isinstance(value, int | float):
             run.metric(key, float(value))
@@ -163,6 +254,18 @@ def recent_decisions(registry: ModelRegistry, limit: int = 10) -> list[DecisionR
             action=run.data.tags.get(DECISION, ""),
             reasons=run.data.tags.get(REASONS, ""),
             batch_sha256=run.data.tags.get(BATCH_SHA256, ""),
+            name=str(run.info.run_name or ""),
+            key=run.data.tags.get(DECISION_KEY, ""),
+            labels_for=tuple(s for s in run.data.tags.get(LABELS_FOR, "").split(",") if s),
+            retrain=run.data.tags.get(RETRAIN, ""),
+            estimated_accuracy=run.data.metrics.get("estimated_accuracy"),
+            observed_accuracy=run.data.metrics.get("observed_accuracy"),
+            reference_accuracy=run.data.metrics.get("reference_accuracy"),
+            labelled_rows=(
+                int(run.data.metrics["labelled_rows"])
+                if "labelled_rows" in run.data.metrics
+                else None
+            ),
         )
         for run in runs
     ]
@@ -180,6 +283,21 @@ def attach(
         registry.client.set_tag(run_id, key, value[:TAG_VALUE_LIMIT])
     for name, text in (artifacts or {}).items():
         registry.client.log_text(run_id, text, name)
+
+
+def note_retrain(registry: ModelRegistry, run_id: str, status: str, reason: str) -> None:
+    """The retrain's end on its decision run: its name gains ``→ <status>``
+    (``week19.csv · drift, retrain → refused``) and its description the reason."""
+    run = registry.client.get_run(run_id)
+    name = str(run.info.run_name or "").split(" → ")[0]
+    note = run.data.tags.get(NOTE, "").split("\n**Retrain")[0].rstrip("\n")
+    registry.client.set_tag(run_id, RUN_NAME, f"{name} → {status}")
+    text = (
+        f"{note}\n\n**Retrain {status}**: {reason}\n"
+        if note
+        else f"**Retrain {status}**: {reason}\n"
+    )
+    registry.client.set_tag(run_id, NOTE, text[:TAG_VALUE_LIMIT])
 
 
 def record_evaluation(
@@ -203,7 +321,8 @@ def record_evaluation(
     }
     if train_run_id:
         tags[TRAIN_RUN] = train_run_id
-    with registry.run(tags, name=f"gates-v{version}", parent_run_id=parent_run_id) as run:
+    name = f"gates-v{version}{NAME_SEPARATOR}{'passed' if passed else 'refused'}"
+    with registry.run(tags, name=name, parent_run_id=parent_run_id) as run:
         for key, value in metrics.items():
             run.metric(key, float(value))
         run.text(report_json, "gate_report.json")
@@ -264,6 +383,7 @@ def record_manual(
         DECISION: action,
         REASONS: reason,
         MANUAL: "true",
+        NOTE: f"**Manual {action}** by a person: {reason}"[:TAG_VALUE_LIMIT],
     }
     with registry.run(tags, name=f"manual-{action}") as run:
         run.param("aliases_before", json.dumps(before))

@@ -44,6 +44,28 @@ from mlops_core.settings import Settings
 from mlops_core.spec import check_dataset_name
 
 KINDS = {"batch": "batches", "labels": "labels"}  # what lands -> its ledger table
+UNREADABLE = "unknown"  # the file format of a file quarantined on arrival: not a table at all
+
+
+class QuarantinedOnArrival(UnusableInputError):
+    """A submitted file that is not a table at all, quarantined at once with its report.
+
+    ``entry`` is its ledger row (``quarantined``): the submitter announces it like any arrival,
+    so it gets an event and a run of its own (which ends ``Quarantined`` with the reason).
+    """
+
+    def __init__(self, message: str, entry: LedgerEntry, hint: str | None = None) -> None:
+        super().__init__(message, hint=hint)
+        self.entry = entry
+
+    def __reduce__(self) -> tuple[Any, ...]:  # picklable across processes, entry included
+        return (type(self), (self.message, self.entry, self.hint))
+
+
+def quarantined_on_arrival(entry: LedgerEntry) -> bool:
+    """Whether ``entry`` was quarantined when it was submitted (it was never a readable table)."""
+    return entry.state is BatchState.quarantined and entry.file_format == UNREADABLE
+
 
 _METADATA = sa.MetaData()
 
@@ -269,7 +291,8 @@ class LandingZone:
         """Copy ``source`` atomically into ``landing/<dataset>/<sha256>.<ext>`` unless it is known.
 
         A file that is not a readable parquet or CSV table is quarantined at once, with a report,
-        and ``UnusableInputError`` is raised naming where it went.
+        and ``QuarantinedOnArrival`` (an ``UnusableInputError``) is raised naming where it went and
+        carrying its ledger entry, for the submitter to announce.
         """
         check_dataset_name(dataset)
         source = Path(source)
@@ -279,7 +302,7 @@ class LandingZone:
         except UnusableInputError as exc:
             if not source.is_file() or source.stat().st_size > self.settings.max_batch_bytes:
                 raise  # nothing to keep: a missing file, or one too big to copy in at all
-            file_format, problem = "unknown", exc
+            file_format, problem = UNREADABLE, exc
         incoming = self.folder("landing", dataset)
         staged = self._stage(source, incoming)
         sha256, size = staged.sha256, staged.size
@@ -337,8 +360,9 @@ class LandingZone:
         finally:
             self.store.discard(staged)
         if problem is not None:
-            raise UnusableInputError(
+            raise QuarantinedOnArrival(
                 f"{problem}; quarantined as {entry.location} with its report",
+                entry,
                 hint="fix the file and submit it again",
             )
         return Receipt(entry=entry, duplicate=False)

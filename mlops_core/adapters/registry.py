@@ -26,6 +26,7 @@ from mlops_core.ports import LoadedModel, RegisteredVersion, TrainingInput, Trai
 from mlops_core.settings import Settings
 from mlops_core.spec import DatasetSpec, check_dataset_name
 from mlops_core.tags import (
+    BATCH_SHA256,
     CHALLENGER,
     CHAMPION,
     CHAMPION_VERSION,
@@ -50,6 +51,17 @@ SKOPS_TRUSTED_TYPES = [
 
 
 HOLDOUT_ARTIFACT = "holdout.parquet"
+
+# MLflow's own experiment tag: which kind of work the experiment holds. Its UI (3.x) reads
+# ``custom_model_development`` as classic machine learning (runs, models) rather than GenAI
+# (traces, token usage). Links into the UI also ask for that mode: ``reporting.mlflow_ui_link``.
+EXPERIMENT_KIND = "mlflow.experimentKind"
+MODEL_DEVELOPMENT = "custom_model_development"
+RUN_NAME = "mlflow.runName"  # MLflow's own: the name its UI lists a run under
+NOTE = "mlflow.note.content"  # MLflow's own: the run's description, markdown
+NAME_SEPARATOR = (
+    " · "  # between what a run is about and what happened: "week19.csv · drift, retrain"
+)
 
 
 def _lineage_dataset(item: TrainingInput) -> Any:
@@ -118,16 +130,24 @@ class ModelRegistry:
     def experiment_id(self) -> str:
         """The dataset's experiment, created when missing: with artifacts under ``MLOPS_HOME``, or
         -- on a tracking server, unless ``MLOPS_MLFLOW_ARTIFACTS_DIR`` is set -- wherever the
-        server keeps them (its proxied object store: clients need no storage credentials)."""
+        server keeps them (its proxied object store: clients need no storage credentials).
+
+        The experiment is marked as model development (``mlflow.experimentKind``), also when an
+        older installation created it unmarked: MLflow 3 otherwise offers it as a GenAI one."""
         experiment = self.client.get_experiment_by_name(self.name)
         if experiment is not None:
+            if (experiment.tags or {}).get(EXPERIMENT_KIND) != MODEL_DEVELOPMENT:
+                self.client.set_experiment_tag(
+                    experiment.experiment_id, EXPERIMENT_KIND, MODEL_DEVELOPMENT
+                )
             return str(experiment.experiment_id)
+        kind = {EXPERIMENT_KIND: MODEL_DEVELOPMENT}
         remote = self.settings.tracking_uri.startswith(("http://", "https://"))
         if remote and self.settings.mlflow_artifacts_dir is None:
-            return str(self.client.create_experiment(self.name))
+            return str(self.client.create_experiment(self.name, tags=kind))
         self.settings.artifacts_dir.mkdir(parents=True, exist_ok=True)
         location = (self.settings.artifacts_dir.resolve() / self.name).as_uri()
-        return str(self.client.create_experiment(self.name, artifact_location=location))
+        return str(self.client.create_experiment(self.name, artifact_location=location, tags=kind))
 
     def log_model(
         self,
@@ -161,8 +181,9 @@ class ModelRegistry:
         if lineage:
             run_tags[TRAINING_BATCHES] = ",".join(i.sha256[:12] for i in lineage)[:TAG_VALUE_LIMIT]
         # The fluent run MLflow's model logging needs, opened on a run our context manager owns.
+        trigger = self.trigger_of(run_tags.get(BATCH_SHA256, ""), parent_run_id)
         with (
-            self.run(run_tags, name=None) as writer,
+            self.run(run_tags, name=f"train-{self.name}{NAME_SEPARATOR}{trigger}") as writer,
             mlflow.start_run(run_id=writer.run_id) as run,
         ):
             mlflow.log_params(params or {})
@@ -191,10 +212,30 @@ class ModelRegistry:
                     pip_requirements=_requirements(),
                 )
         version = str(info.registered_model_version)
+        # The version exists only now: the run is renamed after it ("train-credit-v7 · week19.csv").
+        self.client.set_tag(
+            run.info.run_id, RUN_NAME, f"train-{self.name}-v{version}{NAME_SEPARATOR}{trigger}"
+        )
         self.client.set_model_version_tag(self.name, version, TRAIN_RUN, run.info.run_id)
         for key, value in (tags or {}).items():
             self.client.set_model_version_tag(self.name, version, key, value)
         return RegisteredVersion(self.name, version, run.info.run_id)
+
+    def trigger_of(self, batch_sha256: str, parent_run_id: str | None) -> str:
+        """What a train run was started by, as a person names it: the batch file of the decision
+        run above it (its name's first part), else the batch's sha256[:12], else ``reference``
+        (a first model) or ``manual`` (``mlops train``)."""
+        parent = ""
+        if parent_run_id:
+            from mlflow.exceptions import MlflowException
+
+            with contextlib.suppress(MlflowException):
+                parent = str(self.client.get_run(parent_run_id).info.run_name or "")
+        if parent.startswith("manual-"):
+            return "manual"
+        if NAME_SEPARATOR in parent:
+            return parent.split(NAME_SEPARATOR)[0]
+        return batch_sha256[:12] or "reference"
 
     @contextlib.contextmanager
     def run(

@@ -13,6 +13,9 @@ default). Routes (``mlops_core.serving.routes``, handlers by concern):
 * ``GET /health`` (the process is up), ``GET /ready`` (a champion is loaded), ``GET /metrics``
   (Prometheus), ``GET /routing`` (the current split), ``GET /rollout/stats?since=`` (the rollout
   analysis' window).
+* ``GET /docs`` and ``GET /redoc`` -- the API documentation, its assets served by the app itself
+  (it works offline); the ``/predict`` body is documented from the dataset spec, each feature
+  with its type and an example value from the reference (``mlops_core.serving.docs``).
 * ``POST /admin/refresh`` -- follow the registry now; needs ``Authorization: Bearer <token>``
   (``MLOPS_ADMIN_TOKEN``; without one set, admin routes are disabled).
 
@@ -31,6 +34,7 @@ from fastapi.exceptions import RequestValidationError
 
 from mlops_core.routing import bucket
 from mlops_core.serving.body_limit import BodyLimit
+from mlops_core.serving.docs import add_docs, install_openapi, reference_examples
 from mlops_core.serving.problems import invalid_request
 from mlops_core.serving.routes import add_routes
 from mlops_core.serving.state import ServerState
@@ -65,6 +69,8 @@ def create_app(
         title=f"mlops model server: {server.dataset}",
         description="Predictions from the registry's champion (and challenger during a rollout).",
         lifespan=lifespan,
+        docs_url=None,  # served by add_docs, from local assets
+        redoc_url=None,
     )
     app.state.server = server
     # The parts on their own, as callers and tests have always found them.
@@ -76,6 +82,23 @@ def create_app(
     app.add_middleware(BodyLimit, limit=settings.serve_max_body_bytes)
     app.exception_handler(RequestValidationError)(invalid_request)
     add_routes(app)
+    add_docs(app)
+    install_openapi(
+        app,
+        server.spec,
+        settings.serve_max_records,
+        lambda: reference_examples(server.spec, lambda: _first_reference_row(settings, server)),
+    )
 
     app.state.bucket = bucket
     return app
+
+
+def _first_reference_row(settings: Settings, server: ServerState) -> dict[str, Any]:
+    """The dataset's first reference row (the documentation's example record)."""
+    import polars as pl
+
+    from mlops_core.adapters.catalog import DatasetCatalog
+
+    path = DatasetCatalog(settings).get(server.dataset).reference_path
+    return pl.scan_parquet(path).head(1).collect().row(0, named=True)

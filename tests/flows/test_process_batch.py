@@ -1,15 +1,20 @@
 """The batch flow on a real (temporary) Prefect server: validate, then settle exactly once."""
 
 import json
+import time
 from pathlib import Path
 
+import httpx
 import numpy as np
 import pytest
+from prefect import get_client
+from prefect.artifacts import Artifact
 
 from flows.process_batch import process_batch
 from mlops_cli.scenarios import Corruption, PhaseKind, corrupt, generate_applications
 from mlops_core.adapters.catalog import DatasetCatalog, RegisteredDataset
-from mlops_core.adapters.landing import LandingZone
+from mlops_core.adapters.landing import LandingZone, QuarantinedOnArrival
+from mlops_core.adapters.stack_state import StackState, write_state
 from mlops_core.batches import BatchState
 from mlops_core.settings import Settings
 
@@ -149,7 +154,114 @@ def test_on_an_s3_store_batches_reports_and_plots_live_in_the_bucket(
     report = zone.read_report(zone.get("credit", kept.sha256))
     assert report["detail"]["drift"]["p_value"] <= 0.05
     folders = {key.split("/")[1] for key in s3_server.keys("mlops-test", tmp_path.name)}
-    assert folders == {"datasets", "processed", "quarantine", "reports"}  # the drift plots too
+    # The drift plots live in the decision run (MLflow serves them), not beside the batches.
+    assert folders == {"datasets", "processed", "quarantine"}
     home = s3_settings.home
     stored = ("datasets", "landing", "processed", "quarantine", "reports")
     assert not any((home / part).exists() for part in stored)
+
+
+def flow_run_of(state):
+    with get_client(sync_client=True) as client:
+        return client.read_flow_run(state.state_details.flow_run_id)
+
+
+def report_of(sha256: str) -> str:
+    artifact = Artifact.get(f"batch-credit-{sha256[:12]}")
+    assert artifact is not None, "the batch's markdown artifact was published"
+    return str(artifact.data)
+
+
+def stored_events(name: str, sha256: str, timeout: float = 30) -> list[dict]:
+    """The ``name`` events about ``sha256`` that the Prefect server stored."""
+    from prefect.settings import PREFECT_API_URL
+
+    deadline = time.monotonic() + timeout
+    while True:
+        answer = httpx.post(
+            f"{PREFECT_API_URL.value()}/events/filter",
+            json={"filter": {"event": {"name": [name]}}, "limit": 50},
+            timeout=10,
+        )
+        answer.raise_for_status()
+        found = [e for e in answer.json()["events"] if e["payload"].get("sha256") == sha256]
+        if found or time.monotonic() > deadline:
+            return found
+        time.sleep(0.5)
+
+
+def test_runs_are_named_for_their_file_and_end_in_a_state_named_for_the_outcome(
+    tmp_path, settings: Settings, registered: RegisteredDataset
+) -> None:
+    write_state(
+        settings,
+        StackState("http://127.0.0.1:1/api", "http://127.0.0.1:1", "http://127.0.0.1:5999"),
+    )
+    broken = corrupt(
+        generate_applications(np.random.default_rng(2), 300, week=1),
+        Corruption.nulls,
+        np.random.default_rng(0),
+    )
+    bad = land(tmp_path, settings, broken, "batch-02-week2.parquet")
+    state = process_batch(dataset="credit", sha256=bad, return_state=True)
+    assert state.is_completed() and state.name == "Quarantined"
+    assert "income" in state.message
+    outcome = state.result()  # the flow's value is still what callers get
+    assert outcome.state is BatchState.quarantined and outcome.sha256 == bad
+    run = flow_run_of(state)
+    assert run.name == "credit · batch-02-week2.parquet"
+    assert run.state_name == "Quarantined" and "quarantined" in run.tags
+
+    shifted = generate_applications(
+        np.random.default_rng(8), 600, week=1, kind=PhaseKind.sudden_shift
+    ).drop("default")
+    drifted = land(tmp_path, settings, shifted, "batch-03-week3.parquet")
+    state = process_batch(dataset="credit", sha256=drifted, return_state=True)
+    outcome = state.result()
+    assert outcome.drift.is_drift and state.name == "Drift", state.name
+    run = flow_run_of(state)
+    assert run.name == "credit · batch-03-week3.parquet" and "drift" in run.tags
+    assert "quarantined" not in run.tags
+
+    quiet = land(
+        tmp_path,
+        settings,
+        generate_applications(np.random.default_rng(1), 300, week=1),
+        "batch-04-week4.parquet",
+    )
+    state = process_batch(dataset="credit", sha256=quiet, return_state=True)
+    assert state.name == "Completed" and flow_run_of(state).tags == []
+
+    report = report_of(drifted)
+    run_id = outcome.decision_run_id
+    assert "`batch-03-week3.parquet`" in report and "file://" not in report
+    assert "p = 0 " not in report and "p-value (Bonferroni over the features)" in report
+    # Links from the stack's MLflow UI of now; the plots from the decision run, over HTTP.
+    assert "(http://127.0.0.1:5999/#/experiments/" in report
+    assert f"/runs/{run_id}?workflowType=machine_learning)" in report
+    assert f"/runs/{run_id}/artifacts/report/batch.html?workflowType=machine_learning)" in report
+    for plot in ("distributions", "effect_sizes"):
+        url = f"http://127.0.0.1:5999/get-artifact?path=drift/{plot}.png&run_uuid={run_id}"
+        assert f"]({url})" in report
+
+
+def test_an_unusable_file_gets_a_run_and_a_quarantine_event_with_its_reason(
+    tmp_path, settings: Settings, registered: RegisteredDataset
+) -> None:
+    empty = tmp_path / "batch-06-week6.csv"
+    empty.write_bytes(b"")
+    with pytest.raises(QuarantinedOnArrival) as refused:
+        LandingZone(settings).submit(empty, "credit")
+    entry = refused.value.entry
+    assert entry.state is BatchState.quarantined and "empty" in entry.reason
+    state = process_batch(dataset="credit", sha256=entry.sha256, return_state=True)
+    assert state.name == "Quarantined" and "empty" in state.message
+    outcome = state.result()
+    assert outcome.state is BatchState.quarantined and outcome.location == entry.location
+    run = flow_run_of(state)
+    assert run.name == "credit · batch-06-week6.csv" and "quarantined" in run.tags
+    [event] = stored_events("mlops.batch.quarantined", entry.sha256)
+    assert "empty" in event["payload"]["reason"] and event["payload"]["stage"] == "submit"
+    assert "unusable" in report_of(entry.sha256)
+    # Still accounted for once: quarantined with its report, never claimed or moved.
+    assert LandingZone(settings).get("credit", entry.sha256) == entry

@@ -43,8 +43,10 @@ def test_a_good_challenger_is_promoted_step_by_step(
     good = register(Settings(), generate_applications(np.random.default_rng(2), 6_000))
     current = Settings()
     with Server(create_app(current, log_traffic=False)) as server, Load(server.url) as load:
-        result = rollout(dataset="credit", version=good, server_url=server.url)
+        state = rollout(dataset="credit", version=good, server_url=server.url, return_state=True)
+    result = state.result()
     assert result.status == "promoted", result
+    assert state.name == "Promoted"
     assert [s.weight for s in result.steps] == [0.5, 1.0]
     assert all(s.verdict == "promote" for s in result.steps)
     assert ModelRegistry(current, "credit").aliases() == {"champion": good, "previous": champion}
@@ -52,6 +54,26 @@ def test_a_good_challenger_is_promoted_step_by_step(
     assert load.variants["challenger"] > 0
     run = ModelRegistry(current, "credit").client.get_run(result.steps[0].run_id)
     assert run.data.tags["mlops.run_type"] == "rollout"
+    flow_run, logs = run_and_logs(state)
+    assert flow_run.name == f"credit · rollout v{good}" and "promoted" in flow_run.tags
+    assert any(m.startswith("step 0 (canary 0.5): promote") for m in logs), logs
+    assert any(m.startswith("step 1 (canary 1): promote") for m in logs), logs
+    # The polling stays out of the run's logs: a few task lines a step, not one a poll.
+    assert sum("Finished in state" in m for m in logs) <= 4 * len(result.steps) + 7, logs
+
+
+def run_and_logs(state) -> tuple:
+    """The flow run of ``state`` and its log messages as the Prefect server stored them."""
+    from prefect import get_client
+    from prefect.client.schemas.filters import LogFilter, LogFilterFlowRunId
+    from prefect.logging.handlers import APILogHandler
+
+    APILogHandler().flush()
+    run_id = state.state_details.flow_run_id
+    with get_client(sync_client=True) as client:
+        flow_run = client.read_flow_run(run_id)
+        logs = client.read_logs(LogFilter(flow_run_id=LogFilterFlowRunId(any_=[run_id])))
+    return flow_run, [log.message for log in logs]
 
 
 class Raising:
@@ -217,6 +239,6 @@ def test_waiting_for_the_replicas_names_the_one_that_does_not_follow(
         Server(create_app(Settings(), log_traffic=False)) as a,
         pytest.raises(TimeoutError) as failed,
     ):
-        await_replicas.fn(ctx, [a.url, down], other, 0.5, champion, 0, time.monotonic() + 3)
+        await_replicas(ctx, [a.url, down], other, 0.5, champion, 0, time.monotonic() + 3)
     assert "1 of 2 model-server replicas did not follow step 0" in str(failed.value)
     assert f"{down} (ConnectError" in str(failed.value) and f"{a.url} (" not in str(failed.value)

@@ -56,6 +56,35 @@ def test_help_lists_the_commands() -> None:
         assert command in result.output
 
 
+def command_paths() -> list[list[str]]:
+    """Every command as a person types it: ``submit``, ``dataset add``..."""
+    import typer.main
+
+    root = typer.main.get_command(app)
+    paths = []
+    for name, command in root.commands.items():  # type: ignore[attr-defined]
+        subcommands = getattr(command, "commands", None)
+        paths += [[name, sub] for sub in subcommands] if subcommands else [[name]]
+    return paths
+
+
+@pytest.mark.parametrize("path", command_paths(), ids=" ".join)
+def test_every_help_page_shows_examples_and_flags_as_flags(path: list[str]) -> None:
+    """Each command's help ends with examples that start with ``mlops <command>``, and a flag
+    is shown as ``--json``, not as an option wanting a ``<bool>``."""
+    result = runner.invoke(app, [*path, "--help"], env={"COLUMNS": "160"})
+    assert result.exit_code == 0, result.output
+    text = result.output
+    assert "<bool>" not in text, text
+    assert "Examples:" in text and f"$ mlops {' '.join(path)}" in text, text
+
+
+def test_down_is_a_documented_command() -> None:
+    listed = mlops("--help").output
+    assert "down" in listed and "mlops down" in listed
+    assert "Stop the cluster stack" in mlops("down", "--help").output
+
+
 def test_console_script_is_installed() -> None:
     script = Path(sys.executable).with_name("mlops")
     result = subprocess.run(

@@ -8,8 +8,10 @@ from pathlib import Path
 
 import pytest
 
-from mlops_cli.demo import MARKER, fresh_home
+from mlops_cli import options
+from mlops_cli.demo import MARKER, fresh_home, prepare
 from mlops_core.errors import MlopsError
+from mlops_core.settings import Settings, prefect_environment
 
 
 def test_demo_shows_the_streams_truth(tmp_path: Path) -> None:
@@ -56,6 +58,9 @@ def test_demo_shows_the_streams_truth(tmp_path: Path) -> None:
     assert rows[-1]["champion"] != "1", "the champion changed during the stream"
     promoted = [r for r in rows if "promoted" in (r["retrain"], r["labels_retrain"])]
     assert promoted and all(r["kind"] in ("concept_drift", "sudden_shift") for r in promoted)
+    # All the demo's state under its home, Prefect's history included.
+    assert (tmp_path / "home" / "demo" / "prefect" / "prefect.db").is_file()
+    assert not (tmp_path / "home" / "prefect").exists(), "Prefect wrote outside the demo's home"
     text = done.stdout
     assert "Summary" in text and "Prefect UI: http://127.0.0.1:" in text and "stack stopped" in text
 
@@ -70,3 +75,29 @@ def test_demo_never_deletes_a_folder_it_did_not_make(tmp_path: Path) -> None:
     (precious / MARKER).write_text("")
     fresh_home(precious)
     assert not (precious / "keep.txt").exists()
+
+
+def test_the_demo_points_prefect_at_its_own_home(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Prefect's home (its database: the run history) follows the demo's home, unless a person
+    chose one."""
+    from rich.console import Console
+
+    monkeypatch.setattr(options, "_DEFAULTED", set())
+    monkeypatch.setenv("MLOPS_HOME", str(tmp_path / "home"))
+    monkeypatch.setenv("MLOPS_GX_DIR", str(tmp_path / "home" / "great_expectations"))
+    for key in [*prefect_environment(Settings()), "PREFECT_API_URL"]:
+        monkeypatch.delenv(key, raising=False)  # and restored after: nothing leaks to other tests
+    current = options.settings()
+    assert os.environ["PREFECT_HOME"] == str((tmp_path / "home" / "prefect").resolve())
+    demo, _, _ = prepare(
+        current, seed=3, batch_rows=200, reference_rows=1_000, console=Console(quiet=True)
+    )
+    assert os.environ["PREFECT_HOME"] == str(demo.home / "prefect")
+    assert demo.home == (tmp_path / "home" / "demo").resolve()
+
+    monkeypatch.setattr(options, "_DEFAULTED", set())
+    monkeypatch.setenv("PREFECT_HOME", str(tmp_path / "mine"))
+    options.use_home(demo)
+    assert os.environ["PREFECT_HOME"] == str(tmp_path / "mine"), "a person's choice is kept"

@@ -46,8 +46,11 @@ def test_train_promote_rollback_restores_the_previous_version(
     run = MlflowClient(tracking_uri=settings.tracking_uri).get_run(status["decisions"][0]["run_id"])
     assert run.data.tags["mlops.manual"] == "true"
     assert json.loads(run.data.params["aliases_after"]) == {"champion": "1", "previous": "2"}
-    text = runner.invoke(app, ["status", "--dataset", "credit"])
-    assert "champion v1 (accuracy" in text.output
+    text = runner.invoke(app, ["status", "--dataset", "credit"]).output
+    # Each accuracy names its rows: every version is measured on its own holdout.
+    rows = status["metrics"]["champion"]["holdout_rows"]
+    assert "champion v1: accuracy " in text and f"on {rows:,} rows, the holdout of v1" in text
+    assert "previous v2: accuracy " in text and "different rows" in text
 
 
 @pytest.mark.parametrize(

@@ -19,12 +19,22 @@ from mlops_core.adapters.catalog import RegisteredDataset
 from mlops_core.settings import Settings
 
 
-def test_mlops_serve_answers_over_http(settings: Settings, registered: RegisteredDataset) -> None:
+def test_mlops_serve_answers_over_http(
+    settings: Settings, registered: RegisteredDataset, tmp_path: Path
+) -> None:
+    """...and leaves nothing in the folder it runs from (MLflow 3 would create ``mlflow.db``
+    there if any call reached it without our tracking URI)."""
     first_champion(settings)
     port = free_port()
+    elsewhere = tmp_path / "cwd"
+    elsewhere.mkdir()
+    env = {**os.environ}
+    for key in ("MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI"):
+        env.pop(key, None)
     process = subprocess.Popen(
         [str(Path(sys.executable).parent / "mlops"), "serve", "--port", str(port)],
-        env={**os.environ},
+        cwd=elsewhere,
+        env=env,
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
@@ -54,6 +64,7 @@ def test_mlops_serve_answers_over_http(settings: Settings, registered: Registere
         process.send_signal(signal.SIGINT)
         output = process.communicate(timeout=30)[0]
     assert f"serving credit on http://127.0.0.1:{port}" in output
+    assert list(elsewhere.iterdir()) == [], "mlops serve wrote to the current folder"
 
 
 def test_mlops_serve_with_two_workers_is_one_server_to_its_callers(

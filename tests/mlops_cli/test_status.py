@@ -9,7 +9,7 @@ from mlops_core.adapters.audit import record_decision
 from mlops_core.adapters.catalog import RegisteredDataset
 from mlops_core.adapters.landing import LandingZone
 from mlops_core.adapters.registry import ModelRegistry
-from mlops_core.batches import failure_reason
+from mlops_core.batches import BatchState, failure_reason
 from mlops_core.policy import Evidence, decide
 from mlops_core.settings import Settings
 
@@ -27,6 +27,7 @@ def test_status_lists_datasets_models_and_decisions(
             "models": {},
             "metrics": {},
             "rollout": {},
+            "batches": [],
             "decisions": [],
             "unfinished": [],
         }
@@ -64,3 +65,59 @@ def test_status_lists_unfinished_batches_with_the_failure_reason(
     assert f"failed   batch {sha[:12]}" in text.output
     assert "MLflow at 127.0.0.1:5000 refused" in text.output
     assert "mlops reconcile" in text.output
+
+
+def test_status_shows_each_batch_once_with_file_outcome_time_and_both_accuracies(
+    settings: Settings, registered: RegisteredDataset, stream
+) -> None:
+    """A batch decided on arrival (an estimate) and again when its labels came (an observation)
+    is one row: its file, outcome, time, the estimate and the observation."""
+    from datetime import timedelta
+
+    zone = LandingZone(settings)
+    week = stream.batches[1]
+    sha = zone.submit(week.path, "credit").entry.sha256
+    zone.claim("credit", sha)
+    zone.settle("credit", sha, BatchState.processed, {})
+    registry = ModelRegistry(settings, "credit")
+    arrival = decide(
+        Evidence(
+            validation_passed=True,
+            drift=True,
+            reference_accuracy=0.85,
+            estimated_accuracy=0.83,
+            estimated_ci_high=0.86,
+        )
+    )
+    record_decision(
+        registry, arrival, batch_sha256=sha, original_name=week.path.name, key=f"batch:{sha}"
+    )
+    labelled = decide(
+        Evidence(
+            validation_passed=True,
+            reference_accuracy=0.85,
+            observed_accuracy=0.62,
+            observed_degraded=True,
+            labelled_rows=2_000,
+            since_last_retrain=timedelta(days=3),
+        )
+    )
+    record_decision(
+        registry,
+        labelled,
+        batch_sha256="f" * 64,
+        original_name="labels-week01.csv",
+        kind="labels",
+        key="labels:" + "f" * 64,
+        extra_tags={"mlops.labels_for": sha[:12]},
+    )
+    status = json.loads(runner.invoke(app, ["status", "--json"]).stdout)[0]
+    assert [b["file"] for b in status["batches"]] == [week.path.name]
+    row = status["batches"][0]
+    assert row["outcome"] == "drift, watch" and row["estimated_accuracy"] == 0.83
+    assert row["observed_accuracy"] == 0.62 and row["labels_decision"] == "retrain"
+    text = runner.invoke(app, ["status", "--dataset", "credit"]).output
+    assert text.count(week.path.name) == 1, text
+    assert "drift, watch" in text and "estimated accuracy 83.0%" in text
+    assert "observed 62.0% on 2,000 labelled rows once labelled" in text
+    assert "labels: retrain" in text and sha[:12] not in text

@@ -2,7 +2,13 @@
 
 from datetime import timedelta
 
-from mlops_core.adapters.audit import decision_markdown, recent_decisions, record_decision
+from mlops_core.adapters.audit import (
+    decision_markdown,
+    note_retrain,
+    readable_duration,
+    recent_decisions,
+    record_decision,
+)
 from mlops_core.adapters.registry import ModelRegistry
 from mlops_core.policy import Evidence, decide
 from mlops_core.settings import Settings
@@ -80,3 +86,55 @@ def test_a_keyed_decision_is_recorded_once_and_half_written_runs_are_closed(
     assert client.get_run(orphan).info.status == "KILLED"
     assert client.get_run(orphan).data.tags["mlops.superseded"] == "true"
     assert [d.run_id for d in recent_decisions(ModelRegistry(settings, "credit"))] == [other, first]
+
+
+def test_decision_runs_say_what_happened_to_which_file(settings: Settings) -> None:
+    """Named for the file and the outcome, described in MLflow's note, durations readable."""
+    registry = ModelRegistry(settings, "credit")
+    drifted = decide(
+        Evidence(
+            validation_passed=True,
+            drift=True,
+            reference_accuracy=0.85,
+            observed_accuracy=0.7,
+            observed_degraded=True,
+            labelled_rows=5_000,
+            since_last_retrain=timedelta(days=63, seconds=35),
+        )
+    )
+    assert drifted.action.value == "retrain"
+    run_id = record_decision(
+        registry, drifted, batch_sha256="a" * 64, original_name="batch-19-week19.csv"
+    )
+    bad = record_decision(
+        registry,
+        decide(Evidence(validation_passed=False)),
+        batch_sha256="b" * 64,
+        original_name="batch-06-week06.csv",
+    )
+    quiet = record_decision(
+        registry, decide(Evidence(validation_passed=True)), batch_sha256="c" * 64
+    )
+    client = registry.client
+    run = client.get_run(run_id)
+    assert run.info.run_name == "batch-19-week19.csv · drift, degraded, retrain"
+    assert client.get_run(bad).info.run_name == "batch-06-week06.csv · quarantined"
+    assert client.get_run(quiet).info.run_name == f"batch-{'c' * 12} · quiet"
+    note = run.data.tags["mlflow.note.content"]
+    assert note.startswith("**retrain**") and "`batch-19-week19.csv`" in note
+    assert "observed accuracy 70.0%" in note
+    assert run.data.params["since_last_retrain"] == "63 d 0 h"
+    assert abs(run.data.metrics["since_last_retrain_hours"] - (63 * 24 + 35 / 3600)) < 1e-6
+
+    note_retrain(registry, run_id, "refused", "the challenger lost on the recent rows")
+    note_retrain(registry, run_id, "refused", "the challenger lost on the recent rows")
+    again = client.get_run(run_id)
+    assert again.info.run_name == "batch-19-week19.csv · drift, degraded, retrain → refused"
+    assert again.data.tags["mlflow.note.content"].count("**Retrain refused**") == 1
+
+
+def test_durations_read_like_a_person_says_them() -> None:
+    assert readable_duration(timedelta(days=63, seconds=35)) == "63 d 0 h"
+    assert readable_duration(timedelta(hours=5, minutes=12)) == "5 h 12 min"
+    assert readable_duration(timedelta(seconds=40)) == "40 s"
+    assert readable_duration(timedelta(minutes=3, seconds=2)) == "3 min 2 s"

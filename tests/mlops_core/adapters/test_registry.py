@@ -110,3 +110,47 @@ def test_loading_a_model_leaves_no_mlflow_db_in_the_current_folder(
     registry.load_version(version)
     registry.load()
     assert list(elsewhere.iterdir()) == [], "MLflow wrote into the current folder"
+
+
+def test_experiments_are_model_development_and_train_runs_are_named(
+    settings: Settings, models
+) -> None:
+    """MLflow 3 offers an unmarked experiment as GenAI (traces, token usage): ours are marked as
+    model development, also an existing one an older installation made; train runs are named
+    for the model version and the file that called for them."""
+    from mlops_core.adapters.audit import record_decision
+    from mlops_core.policy import Evidence, decide
+
+    frame, first, _ = models
+    registry = ModelRegistry(settings, "credit")
+    old = registry.client.create_experiment("legacy")  # as MLflow makes it: no kind
+    assert "mlflow.experimentKind" not in registry.client.get_experiment(old).tags
+    assert ModelRegistry(settings, "legacy").experiment_id() == old
+    assert registry.client.get_experiment(old).tags["mlflow.experimentKind"] == (
+        "custom_model_development"
+    )
+    experiment = registry.client.get_experiment(registry.experiment_id())
+    assert experiment.tags["mlflow.experimentKind"] == "custom_model_development"
+
+    reference = registry.log_model(first.pipeline, SPEC, frame)
+    assert registry.client.get_run(reference.run_id).info.run_name == "train-credit-v1 · reference"
+    decision = decide(Evidence(validation_passed=True, drift=True))
+    parent = record_decision(
+        registry, decision, batch_sha256="d" * 64, original_name="batch-19-week19.csv"
+    )
+    after = registry.log_model(
+        first.pipeline, SPEC, frame, tags={"mlops.batch_sha256": "d" * 64}, parent_run_id=parent
+    )
+    named = registry.client.get_run(after.run_id).info.run_name
+    assert named == "train-credit-v2 · batch-19-week19.csv", named
+    orphan = registry.log_model(first.pipeline, SPEC, frame, tags={"mlops.batch_sha256": "e" * 64})
+    assert registry.client.get_run(orphan.run_id).info.run_name == f"train-credit-v3 · {'e' * 12}"
+
+
+def test_mlflow_ui_links_open_in_machine_learning_mode() -> None:
+    from mlops_core.reporting import mlflow_ui_link
+
+    assert (
+        mlflow_ui_link("http://127.0.0.1:5000/", "experiments/3/runs/abc")
+        == "http://127.0.0.1:5000/#/experiments/3/runs/abc?workflowType=machine_learning"
+    )

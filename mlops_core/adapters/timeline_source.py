@@ -1,0 +1,152 @@
+"""Where a dataset's timeline comes from: the ledger, the report beside each batch, and MLflow.
+
+The ledger gives every batch once (its original file name, when it landed, where it ended); the
+JSON report the batch flow settled beside the file gives the validation, drift, assessment and
+decision; the decision run in MLflow gives what happened after the decision (the retrain's
+outcome and gate report, a rollback) and the drift plots it carries. Rows are assembled by the
+pure :mod:`mlops_core.timeline`.
+"""
+
+from __future__ import annotations
+
+import json
+import tempfile
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+from mlops_core.adapters.context import DatasetContext
+from mlops_core.batches import FINAL_STATES, LedgerEntry
+from mlops_core.tags import RUN_TYPE
+from mlops_core.timeline import BatchRow, Plot, Timeline, batch_row, carry_champions
+
+_PLOT_FOLDER = "drift"
+
+
+def load_timeline(
+    ctx: DatasetContext,
+    *,
+    plots: bool = True,
+    plots_for_last: int | None = None,
+    draw_for: str | None = None,
+) -> Timeline:
+    """The dataset's timeline, a row per landed batch, oldest first.
+
+    With ``plots``, each row carries the drift plots its decision run holds (only the newest
+    ``plots_for_last`` rows when given: a report logged for every batch stays small); ``draw_for``
+    names a batch (sha256) whose plots are drawn from its file when its run holds none (a batch
+    without drift), so its own page shows every feature.
+    """
+    zone = ctx.batches
+    tags = _decision_run_tags(ctx)
+    rows: list[BatchRow] = []
+    entries = zone.entries(ctx.name)
+    pictured = len(entries) if plots_for_last is None else plots_for_last
+    with tempfile.TemporaryDirectory(prefix="mlops-timeline-") as scratch:
+        for index, entry in enumerate(entries):
+            wanted = plots and (index >= len(entries) - pictured or entry.sha256 == draw_for)
+            report = _report(ctx, entry)
+            run_id = _run_id(report)
+            run_tags = tags.get(run_id, {}) if run_id else {}
+            retrain = None
+            if run_id and run_tags.get("mlops.decision") == "retrain":
+                retrain = _json_artifact(ctx, run_id, "retrain.json", Path(scratch))
+            pictures: list[Plot] = []
+            if wanted and run_id:
+                pictures = _run_plots(ctx, run_id, Path(scratch))
+            row = batch_row(entry, report, run_tags=run_tags, retrain=retrain, plots=pictures)
+            if plots and not wanted and row.drift is not None and row.drift.is_drift:
+                row = replace(row, plots_elsewhere=True)
+            if draw_for and entry.sha256 == draw_for and not row.plots:
+                row = _with_drawn_plots(ctx, entry, row, Path(scratch))
+            rows.append(row)
+    settings = ctx.settings
+    return Timeline(
+        dataset=ctx.name,
+        rows=carry_champions(rows),
+        policy=settings.policy_config(),
+        false_alarm_rate=settings.drift_false_alarm_rate,
+    )
+
+
+def _report(ctx: DatasetContext, entry: LedgerEntry) -> dict[str, Any] | None:
+    """The report settled beside a batch; None while it is unsettled or when the report is gone."""
+    if entry.state not in FINAL_STATES:
+        return None
+    try:
+        report = ctx.batches.read_report(entry)
+    except Exception:  # noqa: BLE001 -- the row still shows the batch, its state and reason
+        return None
+    return report if isinstance(report, dict) else None
+
+
+def _run_id(report: dict[str, Any] | None) -> str | None:
+    detail = report.get("detail") if report else None
+    run_id = detail.get("decision_run_id") if isinstance(detail, dict) else None
+    return str(run_id) if run_id else None
+
+
+def _decision_run_tags(ctx: DatasetContext) -> dict[str, dict[str, str]]:
+    """Every decision run's tags in the dataset's experiment, by run id (one search)."""
+    client = ctx.registry.client
+    experiment = client.get_experiment_by_name(ctx.name)
+    if experiment is None:
+        return {}
+    found: dict[str, dict[str, str]] = {}
+    token = None
+    while True:
+        page = client.search_runs(
+            [experiment.experiment_id],
+            filter_string=f"tags.`{RUN_TYPE}` = 'decision'",
+            max_results=1_000,
+            page_token=token,
+        )
+        for run in page:
+            found[run.info.run_id] = dict(run.data.tags)
+        token = page.token
+        if not token:
+            return found
+
+
+def _json_artifact(ctx: DatasetContext, run_id: str, name: str, scratch: Path) -> Any:
+    """A JSON artifact of a run; None when the run has none (yet)."""
+    try:
+        local = ctx.registry.client.download_artifacts(run_id, name, str(scratch / run_id))
+        return json.loads(Path(local).read_text(encoding="utf-8"))
+    except Exception:  # noqa: BLE001 -- absent or unreadable: the row says "pending"
+        return None
+
+
+def _run_plots(ctx: DatasetContext, run_id: str, scratch: Path) -> list[Plot]:
+    """The PNG drift plots a decision run carries, by name."""
+    client = ctx.registry.client
+    try:
+        names = [a.path for a in client.list_artifacts(run_id, _PLOT_FOLDER) if not a.is_dir]
+        pictures = []
+        for name in sorted(n for n in names if n.endswith(".png")):
+            local = client.download_artifacts(run_id, name, str(scratch / run_id))
+            pictures.append(Plot(Path(name).stem.replace("_", " "), Path(local).read_bytes()))
+        return pictures
+    except Exception:  # noqa: BLE001 -- a missing picture never hides the row
+        return []
+
+
+def _with_drawn_plots(
+    ctx: DatasetContext, entry: LedgerEntry, row: BatchRow, scratch: Path
+) -> BatchRow:
+    """The row with its drift plots drawn from the batch file (when it has a drift report)."""
+    from mlops_core.drift import DriftConfig
+    from mlops_core.plots import plot_drift
+
+    if row.drift is None:
+        return row
+    try:
+        frame = ctx.read_batch(ctx.batches.local_file(entry))
+        config = DriftConfig(false_alarm_rate=ctx.settings.drift_false_alarm_rate)
+        paths = plot_drift(
+            row.drift, ctx.reference(), frame, ctx.spec, scratch / entry.sha256, config=config
+        )
+    except Exception:  # noqa: BLE001 -- the page is still worth showing without pictures
+        return row
+    pictures = tuple(Plot(p.stem.replace("_", " "), p.read_bytes()) for p in paths)
+    return replace(row, plots=pictures)

@@ -1,0 +1,104 @@
+"""Task that publishes a dataset's timeline: a Prefect table artifact and MLflow HTML pages."""
+
+from __future__ import annotations
+
+import re
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+from prefect import get_run_logger, task
+from prefect.cache_policies import NO_CACHE
+
+from mlops_core.adapters.context import DatasetContext
+
+REPORT_FOLDER = "report"  # on the decision run: timeline.html, timeline.png, batch.html
+PLOTS_FOR_LAST = 8  # batches whose drift plots the logged timeline.html embeds
+
+
+@dataclass(frozen=True)
+class PublishedTimeline:
+    """Where the timeline went: the Prefect artifact's key and the MLflow artifact paths."""
+
+    artifact_key: str
+    mlflow_paths: tuple[str, ...]
+    batches: int
+
+
+def timeline_key(dataset: str) -> str:
+    """The one Prefect artifact key of a dataset's timeline (lowercase, dashes), so Prefect
+    keeps its versions together."""
+    return "timeline-" + re.sub(r"[^a-z0-9-]+", "-", dataset.lower()).strip("-")
+
+
+@task(cache_policy=NO_CACHE)
+def publish_timeline(
+    ctx: DatasetContext, sha256: str, decision_run_id: str | None
+) -> PublishedTimeline | None:
+    """The dataset's timeline as a Prefect table artifact and, on the decision run, HTML pages."""
+    try:
+        return _publish(ctx, sha256, decision_run_id)
+    except Exception as exc:  # noqa: BLE001 -- a report that cannot render never fails a batch
+        get_run_logger().error(
+            "could not publish the timeline of %s (batch %s): %s: %s",
+            ctx.name,
+            sha256[:12] or "-",
+            type(exc).__name__,
+            exc,
+        )
+        return None
+
+
+def _publish(ctx: DatasetContext, sha256: str, decision_run_id: str | None) -> PublishedTimeline:
+    from prefect.artifacts import create_table_artifact
+
+    from mlops_core.adapters.stack_state import read_state
+    from mlops_core.adapters.timeline_source import load_timeline
+    from mlops_core.reporting import mlflow_run_url
+    from mlops_core.timeline import batch_html, timeline_html, timeline_png
+
+    # Plots of the newest batches only: this page is logged again for every batch.
+    timeline = load_timeline(ctx, plots_for_last=PLOTS_FOR_LAST, draw_for=sha256 or None)
+    key = timeline_key(ctx.name)
+    paths: list[str] = []
+    link = ""
+    if decision_run_id:
+        client = ctx.registry.client
+        plot = timeline_png(timeline)
+        client.log_text(
+            decision_run_id, timeline_html(timeline, plot=plot), f"{REPORT_FOLDER}/timeline.html"
+        )
+        with tempfile.TemporaryDirectory(prefix="mlops-timeline-") as scratch:
+            png = Path(scratch) / "timeline.png"
+            png.write_bytes(plot)
+            client.log_artifact(decision_run_id, str(png), REPORT_FOLDER)
+        paths += [f"{REPORT_FOLDER}/timeline.html", f"{REPORT_FOLDER}/timeline.png"]
+        if sha256 and any(row.sha256 == sha256 for row in timeline.rows):
+            client.log_text(
+                decision_run_id, batch_html(timeline, sha256), f"{REPORT_FOLDER}/batch.html"
+            )
+            paths.append(f"{REPORT_FOLDER}/batch.html")
+        state = read_state(ctx.settings)
+        url = mlflow_run_url(
+            state.mlflow_ui_url if state else None, ctx.registry.experiment_id(), decision_run_id
+        )
+        where = f"[the decision run]({url}/artifacts)" if url else f"decision run {decision_run_id}"
+        link = f"; pages: {', '.join(paths)} on {where}"
+    records = timeline.records()
+    newest = timeline.rows[-1].file_name if timeline.rows else "-"
+    create_table_artifact(
+        table=records,
+        key=key,
+        description=(
+            f"Timeline of {ctx.name}: {len(records)} batches, newest {newest}{link}. Drift p is the "
+            "smallest Holm-adjusted p-value; accuracies with their 95% intervals."
+        ),
+    )
+    get_run_logger().info(
+        "timeline of %s published: %d batches, artifact %s%s",
+        ctx.name,
+        len(records),
+        key,
+        f", {len(paths)} pages on run {decision_run_id}" if paths else "",
+    )
+    return PublishedTimeline(key, tuple(paths), len(records))

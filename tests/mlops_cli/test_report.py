@@ -1,0 +1,136 @@
+"""``mlops report`` and the timeline task on batches that went through the real batch flow."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from live import first_champion
+from mlflow.tracking import MlflowClient
+from typer.testing import CliRunner
+
+from flows.process_batch import process_batch
+from mlops_cli.main import app
+from mlops_cli.scenarios import Corruption, PhaseKind, corrupt, generate_applications
+from mlops_core.adapters.catalog import RegisteredDataset
+from mlops_core.adapters.context import DatasetContext
+from mlops_core.adapters.landing import LandingZone
+from mlops_core.adapters.timeline_source import load_timeline
+from mlops_core.settings import Settings
+from tasks.timeline import publish_timeline, timeline_key
+
+runner = CliRunner()
+
+
+def _land(tmp_path, settings: Settings, frame, name: str) -> str:
+    path = tmp_path / name
+    if name.endswith(".csv"):
+        frame.write_csv(path)
+    else:
+        frame.write_parquet(path)
+    return LandingZone(settings).submit(path, "credit").entry.sha256
+
+
+@pytest.fixture
+def processed(
+    tmp_path, registered: RegisteredDataset, prefect_api, monkeypatch: pytest.MonkeyPatch
+) -> dict:
+    """A champion, then three batches through the batch flow: clean, shifted, corrupted."""
+    # Fewer permutations and boosting rounds: the verdicts below stay clear, the test stays short.
+    monkeypatch.setenv("MLOPS_DRIFT_PERMUTATIONS", "200")
+    monkeypatch.setenv("MLOPS_TRAIN_MAX_ITER", "40")
+    settings = Settings()
+    first_champion(settings)
+    batches = {
+        "week-01-clean.parquet": generate_applications(np.random.default_rng(1), 400, week=1),
+        "week-02-shifted.csv": generate_applications(
+            np.random.default_rng(4), 500, week=2, kind=PhaseKind.sudden_shift
+        ).drop("default"),
+        "week-03-<broken>.parquet": corrupt(
+            generate_applications(np.random.default_rng(2), 300, week=3),
+            Corruption.nulls,
+            np.random.default_rng(0),
+        ),
+    }
+    outcomes = {}
+    for name, frame in batches.items():
+        outcomes[name] = process_batch(
+            dataset="credit", sha256=_land(tmp_path, settings, frame, name)
+        )
+    return outcomes
+
+
+def test_the_timeline_report_and_task_show_each_processed_batch_once(
+    tmp_path, settings: Settings, processed: dict
+) -> None:
+    ctx = DatasetContext.open(settings, "credit")
+    timeline = load_timeline(ctx)
+    assert [row.file_name for row in timeline.rows] == list(processed)
+    clean, shifted, broken = timeline.rows
+    assert clean.verdict == "passed" and clean.observed is not None and clean.estimated is not None
+    assert clean.observed.low <= clean.observed.value <= clean.observed.high
+    assert shifted.drift is not None and shifted.drift.is_drift and shifted.observed is None
+    assert shifted.plots, "the drift plots of the decision run come with the row"
+    assert broken.quarantined and broken.outcome == "quarantined" and broken.drift is None
+    assert broken.validation is not None and broken.validation.failures
+    assert broken.champion_text() == clean.champion_text() != "-"
+    records = timeline.records()
+    assert records[2]["validation"] == "failed" and records[2]["outcome"] == "quarantined"
+    assert records[1]["drift p"] == "< 0.001"
+
+    page = tmp_path / "out" / "credit.html"
+    result = runner.invoke(app, ["report", "--dataset", "credit", "--html", str(page), "--json"])
+    assert result.exit_code == 0, result.output
+    payload = json.loads(result.stdout)
+    assert [b["file"] for b in payload["batches"]] == list(processed)
+    assert [b["state"] for b in payload["batches"]] == ["processed", "processed", "quarantined"]
+    text = page.read_text(encoding="utf-8")
+    assert "week-03-&lt;broken&gt;.parquet" in text and "<broken>" not in text
+    assert text.count("data:image/png;base64,") >= 3  # the timeline and the shifted batch's plots
+    assert f'id="batch-{shifted.sha256[:12]}"' in text
+
+    table = runner.invoke(app, ["report", "--dataset", "credit"])
+    assert table.exit_code == 0, table.output
+    assert "week-02" in table.output and "quarantined" in table.output
+
+    # The task: one Prefect artifact key per dataset, versioned; the pages on the decision run.
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterKey
+
+    clean = processed["week-01-clean.parquet"]
+    first = publish_timeline(ctx, clean.sha256, clean.decision_run_id)
+    assert first is not None and first.artifact_key == timeline_key("credit") == "timeline-credit"
+    assert first.batches == 3
+    shifted = processed["week-02-shifted.csv"]
+    publish_timeline(ctx, shifted.sha256, shifted.decision_run_id)
+
+    client = MlflowClient(tracking_uri=settings.tracking_uri)
+    logged = {a.path for a in client.list_artifacts(shifted.decision_run_id, "report")}
+    assert logged == {"report/timeline.html", "report/timeline.png", "report/batch.html"}
+    page = client.download_artifacts(shifted.decision_run_id, "report/batch.html")
+    text = Path(page).read_text(encoding="utf-8")
+    assert "week-02-shifted.csv" in text and "week-01-clean.parquet" not in text
+    assert "Bonferroni-adjusted" in text and "Holm-adjusted" in text
+    with get_client(sync_client=True) as prefect:
+        versions = prefect.read_artifacts(
+            artifact_filter=ArtifactFilter(key=ArtifactFilterKey(any_=["timeline-credit"]))
+        )
+    # Each batch's flow run published it once (3), then the two calls above: 5 versions, 1 key.
+    assert len(versions) == 5, "one key per dataset: Prefect keeps each publication as a version"
+    rows = [json.loads(v.data) if isinstance(v.data, str) else v.data for v in versions]
+    assert sorted(len(r) for r in rows) == [1, 2, 3, 3, 3], (
+        "the flows' versions grow batch by batch"
+    )
+
+
+def test_report_of_an_unknown_dataset_or_one_without_batches_is_a_clear_error(
+    settings: Settings, registered: RegisteredDataset
+) -> None:
+    unknown = runner.invoke(app, ["report", "--dataset", "fraud"])
+    assert unknown.exit_code == 2 and "not registered" in unknown.output
+    assert "Traceback" not in unknown.output
+    empty = runner.invoke(app, ["report", "--dataset", "credit"])
+    assert empty.exit_code != 0 and "no batches yet" in empty.output
+    assert "mlops submit" in empty.output
