@@ -33,6 +33,7 @@ from tasks.landing import (
     settle_batch,
 )
 from tasks.report import publish_report
+from tasks.timeline import publish_timeline
 
 
 def _run_name() -> str:
@@ -62,6 +63,9 @@ def process_labels(dataset: str, sha256: str, act: bool = True) -> BatchOutcome:
     if act and outcome.decision is not None:
         retrain = carry_out(ctx, sha256, outcome.decision, outcome.decision_run_id)
         outcome = replace(outcome, retrain=retrain)
+    if outcome.decision is not None:
+        # The timeline again: the batches these labels joined now show their observed accuracy.
+        publish_timeline(ctx, sha256, outcome.decision_run_id)
     return finish(outcome)
 
 

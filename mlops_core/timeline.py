@@ -94,6 +94,25 @@ class RetrainResult:
 
 
 @dataclass(frozen=True)
+class LabelsResult:
+    """What the batch's delayed labels showed: the observed accuracy, the labels' own decision
+    and what its retrain did (the labels flow records one decision per labels file)."""
+
+    file_name: str
+    performance: PerformanceReport | None = None
+    decision: Decision | None = None
+    retrain: RetrainResult | None = None
+    rollback: str | None = None
+    decision_run_id: str | None = None
+    batches: int = 1  # the batches that file's labels joined (its accuracy is over all of them)
+
+    @property
+    def action(self) -> str:
+        """The labels decision's action (``-`` when none was made)."""
+        return self.decision.action.value if self.decision is not None else "-"
+
+
+@dataclass(frozen=True)
 class BatchRow:
     """One batch of the timeline: the ledger's facts, the batch report's evidence, the outcome."""
 
@@ -115,6 +134,20 @@ class BatchRow:
     plots: tuple[Plot, ...] = ()
     notes: tuple[str, ...] = ()
     plots_elsewhere: bool = False  # its plots were left out here; its own page has them
+    labels: LabelsResult | None = None  # its delayed labels, once they arrived
+
+    @property
+    def observed_performance(self) -> PerformanceReport | None:
+        """The observed accuracy's report: the batch's own labels, else its delayed labels'."""
+        if self.performance is not None:
+            return self.performance
+        return self.labels.performance if self.labels is not None else None
+
+    @property
+    def retrains(self) -> tuple[RetrainResult, ...]:
+        """The retrains the batch led to: its own decision's, then its labels'."""
+        found = [self.retrain, self.labels.retrain if self.labels is not None else None]
+        return tuple(r for r in found if r is not None)
 
     @property
     def anchor(self) -> str:
@@ -140,7 +173,7 @@ class BatchRow:
     @property
     def observed(self) -> Interval | None:
         """The observed accuracy; its interval is the difference's, placed at the reference."""
-        p = self.performance
+        p = self.observed_performance
         if p is None:
             return None
         return Interval(p.current, p.reference + p.ci_low, p.reference + p.ci_high, p.current_rows)
@@ -150,14 +183,14 @@ class BatchRow:
         """The champion's accuracy on its reference holdout, as the policy saw it."""
         if self.decision is not None and self.decision.evidence.reference_accuracy is not None:
             return self.decision.evidence.reference_accuracy
-        if self.performance is not None:
-            return self.performance.reference
+        if self.observed_performance is not None:
+            return self.observed_performance.reference
         return self.estimate.reference_accuracy if self.estimate is not None else None
 
     def retrain_line(self, drop: float) -> float | None:
         """The accuracy below which the policy retrains: the reference minus ``drop``."""
-        if self.performance is not None:
-            drop = self.performance.threshold
+        if self.observed_performance is not None:
+            drop = self.observed_performance.threshold
         reference = self.reference_accuracy
         return None if reference is None else reference - drop
 
@@ -168,29 +201,37 @@ class BatchRow:
 
     @property
     def champion_after(self) -> str | None:
-        """The champion once this batch's decision was carried out."""
+        """The champion once this batch's decisions (its own, then its labels') were carried out."""
+        labels = self.labels
+        if labels is not None and labels.retrain is not None and labels.retrain.champion_after:
+            return labels.retrain.champion_after
+        if labels is not None and labels.rollback:
+            return labels.rollback
         if self.retrain is not None and self.retrain.champion_after:
             return self.retrain.champion_after
         return self.rollback or self.champion_version
 
     @property
+    def decisions(self) -> str:
+        """``watch``, or ``watch / labels: retrain`` once the labels were judged too."""
+        if self.labels is None or self.labels.decision is None:
+            return self.action
+        return f"{self.action} / labels: {self.labels.action}"
+
+    @property
     def outcome(self) -> str:
-        """What happened because of the batch: quarantined, promoted, refused and why, or none."""
+        """What happened because of the batch: quarantined, promoted, refused and why, or none;
+        then what its labels led to (``labels: retrain refused: ...``)."""
         if self.quarantined:
             return "quarantined"
-        if self.retrain is not None:
-            r = self.retrain
-            if r.status == "promoted":
-                return f"promoted v{r.version}" if r.version else "promoted"
-            if r.status == "pending":
-                return "retrain pending"
-            why = f": {r.reason}" if r.reason else ""
-            return f"retrain {r.status}{why}"
-        if self.rollback:
-            return f"rolled back to v{self.rollback}"
-        if self.state not in (BatchState.processed.value, BatchState.quarantined.value):
-            return self.state
-        return "none"
+        own = _retrain_outcome(self.retrain, self.rollback)
+        if own is None:
+            own = "none"
+            if self.state not in (BatchState.processed.value, BatchState.quarantined.value):
+                own = self.state
+        labels = self.labels
+        later = _retrain_outcome(labels.retrain, labels.rollback) if labels is not None else None
+        return own if later is None else f"{own}; labels: {later}"
 
     def champion_text(self) -> str:
         """``v3``, or ``v3 -> v4`` when the batch changed the champion."""
@@ -216,6 +257,8 @@ class BatchRow:
             "retrain_line": self.retrain_line(drop),
             "decision": self.action,
             "reasons": list(self.decision.reasons) if self.decision else [],
+            "labels": self.labels.file_name if self.labels else None,
+            "labels_decision": self.labels.action if self.labels else None,
             "outcome": self.outcome,
             "retrain": self.retrain.status if self.retrain else None,
             "retrain_reason": self.retrain.reason if self.retrain else None,
@@ -256,7 +299,7 @@ class Timeline:
                     "estimated accuracy": estimated.text() if estimated else "-",
                     "observed accuracy": observed.text() if observed else "-",
                     "retrain line": _pct(line),
-                    "decision": row.action,
+                    "decision": row.decisions,
                     "outcome": row.outcome,
                     "champion": row.champion_text(),
                 }
@@ -275,6 +318,18 @@ class Timeline:
 
 
 # --------------------------------------------------------------------------- building rows
+
+
+def _retrain_outcome(retrain: RetrainResult | None, rollback: str | None) -> str | None:
+    """``promoted v5``, ``retrain refused: why``, ``rolled back to v3``; None when neither."""
+    if retrain is not None:
+        if retrain.status == "promoted":
+            return f"promoted v{retrain.version}" if retrain.version else "promoted"
+        if retrain.status == "pending":
+            return "retrain pending"
+        why = f": {retrain.reason}" if retrain.reason else ""
+        return f"retrain {retrain.status}{why}"
+    return f"rolled back to v{rollback}" if rollback else None
 
 
 def _parsed(model: type[M], data: Any, drop: Sequence[str] = ()) -> M | None:
@@ -313,6 +368,7 @@ def batch_row(
     run_tags: Mapping[str, str] | None = None,
     retrain: Mapping[str, Any] | None = None,
     plots: Sequence[Plot] = (),
+    labels: LabelsResult | None = None,
 ) -> BatchRow:
     """One row from a ledger entry, the report beside its file (``detail``: validation, drift,
     assessment, decision, decision_run_id) and its decision run's tags and ``retrain.json``."""
@@ -346,7 +402,44 @@ def batch_row(
         rollback=rolled.group(1) if rolled else None,
         plots=tuple(plots),
         notes=tuple(str(n) for n in assessment.get("notes", ()) or ()),
+        labels=labels,
     )
+
+
+def labels_result(
+    entry: LedgerEntry,
+    report: Mapping[str, Any] | None,
+    *,
+    run_tags: Mapping[str, str] | None = None,
+    retrain: Mapping[str, Any] | None = None,
+) -> tuple[tuple[str, ...], LabelsResult] | None:
+    """The batches (sha256s) a processed labels file joined and what it showed; None when it
+    joined none (or its report is gone)."""
+    found = report.get("detail") if isinstance(report, Mapping) else None
+    detail: Mapping[str, Any] = found if isinstance(found, Mapping) else {}
+    summary = detail.get("labels")
+    joined = summary.get("batches") if isinstance(summary, Mapping) else None
+    if not joined:
+        return None
+    tags = run_tags or {}
+    judged = detail.get("assessment")
+    assessment: Mapping[str, Any] = judged if isinstance(judged, Mapping) else {}
+    decision = _parsed(Decision, detail.get("decision"))
+    retrained = None
+    if decision is not None and decision.action is Action.retrain:
+        retrained = retrain_result(tags, retrain)
+    rolled = _ROLLED_TO.search(tags.get("mlops.rollback", ""))
+    run_id = detail.get("decision_run_id")
+    result = LabelsResult(
+        file_name=entry.original_name,
+        performance=_parsed(PerformanceReport, assessment.get("performance")),
+        decision=decision,
+        retrain=retrained,
+        rollback=rolled.group(1) if rolled else None,
+        decision_run_id=str(run_id) if run_id else None,
+        batches=len(joined),
+    )
+    return tuple(str(b) for b in joined), result
 
 
 def carry_champions(rows: Sequence[BatchRow]) -> tuple[BatchRow, ...]:
@@ -354,7 +447,7 @@ def carry_champions(rows: Sequence[BatchRow]) -> tuple[BatchRow, ...]:
     standing: str | None = None
     carried = []
     for row in rows:
-        if row.champion_version is None and row.retrain is None and standing is not None:
+        if row.champion_version is None and not row.retrains and standing is not None:
             row = replace(row, champion_version=standing)
         standing = row.champion_after or standing
         carried.append(row)
@@ -439,16 +532,20 @@ def timeline_png(timeline: Timeline) -> bytes:
         if row.quarantined:
             for ax in (acc, drift):
                 ax.axvspan(i - 0.45, i + 0.45, color="#d62728", alpha=0.12, lw=0)
-    top = acc.get_ylim()[1] if any(r.estimate or r.performance for r in rows) else 1.0
+    top = acc.get_ylim()[1] if any(r.estimate or r.observed_performance for r in rows) else 1.0
     marks = {
         "quarantined": ([i for i, r in enumerate(rows, 1) if r.quarantined], "X", "#d62728"),
         "retrain decided": (
-            [i for i, r in enumerate(rows, 1) if r.action == "retrain"],
+            [
+                i
+                for i, r in enumerate(rows, 1)
+                if r.action == "retrain" or (r.labels and r.labels.action == "retrain")
+            ],
             "v",
             "#ff7f0e",
         ),
         "promoted": (
-            [i for i, r in enumerate(rows, 1) if r.retrain and r.retrain.status == "promoted"],
+            [i for i, r in enumerate(rows, 1) if any(x.status == "promoted" for x in r.retrains)],
             "*",
             "#2ca02c",
         ),
@@ -456,7 +553,7 @@ def timeline_png(timeline: Timeline) -> bytes:
             [
                 i
                 for i, r in enumerate(rows, 1)
-                if r.retrain and r.retrain.status not in ("promoted", "pending")
+                if any(x.status not in ("promoted", "pending") for x in r.retrains)
             ],
             "x",
             "#8c564b",
@@ -586,9 +683,9 @@ def _document(title: str, body: str) -> str:
 def _row_class(row: BatchRow) -> str:
     if row.quarantined:
         return "quarantined"
-    if row.retrain is not None and row.retrain.status == "promoted":
+    if any(r.status == "promoted" for r in row.retrains):
         return "promoted"
-    return "refused" if row.retrain is not None and row.retrain.status != "pending" else ""
+    return "refused" if any(r.status != "pending" for r in row.retrains) else ""
 
 
 def _summary_table(timeline: Timeline, link: bool) -> str:
@@ -621,8 +718,8 @@ def timeline_html(timeline: Timeline, *, plot: bytes | None = None) -> str:
     an anchored section per batch; ``plot`` is the timeline PNG (drawn when not given)."""
     rows = timeline.rows
     quarantined = sum(r.quarantined for r in rows)
-    retrains = [r for r in rows if r.retrain is not None]
-    promoted = sum(r.retrain.status == "promoted" for r in retrains if r.retrain)
+    retrains = [r for row in rows for r in row.retrains]
+    promoted = sum(r.status == "promoted" for r in retrains)
     body = [
         f"<h1>Timeline of dataset <code>{_e(timeline.dataset)}</code></h1>",
         f'<p class="muted">{len(rows)} batches, oldest first: {quarantined} quarantined, '
@@ -682,6 +779,7 @@ def _batch_section(timeline: Timeline, row: BatchRow, heading: str = "h2") -> st
         _accuracy_part(row, timeline.policy.retrain_accuracy_drop),
         _decision_part(row, timeline.policy),
         _retrain_part(row),
+        _labels_part(row, timeline.policy),
         "</section>",
     ]
     return "\n".join(parts)
@@ -818,16 +916,21 @@ def _accuracy_part(row: BatchRow, drop: float) -> str:
             + (f" {_e(e.warning)}" if e.warning else "")
             + "</li>"
         )
-    if row.performance is not None:
-        p = row.performance
+    if row.observed_performance is not None:
+        p = row.observed_performance
+        labels = row.labels if row.performance is None else None
+        source = ""
+        if labels is not None:
+            joined = f", over {labels.batches} batches" if labels.batches > 1 else ""
+            source = f" (its delayed labels, {_e(labels.file_name)}{joined})"
         parts.append(
-            f"<li>Observed on {p.current_rows:,} labelled rows: {_e(_pct(p.current))} against "
+            f"<li>Observed{source} on {p.current_rows:,} labelled rows: {_e(_pct(p.current))} against "
             f"{_e(_pct(p.reference))} on the reference holdout ({p.reference_rows:,} rows); "
             f"difference {100 * p.difference:+.1f} pts, {100 * p.confidence:g}% bootstrap "
             f"interval [{100 * p.ci_low:+.1f}, {100 * p.ci_high:+.1f}] pts: "
             f"{_badge('degraded' if p.degraded else 'holding')}</li>"
         )
-    if row.estimate is None and row.performance is None:
+    if row.estimate is None and row.observed_performance is None:
         why = "the batch failed validation" if row.quarantined else "no champion judged it"
         parts.append(f"<li>Not assessed: {why}.</li>")
     if line is not None:
@@ -890,10 +993,28 @@ def _decision_part(row: BatchRow, policy: PolicyConfig) -> str:
     return "".join(parts)
 
 
+def _labels_part(row: BatchRow, policy: PolicyConfig) -> str:
+    labels = row.labels
+    if labels is None:
+        return ""
+    parts = [f"<h3>Its labels: <code>{_e(labels.file_name)}</code> {_badge(labels.action)}</h3>"]
+    if labels.decision is not None:
+        parts.append("<ul>" + "".join(f"<li>{_e(r)}</li>" for r in labels.decision.reasons))
+        parts.append("</ul>")
+        weighed = cost_benefit(labels.decision, policy)
+        if weighed:
+            parts.append("<p>" + " ".join(_e(line) for line in weighed) + "</p>")
+    parts.append(_retrain_part_of(labels.retrain, labels.rollback))
+    return "".join(parts)
+
+
 def _retrain_part(row: BatchRow) -> str:
-    if row.rollback:
-        return f"<h3>Rollback</h3><p>The champion is now v{_e(row.rollback)}.</p>"
-    retrain = row.retrain
+    return _retrain_part_of(row.retrain, row.rollback)
+
+
+def _retrain_part_of(retrain: RetrainResult | None, rollback: str | None) -> str:
+    if rollback:
+        return f"<h3>Rollback</h3><p>The champion is now v{_e(rollback)}.</p>"
     if retrain is None:
         return ""
     parts = [

@@ -18,7 +18,15 @@ from typing import Any
 from mlops_core.adapters.context import DatasetContext
 from mlops_core.batches import FINAL_STATES, LedgerEntry
 from mlops_core.tags import RUN_TYPE
-from mlops_core.timeline import BatchRow, Plot, Timeline, batch_row, carry_champions
+from mlops_core.timeline import (
+    BatchRow,
+    LabelsResult,
+    Plot,
+    Timeline,
+    batch_row,
+    carry_champions,
+    labels_result,
+)
 
 _PLOT_FOLDER = "drift"
 
@@ -43,6 +51,7 @@ def load_timeline(
     entries = zone.entries(ctx.name)
     pictured = len(entries) if plots_for_last is None else plots_for_last
     with tempfile.TemporaryDirectory(prefix="mlops-timeline-") as scratch:
+        labelled = _labels_by_batch(ctx, tags, Path(scratch))
         for index, entry in enumerate(entries):
             wanted = plots and (index >= len(entries) - pictured or entry.sha256 == draw_for)
             report = _report(ctx, entry)
@@ -54,7 +63,14 @@ def load_timeline(
             pictures: list[Plot] = []
             if wanted and run_id:
                 pictures = _run_plots(ctx, run_id, Path(scratch))
-            row = batch_row(entry, report, run_tags=run_tags, retrain=retrain, plots=pictures)
+            row = batch_row(
+                entry,
+                report,
+                run_tags=run_tags,
+                retrain=retrain,
+                plots=pictures,
+                labels=labelled.get(entry.sha256),
+            )
             if plots and not wanted and row.drift is not None and row.drift.is_drift:
                 row = replace(row, plots_elsewhere=True)
             if draw_for and entry.sha256 == draw_for and not row.plots:
@@ -69,12 +85,31 @@ def load_timeline(
     )
 
 
-def _report(ctx: DatasetContext, entry: LedgerEntry) -> dict[str, Any] | None:
+def _labels_by_batch(
+    ctx: DatasetContext, tags: dict[str, dict[str, str]], scratch: Path
+) -> dict[str, LabelsResult]:
+    """What each batch's delayed labels showed, by batch sha256 (the newest labels file wins)."""
+    found: dict[str, LabelsResult] = {}
+    for entry in ctx.labels.entries(ctx.name):
+        report = _report(ctx, entry, kind="labels")
+        run_id = _run_id(report)
+        run_tags = tags.get(run_id, {}) if run_id else {}
+        retrain = None
+        if run_id and run_tags.get("mlops.decision") == "retrain":
+            retrain = _json_artifact(ctx, run_id, "retrain.json", scratch)
+        joined = labels_result(entry, report, run_tags=run_tags, retrain=retrain)
+        if joined is not None:
+            batches, result = joined
+            found.update(dict.fromkeys(batches, result))
+    return found
+
+
+def _report(ctx: DatasetContext, entry: LedgerEntry, kind: str = "batch") -> dict[str, Any] | None:
     """The report settled beside a batch; None while it is unsettled or when the report is gone."""
     if entry.state not in FINAL_STATES:
         return None
     try:
-        report = ctx.batches.read_report(entry)
+        report = ctx.zone(kind).read_report(entry)
     except Exception:  # noqa: BLE001 -- the row still shows the batch, its state and reason
         return None
     return report if isinstance(report, dict) else None

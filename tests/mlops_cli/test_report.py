@@ -12,6 +12,7 @@ from mlflow.tracking import MlflowClient
 from typer.testing import CliRunner
 
 from flows.process_batch import process_batch
+from flows.process_labels import process_labels
 from mlops_cli.main import app
 from mlops_cli.scenarios import Corruption, PhaseKind, corrupt, generate_applications
 from mlops_core.adapters.catalog import RegisteredDataset
@@ -123,6 +124,19 @@ def test_the_timeline_report_and_task_show_each_processed_batch_once(
     assert sorted(len(r) for r in rows) == [1, 2, 3, 3, 3], (
         "the flows' versions grow batch by batch"
     )
+
+    # The shifted batch's labels arrive later: its row now shows the accuracy they observed.
+    truth = generate_applications(
+        np.random.default_rng(4), 500, week=2, kind=PhaseKind.sudden_shift
+    )
+    labels_file = tmp_path / "labels-02.csv"
+    truth.select("application_id", "default").write_csv(labels_file)
+    labelled = LandingZone(settings, "labels").submit(labels_file, "credit").entry.sha256
+    process_labels(dataset="credit", sha256=labelled)
+    later = load_timeline(ctx, plots=False).row(shifted.sha256)
+    assert later.labels is not None and later.labels.file_name == "labels-02.csv"
+    assert later.observed is not None and later.observed.rows > 0
+    assert "labels: " in later.decisions
 
 
 def test_report_of_an_unknown_dataset_or_one_without_batches_is_a_clear_error(

@@ -25,6 +25,7 @@ from mlops_core.timeline import (
     carry_champions,
     cost_benefit,
     format_p,
+    labels_result,
     timeline_html,
     write_timeline_png,
 )
@@ -289,3 +290,55 @@ def test_the_plot_is_a_png(timeline: Timeline, tmp_path: Path) -> None:
     assert path.read_bytes().startswith(PNG_MAGIC) and path.stat().st_size > 10_000
     empty = Timeline("credit", ())
     assert "No batch has landed yet" in timeline_html(empty)
+
+
+def test_delayed_labels_give_the_batch_its_observed_accuracy_and_their_own_outcome() -> None:
+    # Labels arrive one batch later (the demo's stream): the batch's row shows the accuracy they
+    # observed, the labels' own decision and what its retrain did.
+    batch = _entry(1, "week-14.parquet", BatchState.processed)
+    labels_entry = _entry(2, "labels-14.parquet", BatchState.processed)
+    evidence = Evidence(validation_passed=True, reference_accuracy=0.84, observed_accuracy=0.70)
+    decision = Decision(action=Action.retrain, reasons=("observed 70.0%",), evidence=evidence)
+    refused = RetrainOutcome(
+        RetrainStatus.refused, "not shown better on 600 rows", version="3",
+        champion_before="1", champion_after="1",
+    )  # fmt: skip
+    joined = labels_result(
+        labels_entry,
+        _report(
+            {
+                "labels": {"labels": 500, "matched_rows": 400, "batches": [batch.sha256]},
+                "assessment": _assessment("1", labelled=True),
+                "decision": decision.to_dict(),
+                "decision_run_id": "run-labels",
+            }
+        ),
+        run_tags={"mlops.decision": "retrain", "mlops.retrain": "refused"},
+        retrain=json.loads(json.dumps(refused.to_dict(), default=str)),
+    )
+    assert joined is not None
+    batches, labels = joined
+    assert batches == (batch.sha256,) and labels.file_name == "labels-14.parquet"
+    quiet = Decision(action=Action.none, reasons=("quiet",), evidence=evidence).to_dict()
+    report = _report(
+        {
+            "validation": _validation("week-14.parquet"),
+            "drift": _drift(0.4, False),
+            "assessment": _assessment("1", labelled=False),
+            "decision": quiet,
+            "decision_run_id": "run-batch",
+        }
+    )
+    before = batch_row(batch, report)
+    after = batch_row(batch, report, labels=labels)
+    assert before.observed is None and before.decisions == "none" and before.outcome == "none"
+    observed = after.observed
+    assert observed is not None and observed.value == pytest.approx(0.70)
+    assert after.decisions == "none / labels: retrain"
+    assert after.outcome == "none; labels: retrain refused: not shown better on 600 rows"
+    timeline = Timeline("credit", (after,), PolicyConfig())
+    assert timeline.records()[0]["observed accuracy"] == "70.0% [65.0, 75.0]"
+    page = batch_html(timeline, batch.sha256)
+    assert "its delayed labels, labels-14.parquet" in page and "not shown better" in page
+    no_labels = _report({"labels": {"labels": 5, "matched_rows": 0, "batches": []}})
+    assert labels_result(labels_entry, no_labels) is None, "labels that joined nothing: no row"
