@@ -34,6 +34,26 @@ logger = logging.getLogger("mlops.runner")
 HEARTBEAT_SECONDS = 10.0
 
 
+class QuietCompletions(logging.Filter):
+    """Drops the task engine's "Finished in state Completed()" lines (one per task, about 15 a
+    batch), so a run's logs in the Prefect UI read as its story: the verdicts, the decision and
+    the outcome the flow logs. Failures, retries and every other line pass."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        """False for a task's completion line, True for every other record."""
+        return not (
+            record.levelno == logging.INFO
+            and record.getMessage().startswith("Finished in state Completed(")
+        )
+
+
+def quiet_task_completions() -> None:
+    """Install ``QuietCompletions`` on Prefect's task-run logger in this process (once)."""
+    task_runs = logging.getLogger("prefect.task_runs")
+    if not any(isinstance(f, QuietCompletions) for f in task_runs.filters):
+        task_runs.addFilter(QuietCompletions())
+
+
 class WarmRunner:
     """Register deployments, then execute their due runs in this process until stopped."""
 

@@ -91,7 +91,7 @@ def main(argv: list[str] | None = None) -> int:
 
     from deployments import automations
     from deployments.definitions import ALERT, FLOWS, REVIEW_DRIFT, build
-    from deployments.runner import WarmRunner
+    from deployments.runner import WarmRunner, quiet_task_completions
     from mlops_core.adapters.catalog import DatasetCatalog
     from mlops_core.settings import Settings
 
@@ -105,6 +105,7 @@ def main(argv: list[str] | None = None) -> int:
         automations.ensure(review, alert)
         ensure_concurrency_limits(DatasetCatalog(settings).names())
         return 0
+    quiet_task_completions()
     deployments = build(settings)
     runner = WarmRunner(deployments, FLOWS, poll_seconds=settings.runner_poll_seconds)
     ids = runner.register()

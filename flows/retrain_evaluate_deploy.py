@@ -23,7 +23,7 @@ from mlops_core.delivery import Delivery, choose_delivery
 from mlops_core.evaluation import GateReport
 from mlops_core.faults import failpoint
 from mlops_core.outcomes import RetrainOutcome, RetrainStatus
-from mlops_core.reporting import retrain_line, retrain_run_label
+from mlops_core.reporting import retrain_line, retrain_run_label, run_title
 from mlops_core.settings import Settings
 from mlops_core.tags import CHAMPION
 from tasks.events import emit
@@ -61,9 +61,10 @@ def _run_name() -> str:
     """``credit · retrain after batch-19-week19.csv``: the dataset and the file that called
     for it (a batch or a labels file)."""
     parameters = flow_run.parameters
-    return file_title(
-        parameters["dataset"], parameters.get("batch_sha256") or "", what="retrain after"
-    )
+    sha256 = parameters.get("batch_sha256") or ""
+    if not sha256:  # `mlops train`, the first champion, the drift-review automation
+        return run_title(parameters["dataset"], "retrain (no batch: by hand or on review)")
+    return file_title(parameters["dataset"], sha256, what="retrain after")
 
 
 @flow(name="retrain-evaluate-deploy", flow_run_name=_run_name)

@@ -222,15 +222,19 @@ class BatchRow:
     def outcome(self) -> str:
         """What happened because of the batch: quarantined, promoted, refused and why, or none;
         then what its labels led to (``labels: retrain refused: ...``)."""
+        return self.outcome_text(why=True)
+
+    def outcome_text(self, *, why: bool) -> str:
+        """``outcome``; without ``why``, without the retrain's reasons (a table cell)."""
         if self.quarantined:
             return "quarantined"
-        own = _retrain_outcome(self.retrain, self.rollback)
+        own = _retrain_outcome(self.retrain, self.rollback, why)
         if own is None:
             own = "none"
             if self.state not in (BatchState.processed.value, BatchState.quarantined.value):
                 own = self.state
         labels = self.labels
-        later = _retrain_outcome(labels.retrain, labels.rollback) if labels is not None else None
+        later = _retrain_outcome(labels.retrain, labels.rollback, why) if labels else None
         return own if later is None else f"{own}; labels: {later}"
 
     def champion_text(self) -> str:
@@ -300,7 +304,7 @@ class Timeline:
                     "observed accuracy": observed.text() if observed else "-",
                     "retrain line": _pct(line),
                     "decision": row.decisions,
-                    "outcome": row.outcome,
+                    "outcome": row.outcome_text(why=False),
                     "champion": row.champion_text(),
                 }
             )
@@ -320,15 +324,17 @@ class Timeline:
 # --------------------------------------------------------------------------- building rows
 
 
-def _retrain_outcome(retrain: RetrainResult | None, rollback: str | None) -> str | None:
+def _retrain_outcome(
+    retrain: RetrainResult | None, rollback: str | None, why: bool = True
+) -> str | None:
     """``promoted v5``, ``retrain refused: why``, ``rolled back to v3``; None when neither."""
     if retrain is not None:
         if retrain.status == "promoted":
             return f"promoted v{retrain.version}" if retrain.version else "promoted"
         if retrain.status == "pending":
             return "retrain pending"
-        why = f": {retrain.reason}" if retrain.reason else ""
-        return f"retrain {retrain.status}{why}"
+        reason = f": {retrain.reason}" if why and retrain.reason else ""
+        return f"retrain {retrain.status}{reason}"
     return f"rolled back to v{rollback}" if rollback else None
 
 
@@ -619,7 +625,7 @@ def _short(name: str, limit: int = 28) -> str:
 
 
 def _when(iso: str) -> str:
-    return iso.replace("T", " ")[:19] + (" UTC" if iso else "")
+    return iso.replace("T", " ")[:16] + (" UTC" if iso else "")
 
 
 # --------------------------------------------------------------------------- HTML

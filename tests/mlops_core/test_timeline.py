@@ -338,6 +338,9 @@ def test_delayed_labels_give_the_batch_its_observed_accuracy_and_their_own_outco
     assert after.outcome == "none; labels: retrain refused: not shown better on 600 rows"
     timeline = Timeline("credit", (after,), PolicyConfig())
     assert timeline.records()[0]["observed accuracy"] == "70.0% [65.0, 75.0]"
+    assert timeline.records()[0]["outcome"] == "none; labels: retrain refused", (
+        "reasons: on its page"
+    )
     page = batch_html(timeline, batch.sha256)
     assert "its delayed labels, labels-14.parquet" in page and "not shown better" in page
     no_labels = _report({"labels": {"labels": 5, "matched_rows": 0, "batches": []}})
