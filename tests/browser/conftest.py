@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -70,13 +71,22 @@ class Browser:
         shot: str,
         *,
         focus: str | None = None,
+        dismiss: str | None = None,
         timeout: float = PATIENCE,
     ) -> str:
         """Open ``url``, wait until every one of ``texts`` is visible, save a screenshot named
-        ``shot`` (scrolled to the element at the XPath ``focus``, if given); the page's text,
+        ``shot`` (scrolled to the element at the XPath ``focus``, if given; the first button that
+        the CSS selector ``dismiss`` finds clicked first); the page's text,
         after asserting that nothing expected was missing."""
         self.driver.get(url)
         self.until(lambda d: all(t in body_text(d) for t in texts), timeout)
+        if (
+            dismiss
+        ):  # a side panel that opens by itself (MLflow's assistant): closed, as a person would
+            for button in self.driver.find_elements(By.CSS_SELECTOR, dismiss)[:1]:
+                if button.is_displayed():
+                    button.click()
+                    time.sleep(0.5)
         if focus:
             self.scroll_to(focus)
         self.shoot(shot)
