@@ -204,39 +204,54 @@ def retrain_line(outcome: RetrainOutcome) -> str:
 # ---------------------------------------------------------------------- the batch's markdown
 
 
-def _money(amount: float) -> str:
-    return f"{amount:,.2f}" if amount == 0 or abs(amount) >= 0.01 else f"{amount:.2g}"
+def cost_benefit(decision: Decision, policy: PolicyConfig) -> list[str]:
+    """The decision's cost-benefit in words, with its units (empty when the policy weighed none).
+
+    Both numbers are in the currency of ``value_per_correct_prediction``; the benefit is also
+    given as the correct predictions it stands for, over the horizon's predictions.
+    """
+    benefit, cost = decision.expected_benefit, decision.retrain_cost
+    if benefit is None or cost is None:
+        return []
+    money = "(in the currency of MLOPS_VALUE_PER_CORRECT_PREDICTION)"
+    horizon = policy.predictions_per_day * policy.benefit_horizon_days
+    value = policy.value_per_correct_prediction
+    lines = [f"Expected benefit {benefit:,.2f} {money}"]
+    if value > 0:
+        correct = benefit / value
+        share = f", {correct / horizon:.2%} of them" if horizon > 0 else ""
+        lines[0] += (
+            f": {correct:,.0f} more correct predictions over the {policy.benefit_horizon_days:g}-day "
+            f"horizon ({horizon:,.0f} predictions at {policy.predictions_per_day:,.0f} a day"
+            f"{share}) at {value:g} each."
+        )
+    seconds = decision.evidence.median_training_seconds
+    compute = cost - policy.fixed_cost_per_retrain
+    lines.append(
+        f"Retrain cost {cost:,.2f} in the same currency: fixed {policy.fixed_cost_per_retrain:,.2f} "
+        f"(review, rollout exposure, people) + compute {compute:,.4g}"
+        + (
+            f" (median training {seconds:,.0f} s at {policy.compute_cost_per_hour:g} an hour)."
+            if seconds
+            else " (no past training time)."
+        )
+    )
+    lines.append(
+        "The benefit covers the cost." if benefit >= cost else "The benefit is below the cost."
+    )
+    return lines
 
 
 def cost_benefit_lines(decision: dict[str, Any], policy: PolicyConfig) -> list[str]:
-    """The expected benefit and the retrain cost with their units and what they are made of."""
-    benefit, cost = decision.get("expected_benefit"), decision.get("retrain_cost")
-    if benefit is None and cost is None:
+    """``cost_benefit`` as markdown bullets (the Prefect artifact's); empty when none was weighed."""
+    try:
+        parsed = Decision.model_validate(decision)
+    except ValueError:  # an older report's shape: the artifact still shows the rest
         return []
-    unit = (
-        "currency units (the currency of MLOPS_VALUE_PER_CORRECT_PREDICTION, "
-        f"{_money(policy.value_per_correct_prediction)} per correct prediction)"
-    )
-    lines = ["**Cost–benefit** (in " + unit + "):", ""]
-    if benefit is not None:
-        lines.append(
-            f"- expected benefit: **{_money(benefit)}** = accuracy to recover × share a retrain "
-            f"recovers × {policy.predictions_per_day:,.0f} predictions/day × "
-            f"{policy.benefit_horizon_days:g} days × {_money(policy.value_per_correct_prediction)}"
-            " per correct prediction"
-        )
-    if cost is not None:
-        lines.append(
-            f"- retrain cost: **{_money(cost)}** = {_money(policy.fixed_cost_per_retrain)} fixed "
-            f"per retrain and rollout + median training hours × "
-            f"{_money(policy.compute_cost_per_hour)} per compute hour"
-        )
-    if benefit is not None and cost is not None:
-        lines.append(
-            f"- benefit {'covers' if benefit >= cost else 'does not cover'} the cost "
-            f"(net {_money(benefit - cost)})"
-        )
-    return lines + [""]
+    weighed = cost_benefit(parsed, policy)
+    if not weighed:
+        return []
+    return ["**Cost–benefit:**", "", *[f"- {line}" for line in weighed], ""]
 
 
 def _validation_lines(validation: dict[str, Any]) -> list[str]:

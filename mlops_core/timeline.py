@@ -35,24 +35,18 @@ from mlops_core.drift_report import DriftReport
 from mlops_core.evaluation import GateReport
 from mlops_core.performance import PerformanceEstimate, PerformanceReport
 from mlops_core.policy import Action, Decision, PolicyConfig
+from mlops_core.reporting import P_FLOOR, cost_benefit, p_phrase, p_text
 from mlops_core.validation import ValidationReport
 
 M = TypeVar("M", bound=BaseModel)
 
-P_FLOOR = 0.001  # below it a p-value is shown as "< 0.001": more digits say nothing more
-
 
 def format_p(p: float | None) -> str:
-    """A p-value as a person reads it: ``< 0.001`` below 0.001, three decimals otherwise."""
+    """A p-value in a table cell: ``< 0.001`` below the floor (as everywhere the project shows
+    one, ``reporting.p_text``), three decimals otherwise, so a column lines up."""
     if p is None:
         return "-"
-    return f"< {P_FLOOR:g}" if p < P_FLOOR else f"{p:.3f}"
-
-
-def p_text(p: float) -> str:
-    """``p < 0.001`` or ``p = 0.473``: a p-value in a sentence."""
-    shown = format_p(p)
-    return f"p {shown}" if shown.startswith("<") else f"p = {shown}"
+    return p_text(p) if p < P_FLOOR else f"{p:.3f}"
 
 
 def _pct(value: float | None, digits: int = 1) -> str:
@@ -832,7 +826,7 @@ def _drift_part(row: BatchRow) -> str:
     verdict = "drift" if drift.is_drift else "no drift"
     parts = [
         f"<h3>Drift {_badge(verdict)}</h3>",
-        f"<p>Combined {_e(p_text(drift.p_value))} (the smallest Holm-adjusted p-value over "
+        f"<p>Combined {_e(p_phrase(drift.p_value))} (the smallest Holm-adjusted p-value over "
         f"{len(drift.tests)} tests) at a family-wise false-alarm rate of "
         f"{drift.false_alarm_rate:g}; reference {drift.reference_rows:,} rows, batch "
         f"{drift.current_rows:,} rows."
@@ -944,44 +938,6 @@ def _accuracy_part(row: BatchRow, drop: float) -> str:
     parts += [f"<li>{_e(note)}</li>" for note in row.notes]
     parts.append(f"<li>Champion: {_e(row.champion_text())}.</li></ul>")
     return "".join(parts)
-
-
-def cost_benefit(decision: Decision, policy: PolicyConfig) -> list[str]:
-    """The decision's cost-benefit in words, with its units (empty when the policy weighed none).
-
-    Both numbers are in the currency of ``value_per_correct_prediction``; the benefit is also
-    given as the correct predictions it stands for, over the horizon's predictions.
-    """
-    benefit, cost = decision.expected_benefit, decision.retrain_cost
-    if benefit is None or cost is None:
-        return []
-    money = "(in the currency of MLOPS_VALUE_PER_CORRECT_PREDICTION)"
-    horizon = policy.predictions_per_day * policy.benefit_horizon_days
-    value = policy.value_per_correct_prediction
-    lines = [f"Expected benefit {benefit:,.2f} {money}"]
-    if value > 0:
-        correct = benefit / value
-        share = f", {correct / horizon:.2%} of them" if horizon > 0 else ""
-        lines[0] += (
-            f": {correct:,.0f} more correct predictions over the {policy.benefit_horizon_days:g}-day "
-            f"horizon ({horizon:,.0f} predictions at {policy.predictions_per_day:,.0f} a day"
-            f"{share}) at {value:g} each."
-        )
-    seconds = decision.evidence.median_training_seconds
-    compute = cost - policy.fixed_cost_per_retrain
-    lines.append(
-        f"Retrain cost {cost:,.2f} in the same currency: fixed {policy.fixed_cost_per_retrain:,.2f} "
-        f"(review, rollout exposure, people) + compute {compute:,.4g}"
-        + (
-            f" (median training {seconds:,.0f} s at {policy.compute_cost_per_hour:g} an hour)."
-            if seconds
-            else " (no past training time)."
-        )
-    )
-    lines.append(
-        "The benefit covers the cost." if benefit >= cost else "The benefit is below the cost."
-    )
-    return lines
 
 
 def _decision_part(row: BatchRow, policy: PolicyConfig) -> str:

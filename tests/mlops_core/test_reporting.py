@@ -114,10 +114,11 @@ def test_cost_and_benefit_carry_their_units() -> None:
         decision=decision().to_dict(),
         policy=PolicyConfig(),
     )
-    assert "currency of MLOPS_VALUE_PER_CORRECT_PREDICTION" in text
-    assert "expected benefit: **2,100.00**" in text and "10,000 predictions/day × 30 days" in text
-    assert "retrain cost: **200.50** = 200.00 fixed" in text and "2.00 per compute hour" in text
-    assert "benefit covers the cost (net 1,899.50)" in text
+    # The same sentences as the timeline's batch page (reporting.cost_benefit), as bullets.
+    assert "**Cost–benefit:**" in text and "currency of MLOPS_VALUE_PER_CORRECT_PREDICTION" in text
+    assert "- Expected benefit 2,100.00" in text and "300,000 predictions at 10,000 a day" in text
+    assert "- Retrain cost 200.50 in the same currency: fixed 200.00" in text
+    assert "+ compute 0.5" in text and "- The benefit covers the cost." in text
 
 
 def test_a_refused_retrain_is_said_with_its_reason_and_gates() -> None:
