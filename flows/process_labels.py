@@ -60,9 +60,24 @@ def process_labels(dataset: str, sha256: str, act: bool = True) -> BatchOutcome:
         # MLflow unreachable, a bug: the file stays in landing/ as failed, for reconcile.
         mark_failed(ctx, sha256, exc, kind="labels")
         raise
-    if act and outcome.decision is not None:
-        retrain = carry_out(ctx, sha256, outcome.decision, outcome.decision_run_id)
-        outcome = replace(outcome, retrain=retrain)
+    retrain = None
+    try:
+        if act and outcome.decision is not None:
+            retrain = carry_out(ctx, sha256, outcome.decision, outcome.decision_run_id)
+            outcome = replace(outcome, retrain=retrain)
+    finally:  # after acting, so the artifact says what the retrain did (refused, and why)
+        if outcome.state is BatchState.processed:
+            publish_report(
+                ctx,
+                sha256,
+                None,
+                None,
+                outcome.decision.to_dict() if outcome.decision is not None else None,
+                outcome.decision_run_id,
+                title="Labels",
+                original_name=claimed.original_name,
+                retrain=retrain,
+            )
     if outcome.decision is not None:
         # The timeline again: the batches these labels joined now show their observed accuracy.
         publish_timeline(ctx, sha256, outcome.decision_run_id)
@@ -117,16 +132,6 @@ def _judge_labels(ctx: DatasetContext, sha256: str, claimed: LedgerEntry) -> Bat
         "decision_run_id": run_id,
     }
     reason = None if frame is not None else "no processed rows carry these ids (yet); labels kept"
-    publish_report(
-        ctx,
-        sha256,
-        None,
-        None,
-        decision_json,
-        run_id,
-        title="Labels",
-        original_name=claimed.original_name,
-    )
     settled = settle_batch(ctx, sha256, BatchState.processed, detail, reason, kind="labels")
     return BatchOutcome(
         ctx.name,

@@ -137,6 +137,16 @@ def test_the_timeline_report_and_task_show_each_processed_batch_once(
     assert later.labels is not None and later.labels.file_name == "labels-02.csv"
     assert later.observed is not None and later.observed.rows > 0
     assert "labels: " in later.decisions
+    # Its Prefect artifact is published once the labels' decision was carried out.
+    with get_client(sync_client=True) as prefect:
+        found = prefect.read_artifacts(
+            artifact_filter=ArtifactFilter(
+                key=ArtifactFilterKey(any_=[f"labels-credit-{labelled[:12]}"])
+            )
+        )
+    assert len(found) == 1 and "labels-02.csv" in str(found[0].data)
+    if later.labels.action == "retrain":
+        assert "**Retrain:**" in str(found[0].data) and "not carried out" not in str(found[0].data)
 
 
 def test_report_of_an_unknown_dataset_or_one_without_batches_is_a_clear_error(
