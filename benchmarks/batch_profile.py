@@ -19,7 +19,6 @@ from collections import defaultdict
 from typing import Any
 
 from common import (
-    CREDIT,
     add_credit_dataset,
     bench_home,
     print_table,
@@ -68,7 +67,6 @@ def main() -> None:
     home = bench_home("batchprofile", {"MLOPS_PREFECT_PORT": "0"})
 
     from prefect.client.orchestration import get_client
-    from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterName
     from prefect.settings import PREFECT_API_URL, temporary_settings
 
     from mlops_cli.stack import Stack
@@ -96,11 +94,12 @@ def main() -> None:
             for sha, submitted, settled in timed:
                 runs: list[Any] = []
                 for _ in range(100):
-                    runs = client.read_flow_runs(
-                        flow_run_filter=FlowRunFilter(
-                            name=FlowRunFilterName(any_=[f"{CREDIT}-{sha[:12]}"])
-                        )
-                    )
+                    # Runs are named for their file; the batch's sha256 is a parameter.
+                    runs = [
+                        r
+                        for r in client.read_flow_runs(limit=200)
+                        if r.parameters.get("sha256") == sha
+                    ]
                     if runs and runs[0].end_time is not None:
                         break
                     time.sleep(0.1)

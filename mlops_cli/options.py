@@ -15,6 +15,7 @@ from typing import Annotated, Any, TypeVar
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 from mlops_core.errors import MlopsError
 from mlops_core.settings import Settings, prefect_environment
@@ -97,7 +98,7 @@ def reports_errors(command: F) -> F:
         try:
             return command(*args, **kwargs)
         except MlopsError as exc:
-            err.print(f"[red]mlops:[/red] {exc}", highlight=False, soft_wrap=True)
+            err.print(f"[red]mlops:[/red] {escape(str(exc))}", highlight=False, soft_wrap=True)
             raise typer.Exit(exc.exit_code) from None
 
     return wrapper  # type: ignore[return-value]

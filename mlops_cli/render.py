@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from rich.markup import escape
 from rich.table import Table
 
 from mlops_cli.options import out
@@ -49,7 +50,9 @@ def print_validation(report: ValidationReport) -> None:
             )
         out.print(table)
     for warning in report.warnings:
-        out.print(f"[yellow]warning:[/yellow] {warning}", highlight=False, soft_wrap=True)
+        out.print(
+            f"[yellow]warning:[/yellow] {escape(str(warning))}", highlight=False, soft_wrap=True
+        )
     if report.data_docs:
         out.print(f"Data Docs: {report.data_docs}", highlight=False, soft_wrap=True)
 
@@ -180,7 +183,8 @@ def print_status(datasets: list[dict[str, Any]]) -> None:
         out.print("no datasets registered yet (see `mlops dataset add --help`)")
     for entry in datasets:
         out.print(
-            f"[bold]{entry['dataset']}[/bold]: {_roles(entry) or 'no model yet (mlops train)'}",
+            f"[bold]{escape(entry['dataset'])}[/bold]: "
+            + escape(_roles(entry) or "no model yet (mlops train)"),
             highlight=False,
         )
         for line in _model_lines(entry):
@@ -191,7 +195,8 @@ def print_status(datasets: list[dict[str, Any]]) -> None:
         if batches:
             out.print("  recent batches, newest first:", highlight=False)
         for batch in batches:
-            out.print(f"    {_batch_line(batch)}", highlight=False, soft_wrap=True)
+            # File names are the user's: printed as they are, never read as rich markup.
+            out.print(f"    {_batch_line(batch)}", highlight=False, soft_wrap=True, markup=False)
         shown = {b["run_id"] for b in batches}
         for decision in entry["decisions"]:
             # Batch decisions are in the rows above; the others (manual, reviews) listed here.
@@ -202,6 +207,7 @@ def print_status(datasets: list[dict[str, Any]]) -> None:
                 f"{decision['reasons']}",
                 highlight=False,
                 soft_wrap=True,
+                markup=False,
             )
         for item in entry["unfinished"]:
             out.print(
@@ -209,6 +215,7 @@ def print_status(datasets: list[dict[str, Any]]) -> None:
                 + (f": {item['reason']}" if item["reason"] else ""),
                 highlight=False,
                 soft_wrap=True,
+                markup=False,
             )
 
 

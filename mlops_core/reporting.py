@@ -8,6 +8,7 @@ when no MLflow UI is known, the run id and tracking URI as text instead of a dea
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -37,6 +38,27 @@ def p_phrase(p_value: float) -> str:
     """``p < 0.001`` or ``p = 0.0123``."""
     shown = p_text(p_value)
     return f"p {shown}" if shown.startswith("<") else f"p = {shown}"
+
+
+_MARKDOWN_SPECIAL = re.compile(r"([\\`*_{}\[\]()#+!|<>~-])")
+
+
+def _one_line(text: object) -> str:
+    return " ".join(str(text).split())
+
+
+def md_text(text: object) -> str:
+    """Text from a file or a user (a file name, an observed value) as inert markdown: one line,
+    every markdown character escaped, so it can add no link, image or heading to a page."""
+    return _MARKDOWN_SPECIAL.sub(r"\\\1", _one_line(text))
+
+
+def md_code(text: object) -> str:
+    """``text`` as an inline code span that no backtick inside it can close early."""
+    line = _one_line(text)
+    fence = "`" * (max((len(run) for run in re.findall("`+", line)), default=0) + 1)
+    pad = " " if line.startswith("`") or line.endswith("`") else ""
+    return f"{fence}{pad}{line}{pad}{fence}"
 
 
 def run_title(dataset: str, name: str) -> str:
@@ -258,11 +280,11 @@ def _validation_lines(validation: dict[str, Any]) -> list[str]:
     lines = [f"**Validation:** {validation.get('verdict', '-')}", ""]
     for failure in validation.get("failures", [])[:10]:
         lines.append(
-            f"- `{failure.get('column')}`: {failure.get('kind')} -- {failure.get('observed')}"
-            f" (expected {failure.get('expected')})"
+            f"- {md_code(failure.get('column'))}: {md_text(failure.get('kind'))} -- "
+            f"{md_text(failure.get('observed'))} (expected {md_text(failure.get('expected'))})"
         )
     if validation.get("error"):
-        lines.append(f"- {validation['error']}")
+        lines.append(f"- {md_text(validation['error'])}")
     return lines + ([""] if len(lines) > 2 else [])
 
 
@@ -323,7 +345,7 @@ def _retrain_lines(retrain: RetrainOutcome) -> list[str]:
     return lines
 
 
-def _mlflow_lines(place: MlflowPlace, plots: Sequence[str]) -> list[str]:
+def _mlflow_lines(place: MlflowPlace, plots: Sequence[str], batch_page: bool) -> list[str]:
     if place.run_id is None:
         return []
     page = (
@@ -338,10 +360,10 @@ def _mlflow_lines(place: MlflowPlace, plots: Sequence[str]) -> list[str]:
         if plots:
             lines += ["Drift plots in that run: " + ", ".join(f"`{p}`" for p in plots), ""]
         return lines
-    pages = {
-        "this batch's page": "report/batch.html",
-        "the dataset's timeline": "report/timeline.html",
-    }
+    # The timeline task logs both pages to a batch's decision run, the timeline alone to a
+    # labels file's (a labels file has no page of its own).
+    pages = {"this batch's page": "report/batch.html"} if batch_page else {}
+    pages["the dataset's timeline"] = "report/timeline.html"
     shown = " · ".join(
         f"[{what}]({mlflow_ui_link(place.ui or '', route)})"
         for what, path in pages.items()
@@ -372,8 +394,8 @@ def batch_markdown(
     """Validation verdict, the drift tables, the decision and its reasons, its cost and benefit,
     the retrain's outcome, and the decision run with its drift plots (``plots``: artifact paths
     in that run, embedded from the MLflow server)."""
-    named = f" `{original_name}`" if original_name else ""
-    lines = [f"# {title}{named} of dataset `{dataset}`", "", f"sha256 `{sha256[:12]}`", ""]
+    named = f" {md_code(original_name)}" if original_name else ""
+    lines = [f"# {title}{named} of dataset {md_code(dataset)}", "", f"sha256 `{sha256[:12]}`", ""]
     if validation is not None:
         lines += _validation_lines(validation)
     if drift is not None:
@@ -389,5 +411,5 @@ def batch_markdown(
     elif decision is not None and decision.get("action") == "retrain":
         lines += ["**Retrain:** not carried out by this run", ""]
     if mlflow is not None:
-        lines += _mlflow_lines(mlflow, plots)
+        lines += _mlflow_lines(mlflow, plots, batch_page=title == "Batch")
     return "\n".join(lines)

@@ -13,7 +13,7 @@ from prefect.states import Completed, State
 from mlops_core.adapters.context import DatasetContext
 from mlops_core.adapters.stack_state import read_state
 from mlops_core.outcomes import RetrainOutcome
-from mlops_core.reporting import MlflowPlace, RunLabel, batch_markdown
+from mlops_core.reporting import MlflowPlace, RunLabel, batch_markdown, md_text
 from mlops_core.settings import Settings
 
 # Where record_batch_decision logs the drift plots in the decision run.
@@ -47,7 +47,36 @@ def publish_report(
     retrain: RetrainOutcome | None = None,
 ) -> str:
     """A markdown artifact: verdicts, drift tables, decision, cost-benefit, retrain, MLflow run
-    and its drift plots embedded from the MLflow server (links built from the URLs of now)."""
+    and its drift plots embedded from the MLflow server (links built from the URLs of now).
+
+    It runs after the batch is settled: a failure (MLflow or the Prefect API unreachable) is
+    logged and returns "", it never fails a run whose batch is already accounted for."""
+    try:
+        return _publish(
+            ctx, sha256, validation, drift, decision, decision_run_id, title, original_name, retrain
+        )
+    except Exception as exc:  # noqa: BLE001 -- the ledger and MLflow hold the outcome already
+        get_run_logger().error(
+            "could not publish the %s report of %s: %s: %s",
+            title.lower(),
+            original_name or sha256[:12],
+            type(exc).__name__,
+            exc,
+        )
+        return ""
+
+
+def _publish(
+    ctx: DatasetContext,
+    sha256: str,
+    validation: dict[str, Any] | None,
+    drift: dict[str, Any] | None,
+    decision: dict[str, Any] | None,
+    decision_run_id: str | None,
+    title: str,
+    original_name: str | None,
+    retrain: RetrainOutcome | None,
+) -> str:
     settings, dataset = ctx.settings, ctx.name
     plots = _plots(ctx, decision_run_id) if drift is not None else []
     place = MlflowPlace(
@@ -72,7 +101,7 @@ def publish_report(
     create_markdown_artifact(
         markdown=markdown,
         key=_key(title, dataset, sha256[:12]),
-        description=f"{title} {original_name or sha256[:12]}: validation, drift, decision",
+        description=f"{title} {md_text(original_name or sha256[:12])}: validation, drift, decision",
     )
     return markdown
 

@@ -52,10 +52,10 @@ def publish_timeline(
 def _publish(ctx: DatasetContext, sha256: str, decision_run_id: str | None) -> PublishedTimeline:
     from prefect.artifacts import create_table_artifact
 
-    from mlops_core.adapters.stack_state import read_state
     from mlops_core.adapters.timeline_source import load_timeline
-    from mlops_core.reporting import mlflow_run_url
+    from mlops_core.reporting import md_text, mlflow_ui_link
     from mlops_core.timeline import batch_html, timeline_html, timeline_png
+    from tasks.report import mlflow_ui
 
     # Plots of the newest batches only: this page is logged again for every batch.
     timeline = load_timeline(ctx, plots_for_last=PLOTS_FOR_LAST, draw_for=sha256 or None)
@@ -78,11 +78,13 @@ def _publish(ctx: DatasetContext, sha256: str, decision_run_id: str | None) -> P
                 decision_run_id, batch_html(timeline, sha256), f"{REPORT_FOLDER}/batch.html"
             )
             paths.append(f"{REPORT_FOLDER}/batch.html")
-        state = read_state(ctx.settings)
-        url = mlflow_run_url(
-            state.mlflow_ui_url if state else None, ctx.registry.experiment_id(), decision_run_id
+        ui = mlflow_ui(ctx.settings)
+        route = f"experiments/{ctx.registry.experiment_id()}/runs/{decision_run_id}/artifacts"
+        where = (
+            f"[the decision run]({mlflow_ui_link(ui, route)})"
+            if ui
+            else f"decision run {decision_run_id}"
         )
-        where = f"[the decision run]({url}/artifacts)" if url else f"decision run {decision_run_id}"
         link = f"; pages: {', '.join(paths)} on {where}"
     records = timeline.records()
     newest = timeline.rows[-1].file_name if timeline.rows else "-"
@@ -90,7 +92,8 @@ def _publish(ctx: DatasetContext, sha256: str, decision_run_id: str | None) -> P
         table=records,
         key=key,
         description=(
-            f"Timeline of {ctx.name}: {len(records)} batches, newest {newest}{link}. Drift p is the "
+            f"Timeline of {ctx.name}: {len(records)} batches, newest {md_text(newest)}{link}. "
+            "Drift p is the "
             "smallest Holm-adjusted p-value; accuracies with their 95% intervals."
         ),
     )

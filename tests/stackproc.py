@@ -110,6 +110,14 @@ class StackProcess:
                 )
             )
 
+    def runs_of(self, sha256: str) -> list[Any]:
+        """The flow runs whose parameters name batch ``sha256`` (runs are named by file)."""
+        return [
+            r
+            for r in self.flow_runs("")
+            if sha256 in (r.parameters.get("sha256"), r.parameters.get("batch_sha256"))
+        ]
+
     def settled(self, sha256: str, kind: str = "batch") -> Any:
         return settled(self.settings, sha256, kind)
 

@@ -162,7 +162,7 @@ def process(
         process_batch(dataset=unusable.entry.dataset, sha256=unusable.entry.sha256)
         raise
     if not as_json:
-        out.print(receipt.describe(), highlight=False, soft_wrap=True)
+        out.print(receipt.describe(), highlight=False, soft_wrap=True, markup=False)
 
     from flows.process_batch import process_batch
 
@@ -204,7 +204,7 @@ def _report_arrival(receipt: Receipt, kind: str, as_json: bool) -> None:
             }
         )
         return
-    out.print(receipt.describe(), highlight=False, soft_wrap=True)
+    out.print(receipt.describe(), highlight=False, soft_wrap=True, markup=False)
     if not receipt.duplicate:
         _say_announced(announced, kind)
 

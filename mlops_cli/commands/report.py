@@ -72,6 +72,7 @@ def report(
 def _print_timeline(dataset: str, records: list[dict[str, str]]) -> None:
     """Nothing returned: prints the timeline as a table, quarantined and promoted rows coloured."""
     from rich.table import Table
+    from rich.text import Text
 
     table = Table(title=f"{dataset}: {len(records)} batches, oldest first")
     for column in records[0]:
@@ -85,5 +86,6 @@ def _print_timeline(dataset: str, records: list[dict[str, str]]) -> None:
             style = "green"
         elif record["outcome"].startswith("retrain"):
             style = "yellow"
-        table.add_row(*record.values(), style=style)
+        # File names are the user's: cells are plain text, never read as rich markup.
+        table.add_row(*(Text(value) for value in record.values()), style=style)
     out.print(table)

@@ -83,8 +83,8 @@ def test_submit_triggers_process_batch_and_the_decision_is_in_mlflow(
     triggered = wait(
         lambda: [
             r
-            for r in stack.flow_runs(f"credit-{answer['sha256'][:12]}")
-            if r.deployment_id is not None
+            for r in stack.runs_of(answer["sha256"])
+            if r.deployment_id is not None and "sha256" in r.parameters
         ],
         30,
         "the run started by the deployment's trigger",
@@ -97,9 +97,17 @@ def test_the_same_event_twice_processes_the_batch_once(stack: StackProcess, tmp_
     entry = LandingZone(stack.settings).submit(path, "credit").entry
     stack.announce(entry)
     stack.announce(entry)
-    name = f"credit-{entry.sha256[:12]}"
     wait(
-        lambda: len([r for r in stack.flow_runs(name) if r.state and r.state.is_final()]) == 2,
+        lambda: (
+            len(
+                [
+                    r
+                    for r in stack.runs_of(entry.sha256)
+                    if "sha256" in r.parameters and r.state and r.state.is_final()
+                ]
+            )
+            == 2
+        ),
         120,
         "both triggered runs to finish",
     )

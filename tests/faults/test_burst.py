@@ -90,11 +90,16 @@ def test_fifty_batches_at_once_each_unique_one_processed_once(tmp_path: Path) ->
             every=1.0,
         )
         # Let the duplicate deliveries and the retrains they started play out.
+        # Runs are named for their dataset and file: "credit · batch-03.parquet",
+        # "credit · retrain after batch-03.parquet".
         wait(
-            lambda: all(
-                r.state and r.state.is_final()
-                for r in stack.flow_runs("")
-                if r.name.startswith(("credit-", "retrain-"))
+            lambda: (
+                all(
+                    r.state and r.state.is_final()
+                    for r in stack.flow_runs("")
+                    if r.name.startswith("credit · ")
+                )
+                and any(r.name.startswith("credit · ") for r in stack.flow_runs(""))
             ),
             300,
             "every batch and retrain flow run to finish",

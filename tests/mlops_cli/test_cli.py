@@ -194,6 +194,20 @@ def test_submit_unreadable_file_is_quarantined(
     assert entry.state is BatchState.quarantined and Path(entry.report_location).is_file()
 
 
+def test_a_file_name_that_looks_like_markup_is_printed_as_it_is(
+    added: Path, tmp_path: Path, settings: Settings
+) -> None:
+    # rich would read "[bold]" as a style and print "week07.csv", another file's name.
+    path = tmp_path / "week[bold]07[red].csv"
+    path.write_bytes(b"")
+    result = mlops("submit", path, "--dataset", "credit")
+    assert result.exit_code == 2, result.output
+    assert "week[bold]07[red].csv" in result.output and "Traceback" not in result.output
+    status = mlops("status", "--dataset", "credit")
+    assert status.exit_code == 0, status.output
+    assert "week[bold]07[red].csv" in status.output
+
+
 @pytest.mark.parametrize("command", ["submit", "validate", "process"])
 def test_unregistered_dataset_is_refused(
     added: Path, tmp_path: Path, settings: Settings, command: str

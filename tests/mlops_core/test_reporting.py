@@ -10,6 +10,8 @@ from mlops_core.reporting import (
     MlflowPlace,
     batch_markdown,
     batch_run_label,
+    md_code,
+    md_text,
     mlflow_artifact_url,
     p_phrase,
     p_text,
@@ -167,6 +169,47 @@ def test_links_come_from_the_mlflow_ui_of_now_and_plots_are_served_over_http() -
     )
     assert "file://" not in text
     assert mlflow_artifact_url(None, "r1", "drift/x.png") is None
+    batch_page = "runs/r1/artifacts/report/batch.html?workflowType=machine_learning)"
+    timeline_page = "runs/r1/artifacts/report/timeline.html?workflowType=machine_learning)"
+    assert batch_page in text and timeline_page in text
+    labels = batch_markdown(
+        dataset="credit",
+        sha256="cd" * 32,
+        validation=None,
+        drift=None,
+        decision=None,
+        mlflow=place,
+        title="Labels",
+    )
+    assert timeline_page in labels and "batch.html" not in labels, "a labels file has no page"
+
+
+def test_a_hostile_file_name_adds_no_link_image_or_heading() -> None:
+    hostile = "x`](http://evil.example) ![t](http://tracker.example/p.png)\n# Decision: promoted"
+    validation = {
+        "verdict": "failed",
+        "failures": [
+            {
+                "column": "purpose`",
+                "kind": "unseen category",
+                "observed": "e.g. '[click](http://evil.example)'",
+                "expected": "one of car",
+            }
+        ],
+    }
+    text = batch_markdown(
+        dataset="credit",
+        sha256="ab" * 32,
+        original_name=hostile,
+        validation=validation,
+        drift=None,
+        decision=None,
+    )
+    lines = text.splitlines()
+    assert lines[0].startswith("# Batch ``") and "\n" not in lines[0]
+    assert not any(line.startswith("# Decision") for line in lines)
+    assert "[click](" not in text and "\\[click\\]\\(http" in text
+    assert md_code("a`b") == "``a`b``" and md_text("[x](y)") == "\\[x\\]\\(y\\)"
 
 
 def test_without_an_mlflow_ui_the_run_and_tracking_uri_are_named_not_linked() -> None:
