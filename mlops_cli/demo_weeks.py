@@ -87,10 +87,13 @@ class WeeklyStream:
         except UnusableInputError as exc:
             entry = next(e for e in self.zone.entries(self.dataset) if e.original_name == path.name)
             if isinstance(exc, QuarantinedOnArrival):
-                # Announced like any arrival: its run ends "Quarantined" with the reason.
+                # Announced like any arrival: its run ends "Quarantined" with the reason. The
+                # demo waits for that run, so the Prefect history it leaves holds every file.
                 from mlops_core.adapters.announce import announce
 
-                announce(exc.entry, "batch")
+                unusable = exc.entry
+                announce(unusable, "batch")
+                wait_for(lambda: _run_finished(unusable.sha256), 60, "the unusable file's run")
             row.state, row.verdict, row.reason = entry.state.value, "unusable", entry.reason
             row.location, row.decision = str(entry.location), "-"
         else:
@@ -150,3 +153,16 @@ class WeeklyStream:
         change = change_line(evidence)
         if change:
             self.console.print(change, highlight=False, soft_wrap=True)
+
+
+def _run_finished(sha256: str) -> bool:
+    """Whether the process-batch run of ``sha256`` reached a final state in Prefect."""
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.sorting import FlowRunSort
+
+    with get_client(sync_client=True) as client:
+        runs = client.read_flow_runs(sort=FlowRunSort.EXPECTED_START_TIME_DESC, limit=20)
+    return any(
+        r.parameters.get("sha256") == sha256 and r.state is not None and r.state.is_final()
+        for r in runs
+    )

@@ -292,8 +292,11 @@ class InboxWatcher:
             done = self.settings.inbox / dataset / ".refused"
             if isinstance(exc, QuarantinedOnArrival):
                 # Not a table at all: still announced, so its run shows the quarantine and why.
-                with _api(self.api_url):
-                    announce(exc.entry, kind)
+                try:
+                    with _api(self.api_url):
+                        announce(exc.entry, kind)
+                except Exception as failure:  # noqa: BLE001 -- the watcher must keep watching
+                    self.log(f"inbox: {path.name}: could not announce the quarantine: {failure}")
         else:
             if not receipt.duplicate:
                 with _api(self.api_url):

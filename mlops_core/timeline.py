@@ -25,7 +25,6 @@ import io
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
-from pathlib import Path
 from typing import Any, TypeVar
 
 from pydantic import BaseModel, ValidationError
@@ -442,6 +441,22 @@ def labels_result(
     return tuple(str(b) for b in joined), result
 
 
+def labels_by_batch(
+    joined: Sequence[tuple[tuple[str, ...], LabelsResult]], batch_order: Sequence[str]
+) -> dict[str, LabelsResult]:
+    """What each batch's delayed labels showed, by batch sha256, from every labels file (oldest
+    first: a newer file that labels a batch again wins). Labels that joined several batches made
+    one decision: it is shown, and counted, once, on the newest of them (``batch_order``, the
+    ledger's); the others show the pooled accuracy only."""
+    position = {sha: i for i, sha in enumerate(batch_order)}
+    found: dict[str, LabelsResult] = {}
+    for batches, result in joined:
+        newest = max(batches, key=lambda sha: position.get(sha, -1))
+        shared = replace(result, decision=None, retrain=None, rollback=None)
+        found.update({sha: result if sha == newest else shared for sha in batches})
+    return found
+
+
 def carry_champions(rows: Sequence[BatchRow]) -> tuple[BatchRow, ...]:
     """Rows where a batch that met no champion (quarantined ones) shows the one standing then."""
     standing: str | None = None
@@ -607,13 +622,6 @@ def timeline_png(timeline: Timeline) -> bytes:
     return buffer.getvalue()
 
 
-def write_timeline_png(timeline: Timeline, path: Path) -> Path:
-    """The timeline's plot written to ``path`` (a PNG); the path."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_bytes(timeline_png(timeline))
-    return path
-
-
 def _short(name: str, limit: int = 28) -> str:
     return name if len(name) <= limit else name[: limit - 3] + "..."
 
@@ -755,8 +763,11 @@ def _reading_notes(timeline: Timeline) -> str:
         "95% interval. Observed accuracy: measured on the batch's labelled rows (those not kept "
         "for the gates); its interval is the 95% bootstrap interval of the difference from the "
         "reference holdout's accuracy, placed at the reference.</li>"
-        f"<li>Retrain line: the reference accuracy minus {drop:.0%}; the policy retrains when "
-        "accuracy is shown below it (and the cost-benefit, cooldown and labels allow).</li>"
+        f"<li>Retrain line: the reference accuracy minus {drop:.0%}. The policy counts the "
+        "observed accuracy as degraded when it is more than that below the reference and the "
+        "difference's 95% interval lies wholly below zero; the estimated accuracy when its whole "
+        "95% interval lies below the line. Whether it then retrains also depends on the "
+        "cost-benefit, the cooldown and the labelled rows (the reasons say which).</li>"
         "</ul>"
     )
 
@@ -960,6 +971,11 @@ def _labels_part(row: BatchRow, policy: PolicyConfig) -> str:
     if labels is None:
         return ""
     parts = [f"<h3>Its labels: <code>{_e(labels.file_name)}</code> {_badge(labels.action)}</h3>"]
+    if labels.decision is None and labels.batches > 1:
+        parts.append(
+            f"<p>These labels joined {labels.batches} batches; their one decision is shown on the "
+            "newest of them.</p>"
+        )
     if labels.decision is not None:
         parts.append("<ul>" + "".join(f"<li>{_e(r)}</li>" for r in labels.decision.reasons))
         parts.append("</ul>")

@@ -14,6 +14,7 @@ from mlops_cli.options import (
     ReferenceOpt,
     SpecOpt,
     emit_json,
+    err,
     out,
     reports_errors,
     required_dataset,
@@ -159,7 +160,10 @@ def process(
         # announces the quarantine), then the command fails as any unusable input does.
         from flows.process_batch import process_batch
 
-        process_batch(dataset=unusable.entry.dataset, sha256=unusable.entry.sha256)
+        try:
+            process_batch(dataset=unusable.entry.dataset, sha256=unusable.entry.sha256)
+        except Exception as exc:  # noqa: BLE001 -- the user's mistake is the news, not the run
+            err.print(f"its run could not record the quarantine: {exc}", markup=False)
         raise
     if not as_json:
         out.print(receipt.describe(), highlight=False, soft_wrap=True, markup=False)

@@ -25,6 +25,7 @@ from mlops_core.timeline import (
     Timeline,
     batch_row,
     carry_champions,
+    labels_by_batch,
     labels_result,
 )
 
@@ -89,7 +90,7 @@ def _labels_by_batch(
     ctx: DatasetContext, tags: dict[str, dict[str, str]], scratch: Path
 ) -> dict[str, LabelsResult]:
     """What each batch's delayed labels showed, by batch sha256 (the newest labels file wins)."""
-    found: dict[str, LabelsResult] = {}
+    found: list[tuple[tuple[str, ...], LabelsResult]] = []
     for entry in ctx.labels.entries(ctx.name):
         report = _report(ctx, entry, kind="labels")
         run_id = _run_id(report)
@@ -99,9 +100,8 @@ def _labels_by_batch(
             retrain = _json_artifact(ctx, run_id, "retrain.json", scratch)
         joined = labels_result(entry, report, run_tags=run_tags, retrain=retrain)
         if joined is not None:
-            batches, result = joined
-            found.update(dict.fromkeys(batches, result))
-    return found
+            found.append(joined)
+    return labels_by_batch(found, [entry.sha256 for entry in ctx.batches.entries(ctx.name)])
 
 
 def _report(ctx: DatasetContext, entry: LedgerEntry, kind: str = "batch") -> dict[str, Any] | None:

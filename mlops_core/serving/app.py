@@ -87,18 +87,27 @@ def create_app(
         app,
         server.spec,
         settings.serve_max_records,
-        lambda: reference_examples(server.spec, lambda: _first_reference_row(settings, server)),
+        lambda: reference_examples(server.spec, lambda: _typical_reference_row(settings, server)),
     )
 
     app.state.bucket = bucket
     return app
 
 
-def _first_reference_row(settings: Settings, server: ServerState) -> dict[str, Any]:
-    """The dataset's first reference row (the documentation's example record)."""
+def _typical_reference_row(settings: Settings, server: ServerState) -> dict[str, Any]:
+    """The documentation's example record: each numeric feature's median and each categorical
+    feature's most frequent value in the reference -- a typical record, and no one's (the
+    OpenAPI document is public; a real row of the reference is someone's data)."""
     import polars as pl
 
     from mlops_core.adapters.catalog import DatasetCatalog
+    from mlops_core.spec import FeatureType
 
     path = DatasetCatalog(settings).get(server.dataset).reference_path
-    return pl.scan_parquet(path).head(1).collect().row(0, named=True)
+    typical = [
+        pl.col(name).median().alias(name)
+        if kind is FeatureType.numeric
+        else pl.col(name).drop_nulls().mode().sort().first().alias(name)
+        for name, kind in server.spec.features.items()
+    ]
+    return pl.scan_parquet(path).select(typical).collect().row(0, named=True)

@@ -90,11 +90,11 @@ def predict_request_schema(spec: DatasetSpec, max_records: int) -> dict[str, Any
 
 
 def reference_examples(
-    spec: DatasetSpec, read_first_row: Callable[[], dict[str, Any]]
+    spec: DatasetSpec, read_typical_row: Callable[[], dict[str, Any]]
 ) -> dict[str, Any]:
-    """An example value per feature, from the reference's first row (typed fallbacks without)."""
+    """An example value per feature, from a typical reference record (typed fallbacks without)."""
     try:
-        row = read_first_row()
+        row = read_typical_row()
     except Exception:  # noqa: BLE001 -- the document must render even when the reference is gone
         row = {}
     examples: dict[str, Any] = {}

@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import json
 import re
+from dataclasses import replace
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -18,16 +19,19 @@ from mlops_core.outcomes import RetrainOutcome, RetrainStatus
 from mlops_core.performance import PerformanceEstimate, PerformanceReport
 from mlops_core.policy import Action, Decision, Evidence, PolicyConfig
 from mlops_core.timeline import (
+    LabelsResult,
     Plot,
+    RetrainResult,
     Timeline,
     batch_html,
     batch_row,
     carry_champions,
     cost_benefit,
     format_p,
+    labels_by_batch,
     labels_result,
     timeline_html,
-    write_timeline_png,
+    timeline_png,
 )
 from mlops_core.validation import ExpectationFailure, ValidationReport
 
@@ -286,7 +290,8 @@ def test_one_batch_page_stands_alone(timeline: Timeline) -> None:
 
 
 def test_the_plot_is_a_png(timeline: Timeline, tmp_path: Path) -> None:
-    path = write_timeline_png(timeline, tmp_path / "plots" / "timeline.png")
+    path = tmp_path / "timeline.png"
+    path.write_bytes(timeline_png(timeline))
     assert path.read_bytes().startswith(PNG_MAGIC) and path.stat().st_size > 10_000
     empty = Timeline("credit", ())
     assert "No batch has landed yet" in timeline_html(empty)
@@ -345,3 +350,25 @@ def test_delayed_labels_give_the_batch_its_observed_accuracy_and_their_own_outco
     assert "its delayed labels, labels-14.parquet" in page and "not shown better" in page
     no_labels = _report({"labels": {"labels": 5, "matched_rows": 0, "batches": []}})
     assert labels_result(labels_entry, no_labels) is None, "labels that joined nothing: no row"
+
+
+def test_labels_that_join_several_batches_decide_once_on_the_newest() -> None:
+    evidence = Evidence(validation_passed=True, reference_accuracy=0.84, observed_accuracy=0.70)
+    decision = Decision(action=Action.retrain, reasons=("observed 70.0%",), evidence=evidence)
+    promoted = RetrainResult(status="promoted", version="4", champion_after="4")
+    pooled = LabelsResult(file_name="labels-03.csv", decision=decision, retrain=promoted, batches=2)
+    older, newer, other = "a" * 64, "b" * 64, "c" * 64
+    found = labels_by_batch([((newer, older), pooled)], [older, newer, other])
+    assert set(found) == {older, newer}
+    assert found[newer].retrain == promoted and found[newer].decision == decision
+    assert found[older].retrain is None and found[older].decision is None
+    assert found[older].file_name == "labels-03.csv" and found[older].batches == 2
+    rows = [
+        batch_row(_entry(i, f"week-0{i}.csv", BatchState.processed), None, labels=found.get(sha))
+        for i, sha in ((1, older), (2, newer))
+    ]
+    rows = [replace(r, sha256=sha) for r, sha in zip(rows, (older, newer), strict=True)]
+    timeline = Timeline("credit", tuple(rows), PolicyConfig())
+    assert sum(len(r.retrains) for r in timeline.rows) == 1, "one retrain, counted once"
+    assert "1 retrains (1 promoted)" in timeline_html(timeline)
+    assert "joined 2 batches" in batch_html(timeline, older)
