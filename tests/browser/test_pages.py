@@ -265,9 +265,20 @@ def test_a_batch_run_shows_its_artifact_with_validation_drift_and_decision(
     assert "p = 0 " not in text, "a p-value below the resolution is shown as 0"
     hrefs = [
         str(a.get_attribute("href"))
-        for a in browser.driver.find_elements(By.XPATH, "//main//a[@href]")
+        for a in browser.driver.find_elements(By.XPATH, "//a[@href]")
     ]
     assert not [h for h in hrefs if h.startswith("file:")], f"file:// links: {hrefs}"
+    assert [h for h in hrefs if "/artifacts/report/batch.html" in h], f"no batch page: {hrefs}"
+    # The drift plots are images the MLflow server serves; a person sees them drawn.
+    loaded = "return arguments[0].complete && arguments[0].naturalWidth > 0"
+    drawn = browser.until(
+        lambda d: [
+            img
+            for img in d.find_elements(By.XPATH, "//img[contains(@src, '/get-artifact?')]")
+            if d.execute_script(loaded, img)
+        ]
+    )
+    assert drawn, "the drift plots embedded from the MLflow server did not load"
 
 
 def test_the_mlflow_experiment_opens_on_its_runs(site: Site, browser: Any) -> None:
