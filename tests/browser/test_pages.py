@@ -264,8 +264,7 @@ def test_a_batch_run_shows_its_artifact_with_validation_drift_and_decision(
     )
     assert "p = 0 " not in text, "a p-value below the resolution is shown as 0"
     hrefs = [
-        str(a.get_attribute("href"))
-        for a in browser.driver.find_elements(By.XPATH, "//a[@href]")
+        str(a.get_attribute("href")) for a in browser.driver.find_elements(By.XPATH, "//a[@href]")
     ]
     assert not [h for h in hrefs if h.startswith("file:")], f"file:// links: {hrefs}"
     assert [h for h in hrefs if "/artifacts/report/batch.html" in h], f"no batch page: {hrefs}"
