@@ -203,4 +203,5 @@ def test_automations_exist_and_a_failed_run_raises_an_alert(stack: StackProcess)
         120,
         "the alert flow run started by the failure automation",
     )
-    assert alerts[0].parameters["what"].startswith("flow run credit-ffffffffffff")
+    # The failed run is named for its dataset and file (the sha256 when the ledger has none).
+    assert alerts[0].parameters["what"].startswith("flow run credit · ffffffffffff")
