@@ -13,7 +13,7 @@ from prefect.cache_policies import NO_CACHE
 from mlops_core.adapters.context import DatasetContext
 
 REPORT_FOLDER = "report"  # on the decision run: timeline.html, timeline.png, batch.html
-PLOTS_FOR_LAST = 8  # batches whose drift plots the logged timeline.html embeds
+PLOTS_FOR_LAST = 3  # batches whose drift plots the logged timeline.html embeds
 
 
 @dataclass(frozen=True)
