@@ -69,10 +69,10 @@ def prepare(root: Path, **extra_env: str) -> tuple[dict[str, str], Settings]:
 class StackProcess:
     """`mlops up` running as its own process, ready to take events."""
 
-    def __init__(self, env: dict[str, str], settings: Settings) -> None:
+    def __init__(self, env: dict[str, str], settings: Settings, *flags: str) -> None:
         self.env, self.settings = env, settings
         self.process = subprocess.Popen(
-            [MLOPS, "up"],
+            [MLOPS, "up", *flags],
             env=env,
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,

@@ -62,25 +62,7 @@ class UiStack(StackProcess):
     """`mlops up --mlflow-ui` as its own process (StackProcess starts it without the MLflow UI)."""
 
     def __init__(self, env: dict[str, str], settings: Settings) -> None:
-        self.env, self.settings = env, settings
-        self.process = subprocess.Popen(
-            [MLOPS, "up", "--mlflow-ui"],
-            env=env,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            text=True,
-            start_new_session=True,
-        )
-        self.lines: list[str] = []
-        assert self.process.stdout is not None
-        for line in self.process.stdout:
-            self.lines.append(line)
-            if line.startswith("ready"):
-                break
-        else:
-            raise AssertionError("mlops up ended before it was ready:\n" + "".join(self.lines))
-        self.state = json.loads(settings.stack_file.read_text())
-        self.api = self.state["prefect_api_url"]
+        super().__init__(env, settings, "--mlflow-ui")
 
 
 @dataclass
