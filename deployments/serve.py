@@ -102,14 +102,14 @@ def main(argv: list[str] | None = None) -> int:
         with get_client(sync_client=True) as client:
             review = client.read_deployment_by_name(REVIEW_DRIFT).id
             alert = client.read_deployment_by_name(ALERT).id
-        automations.ensure(review, alert)
+        automations.ensure(review, alert, settings)
         ensure_concurrency_limits(DatasetCatalog(settings).names())
         return 0
     quiet_task_completions()
     deployments = build(settings)
     runner = WarmRunner(deployments, FLOWS, poll_seconds=settings.runner_poll_seconds)
     ids = runner.register()
-    automations.ensure(ids[REVIEW_DRIFT], ids[ALERT])
+    automations.ensure(ids[REVIEW_DRIFT], ids[ALERT], settings)
     ensure_concurrency_limits(DatasetCatalog(settings).names())
     if not args.default:
         limit_threads(settings)

@@ -5,6 +5,10 @@ exactly where it was: promotion is the last step, taken only on a passing ``Gate
 outcome (promoted, refused, failed) is recorded on the decision run and, on failure, an alert
 event is emitted. A passing challenger is rolled out through the model server by the rollout flow
 when `MLOPS_SERVE_URL` names one, and promoted directly otherwise.
+
+With ``gate_only`` (``mlops train --gate-only``, a CI job's check of new training code) the
+challenger is trained, registered and judged as always, its runs and version tagged
+``mlops.gate_only``, and then nothing is delivered: no alias moves, pass or fail.
 """
 
 from __future__ import annotations
@@ -18,7 +22,7 @@ from prefect.runtime import flow_run
 from flows.rollout import rollout
 from mlops_core import events
 from mlops_core.adapters.context import DatasetContext
-from mlops_core.challenger import Challenger, gate_summary, retrain_limit_name
+from mlops_core.challenger import Challenger, TrainingData, gate_summary, retrain_limit_name
 from mlops_core.delivery import Delivery, choose_delivery
 from mlops_core.evaluation import GateReport
 from mlops_core.faults import failpoint
@@ -34,6 +38,7 @@ from tasks.retrain import (
     ensure_retrain_limit,
     gate,
     gather_data,
+    mark_gate_only,
     note_outcome,
     promote,
     record_gates,
@@ -61,6 +66,8 @@ def _run_name() -> str:
     """``credit · retrain after batch-19-week19.csv``: the dataset and the file that called
     for it (a batch or a labels file)."""
     parameters = flow_run.parameters
+    if parameters.get("gate_only"):
+        return run_title(parameters["dataset"], "gate check (no alias moves)")
     sha256 = parameters.get("batch_sha256") or ""
     if not sha256:  # `mlops train`, the first champion, the drift-review automation
         return run_title(parameters["dataset"], "retrain (no batch: by hand or on review)")
@@ -69,12 +76,16 @@ def _run_name() -> str:
 
 @flow(name="retrain-evaluate-deploy", flow_run_name=_run_name)
 def retrain_evaluate_deploy(
-    dataset: str, batch_sha256: str = "", decision_run_id: str | None = None
+    dataset: str,
+    batch_sha256: str = "",
+    decision_run_id: str | None = None,
+    gate_only: bool = False,
 ) -> RetrainOutcome:
     """Train, gate and (on a pass) promote a new model for ``dataset``; never raises.
 
     Returns the ``RetrainOutcome``; the run's final state is named for it (``Promoted``,
-    ``Retrain refused``, ``Retrain failed``, ``Rolled back``...)."""
+    ``Retrain refused``, ``Retrain failed``, ``Rolled back``...). ``gate_only`` stops after the
+    gates: the outcome carries their verdict and no alias moves."""
     settings = Settings()
     progress = _Progress(dataset, batch_sha256)
     before: str | None = None
@@ -85,9 +96,11 @@ def retrain_evaluate_deploy(
         ensure_retrain_limit(dataset)
         # One retrain per dataset at a time (a Prefect global concurrency limit of 1).
         with concurrency(retrain_limit_name(dataset), occupy=1, strict=False):
-            outcome = _train_and_judge(ctx, progress, before, batch_sha256, decision_run_id)
+            outcome = _train_and_judge(
+                ctx, progress, before, batch_sha256, decision_run_id, gate_only
+            )
     except Exception as exc:  # noqa: BLE001 -- any failure is recorded; the champion stays
-        outcome = _failed(dataset, progress.stage, exc, before, batch_sha256)
+        outcome = _failed(dataset, progress.stage, exc, before, batch_sha256, alert=not gate_only)
     show_progress(progress.artifact, 100, outcome.status.value)
     if decision_run_id:
         _note(ctx, decision_run_id, outcome, progress.gates)
@@ -103,17 +116,26 @@ def _train_and_judge(
     before: str | None,
     batch_sha256: str,
     decision_run_id: str | None,
+    gate_only: bool = False,
 ) -> RetrainOutcome:
-    """Gather, train, gate and record; then deliver the challenger as the gates allow."""
+    """Gather, train, gate and record; then deliver the challenger as the gates allow (a
+    gate-only run delivers nothing)."""
     progress.enter("gathering training data", 10)
     data = gather_data(ctx, first_model=before is None)
     progress.enter("training", 25)
     failpoint("retrain-training")
     challenger = train(ctx, data, batch_sha256, decision_run_id)
+    if gate_only:  # marked at once: a check that fails later still leaves its version marked
+        mark_gate_only(ctx, challenger.run_id, version=challenger.version)
     emit(
         events.MODEL_REGISTERED,
         ctx.name,
-        {"version": challenger.version, "run_id": challenger.run_id, "sha256": batch_sha256},
+        {
+            "version": challenger.version,
+            "run_id": challenger.run_id,
+            "sha256": batch_sha256,
+            **({"gate_only": True} if gate_only else {}),
+        },
     )
     progress.enter("evaluating", 60)
     failpoint("retrain-evaluating")
@@ -128,6 +150,9 @@ def _train_and_judge(
         "train_run_id": challenger.run_id,
         "evaluate_run_id": evaluate_run,
     }
+    if gate_only:
+        mark_gate_only(ctx, evaluate_run)
+        return _judged_only(report, data, before, judged)
     delivery = choose_delivery(
         gates_passed=report.passed,
         serve_url=ctx.settings.serve_url,
@@ -142,6 +167,24 @@ def _train_and_judge(
         return _roll_out(ctx, challenger, report, decision_run_id, judged)
     progress.enter("promoting")
     return _promote(ctx, challenger, report, batch_sha256, judged)
+
+
+# RetrainStatus has no value yet for "judged at the gates, nothing delivered"; the nearest is the
+# shadow rollout's (judged, never promoted). One name, so a status of its own replaces it here.
+GATES_PASSED_NOT_DELIVERED = RetrainStatus.gates_passed
+
+
+def _judged_only(
+    report: GateReport, data: TrainingData, before: str | None, judged: dict[str, Any]
+) -> RetrainOutcome:
+    """A gate-only run's end: the gates' verdict; the champion stays whatever they said."""
+    status = GATES_PASSED_NOT_DELIVERED if report.passed else RetrainStatus.refused
+    return RetrainOutcome(
+        status,
+        f"{gate_summary(report, data)}; gate-only: nothing delivered, no alias moved",
+        champion_after=before,
+        **judged,
+    )
 
 
 def _roll_out(
@@ -192,16 +235,26 @@ def _promote(
 
 
 def _failed(
-    dataset: str, stage: str, exc: Exception, before: str | None, batch_sha256: str
+    dataset: str,
+    stage: str,
+    exc: Exception,
+    before: str | None,
+    batch_sha256: str,
+    *,
+    alert: bool = True,
 ) -> RetrainOutcome:
-    """A stage raised: the champion stays, an alert goes out, the reason names the stage."""
+    """A stage raised: the champion stays, an alert goes out (not for a gate-only check: its CI
+    job fails instead), the reason names the stage."""
     reason = f"{stage} failed: {type(exc).__name__}: {exc}"
     get_run_logger().error(
         "retrain of %s failed; champion v%s unchanged: %s", dataset, before, reason
     )
-    emit(
-        events.ALERT, dataset, {"what": "retrain failed", "reason": reason, "sha256": batch_sha256}
-    )
+    if alert:
+        emit(
+            events.ALERT,
+            dataset,
+            {"what": "retrain failed", "reason": reason, "sha256": batch_sha256},
+        )
     return RetrainOutcome(
         RetrainStatus.failed, reason, champion_before=before, champion_after=before
     )

@@ -163,6 +163,7 @@ class Cluster:
     store: ObjectStore | None = None
     api_urls: list[str] = field(default_factory=list)
     mlflow_url: str = ""
+    metrics_url: str = ""
     serve_urls: list[str] = field(default_factory=list)
 
     @property
@@ -291,6 +292,7 @@ class Cluster:
             self._start_prefect()
             self._deploy()
             self._start_workers()
+            self._start_exporter()
             if self.serve:
                 self.start_model_servers(self.serve)
         except BaseException:
@@ -447,6 +449,21 @@ class Cluster:
             return False
         return sum(w.get("status") == "ONLINE" for w in workers) >= self.workers
 
+    def _start_exporter(self) -> None:
+        """The pipeline metrics exporter, reading the shared ledger, store and MLflow server."""
+        port = free_port()
+        url = f"http://127.0.0.1:{port}/metrics"
+        part = self._spawn(
+            "exporter",
+            [sys.executable, "-m", "mlops_core.adapters.exporter", "--port", str(port)],
+            self.client_environment(),
+            url,
+        )
+        self._wait(part, lambda: http_ok(url), 60)
+        self.metrics_url = url
+        self._save()
+        self.log(f"  pipeline metrics {url}")
+
     def start_model_servers(self, dataset: str) -> None:
         """The model-server replicas of ``dataset`` (its champion must be registered)."""
         for index in range(self.replicas):
@@ -483,6 +500,7 @@ class Cluster:
             "prefect_ui_url": self.api_urls[0].removesuffix("/api") if self.api_urls else None,
             "mlflow_url": self.mlflow_url or None,
             "serve_urls": self.serve_urls,
+            "metrics_url": self.metrics_url or None,
         }
         self.state_file.parent.mkdir(parents=True, exist_ok=True)
         staged = self.state_file.with_suffix(".tmp")

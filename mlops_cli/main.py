@@ -48,7 +48,11 @@ EXAMPLES: dict[str, tuple[str, ...]] = {
         "mlops validate batch.csv --spec credit.yaml --reference reference.parquet --no-docs",
     ),
     "process": ("mlops process batch-19-week19.csv --dataset credit",),
-    "train": ("mlops train --dataset credit", "mlops train -d credit --json"),
+    "train": (
+        "mlops train --dataset credit",
+        "mlops train -d credit --json",
+        "mlops train -d credit --gate-only --json > gates.json",
+    ),
     "promote": ("mlops promote --dataset credit", "mlops promote -d credit --version 7"),
     "rollback": ("mlops rollback --dataset credit",),
     "status": ("mlops status", "mlops status --dataset credit --limit 10", "mlops status --json"),

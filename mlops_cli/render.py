@@ -110,15 +110,23 @@ def print_drift(report: DriftReport) -> None:
 
 
 def print_retrain(outcome: dict[str, Any]) -> None:
-    """Nothing returned: prints a retrain outcome (its JSON form), its gates, the champion move."""
-    colour = {"promoted": "green", "refused": "yellow"}.get(outcome["status"], "red")
+    """Nothing returned: prints a retrain outcome (its JSON form), its gates, the champion move.
+
+    A gate-only check (``"gate_only": true``) is headed by the gates' verdict, not by a status."""
+    gates_report = outcome.get("gates") or {}
+    what, status = "retrain", outcome["status"]
+    if outcome.get("gate_only"):
+        what = "gate check"
+        if status != "failed":
+            status = "passed" if gates_report.get("passed") else "refused"
+    colour = {"promoted": "green", "passed": "green", "refused": "yellow"}.get(status, "red")
     version = f" v{outcome['version']}" if outcome.get("version") else ""
     out.print(
-        f"retrain: [{colour}]{outcome['status']}[/{colour}]{version} -- {outcome['reason']}",
+        f"{what}: [{colour}]{status}[/{colour}]{version} -- {escape(outcome['reason'])}",
         highlight=False,
         soft_wrap=True,
     )
-    gates = (outcome.get("gates") or {}).get("gates") or []
+    gates = gates_report.get("gates") or []
     if gates:
         table = Table(title="gates", title_justify="left")
         for column in ("gate", "threshold", "observed", "result"):

@@ -7,7 +7,9 @@ Parts, each started as a child process in its own process group and waited on un
 2. the deployments, served by the warm runner (``python -m deployments.serve``), which also
    creates the automations and the retrain concurrency limits;
 3. the MLflow UI (``--mlflow-ui``), on the same SQLite store;
-4. in this process, the landing-zone watcher: files dropped into ``<inbox>/<dataset>/`` are landed
+4. the pipeline's metrics exporter (``python -m mlops_core.adapters.exporter``) and, with
+   ``--prometheus``, Debian's Prometheus scraping it and every ``mlops serve`` (``mlops_cli.prometheus``);
+5. in this process, the landing-zone watcher: files dropped into ``<inbox>/<dataset>/`` are landed
    and announced with ``mlops.batch.arrived`` (``<inbox>/<dataset>/labels/``: labels).
 
 ``stop()`` (Ctrl-C) stops the watcher, then each child group (SIGTERM, then SIGKILL after 10 s),
@@ -23,6 +25,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -36,6 +39,11 @@ from mlops_core.settings import Settings, prefect_environment
 
 def _http_ok(url: str) -> bool:
     return http_ok(url, timeout=1)
+
+
+# A part that was started and is still to be waited on: what it is, when it is ready, how long
+# to wait, and its process.
+Starting = tuple[str, Callable[[], bool], float, "Child"]
 
 
 @dataclass
@@ -54,11 +62,14 @@ class Stack:
     settings: Settings
     mlflow_ui: bool = False
     default_runner: bool = False
+    prometheus: bool = False
     log: Any = print
     children: list[Child] = field(default_factory=list)
     api_url: str = ""
     ui_url: str = ""
     mlflow_url: str | None = None
+    metrics_url: str | None = None
+    prometheus_url: str | None = None
     deployments: dict[str, str] = field(default_factory=dict)
     watcher: InboxWatcher | None = None
 
@@ -114,10 +125,21 @@ class Stack:
         """The running stack's URLs and process ids, once every part is healthy (a failure stops them all)."""
         self.settings.home.mkdir(parents=True, exist_ok=True)
         try:
+            if self.prometheus:
+                from mlops_cli.prometheus import binary
+
+                binary()  # not installed: say so before anything starts
             self._start_prefect()
-            self._start_deployments()
+            # The parts that need no Prefect start while the deployments do; then each is waited on.
+            starting = []
             if self.mlflow_ui:
-                self._start_mlflow()
+                starting.append(self._start_mlflow())
+            starting.append(self._start_exporter())
+            if self.prometheus:
+                starting.append(self._start_prometheus())
+            self._start_deployments()
+            for name, ready, timeout, child in starting:
+                self._wait(name, ready, timeout, child)
             self.watcher = InboxWatcher(self.settings, self.api_url, log=self.log)
             self.watcher.start()
         except BaseException:
@@ -127,6 +149,8 @@ class Stack:
             prefect_api_url=self.api_url,
             prefect_ui_url=self.ui_url,
             mlflow_ui_url=self.mlflow_url,
+            metrics_url=self.metrics_url,
+            prometheus_url=self.prometheus_url,
             pids={c.name: c.process.pid for c in self.children},
             owner_pid=os.getpid(),
         )
@@ -191,7 +215,7 @@ class Stack:
         self._wait("the deployments", lambda: bool(ready), 180, child)
         self.deployments = ready.get("deployments", {})
 
-    def _start_mlflow(self) -> None:
+    def _start_mlflow(self) -> Starting:
         port = self.settings.mlflow_port or free_port()
         if _http_ok(f"http://127.0.0.1:{port}/health"):
             port = free_port()
@@ -215,7 +239,28 @@ class Stack:
             ],
         )
         url = self.mlflow_url
-        self._wait("the MLflow UI", lambda: _http_ok(f"{url}/health"), 90, child)
+        return ("the MLflow UI", lambda: _http_ok(f"{url}/health"), 90, child)
+
+    def _start_exporter(self) -> Starting:
+        port = free_port()
+        self.metrics_url = f"http://127.0.0.1:{port}/metrics"
+        self.log(f"starting the pipeline metrics exporter on {self.metrics_url}...")
+        child = self._spawn(
+            "exporter", [sys.executable, "-m", "mlops_core.adapters.exporter", "--port", str(port)]
+        )
+        url = self.metrics_url
+        return ("the metrics exporter", lambda: _http_ok(url), 60, child)
+
+    def _start_prometheus(self) -> Starting:
+        from mlops_cli.prometheus import command, write_config
+
+        port = free_port()
+        self.prometheus_url = f"http://127.0.0.1:{port}"
+        config = write_config(self.settings)
+        self.log(f"starting Prometheus on {self.prometheus_url} ({config})...")
+        child = self._spawn("prometheus", command(self.settings, config, port))
+        url = self.prometheus_url
+        return ("Prometheus", lambda: _http_ok(f"{url}/-/ready"), 60, child)
 
     def dead(self) -> list[Child]:
         """Children that exited although nobody stopped them."""
@@ -271,7 +316,7 @@ class InboxWatcher:
         from mlops_core.adapters.announce import announce
         from mlops_core.adapters.landing import LandingZone, QuarantinedOnArrival
 
-        if not path.is_file() or path.name.startswith(".") or path.suffix == ".tmp":
+        if path.name.startswith(".") or path.suffix == ".tmp":
             return
         try:
             relative = path.relative_to(self.settings.inbox)
@@ -283,6 +328,16 @@ class InboxWatcher:
         elif len(parts) == 3 and parts[1] == "labels":
             dataset, kind = parts[0], "labels"
         else:
+            return
+        # Before is_file(), which follows links: a link dropped here (or a linked folder on the
+        # way) would land whatever it points at -- /etc/passwd, another user's file -- with this
+        # process's rights. Only files copied into the inbox are landed.
+        steps = (self.settings.inbox.joinpath(*parts[: depth + 1]) for depth in range(len(parts)))
+        link = next((step for step in steps if step.is_symlink()), None)
+        if link is not None:
+            self._refuse_link(path, link, dataset)
+            return
+        if not path.is_file():
             return
         done = self.settings.inbox / dataset / ".submitted"
         try:
@@ -306,6 +361,28 @@ class InboxWatcher:
         done.mkdir(parents=True, exist_ok=True)
         with contextlib.suppress(OSError):
             os.replace(path, done / path.name)
+
+    def _refuse_link(self, path: Path, link: Path, dataset: str) -> None:
+        """Log why ``path`` is not landed; move ``link`` itself (never its target) to ``.refused/``.
+
+        A linked dataset folder is left where it is (there is no folder of the dataset's own to
+        move it to); a linked file, or a linked ``labels/`` folder, is moved.
+        """
+        try:
+            target = os.readlink(link)
+        except OSError:
+            target = "?"
+        where = "" if link == path else f"{link.relative_to(self.settings.inbox)} "
+        self.log(
+            f"inbox: {path.name}: refused: a symbolic link ({where}to {target}); "
+            "copy the file into the inbox instead"
+        )
+        refused = self.settings.inbox / dataset / ".refused"
+        if link == self.settings.inbox / dataset:
+            return
+        with contextlib.suppress(OSError):
+            refused.mkdir(parents=True, exist_ok=True)
+            os.replace(link, refused / link.name)  # renames the link, never what it points at
 
     def stop(self) -> None:
         """Stop watching the inbox, waiting up to 5 s for the watcher thread to end."""

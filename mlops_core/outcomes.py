@@ -42,6 +42,7 @@ class RetrainStatus(StrEnum):
     rolled_back = "rolled back"
     interrupted = "interrupted"
     shadow_judged = "shadow judged"
+    gates_passed = "gates passed"  # `mlops train --gate-only`: judged, nothing delivered
 
 
 @dataclass(frozen=True)

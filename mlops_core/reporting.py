@@ -122,6 +122,7 @@ _RETRAIN_LABELS = {
     RetrainStatus.rolled_back: ("Rolled back", "rolled-back"),
     RetrainStatus.interrupted: ("Interrupted", "interrupted"),
     RetrainStatus.shadow_judged: ("Shadow judged", "shadow-judged"),
+    RetrainStatus.gates_passed: ("Gates passed", "gates-passed"),
 }
 
 _ROLLOUT_LABELS = {
@@ -331,6 +332,7 @@ def _retrain_lines(retrain: RetrainOutcome) -> list[str]:
         RetrainStatus.rolled_back: "**rolled back** by its rollout",
         RetrainStatus.interrupted: "interrupted (a person moved the registry)",
         RetrainStatus.shadow_judged: "judged in shadow (not promoted)",
+        RetrainStatus.gates_passed: "passed every gate (a gate check: no alias moved)",
     }[retrain.status]
     version = f" (challenger v{retrain.version})" if retrain.version else ""
     lines = [f"**Retrain:** {heading}{version}", "", f"- {retrain.reason}"]

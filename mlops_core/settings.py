@@ -118,6 +118,12 @@ class Settings(BaseSettings):
         description="Alert when the champion stays below the retrain line for more labelled "
         "batches in a row than this.",
     )
+    expected_batch_interval_hours: float = Field(
+        default=24.0,
+        gt=0,
+        description="The longest gap expected between two batches of a dataset; longer raises "
+        "the MlopsNoRecentBatch alert (exported as mlops_batch_expected_interval_seconds).",
+    )
     min_rows_since_change: int = Field(
         default=1_000,
         ge=0,
@@ -226,6 +232,13 @@ class Settings(BaseSettings):
         description="Threads for numeric work (PyTorch, OpenMP, BLAS) in the warm runner; "
         "default: half the cores, at least 1 (it shares the machine with the Prefect server "
         "and runs two flows at once; more threads than free cores made drift tests 2x slower).",
+    )
+    alert_webhook_url: SecretStr | None = Field(
+        default=None,
+        description="Where the Prefect automation 'mlops: notify' POSTs alerts, drift, "
+        "quarantines and rollbacks (JSON: text, subject, body; Slack's and Mattermost's "
+        "incoming webhooks read text); unset: no notifications. A secret: such URLs carry "
+        "their token.",
     )
     prefect_port: int = Field(
         default=4200,

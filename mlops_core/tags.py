@@ -36,6 +36,7 @@ TRAIN_RUN = "mlops.train_run_id"
 DECISION_RUN = "mlops.decision_run_id"
 GATE_RUN = "mlops.gate_run_id"
 GATES = "mlops.gates"  # passed / failed
+GATE_ONLY = "mlops.gate_only"  # `mlops train --gate-only`: a CI check, never a retrain
 TRAINING_BATCHES = "mlops.training_batches"
 DATA_UNTIL = "mlops.data_until"  # the newest event time in a model's training data
 WINDOW = "mlops.window"  # the training window chosen (mlops_core.windows)
@@ -47,6 +48,7 @@ ROLLOUT_MODE = "mlops.rollout.mode"
 ROLLOUT_WEIGHT = "mlops.rollout.weight"
 ROLLOUT_VERSION = "mlops.rollout.version"
 ROLLOUT_STEP = "mlops.rollout.step"
+ROLLOUT_SINCE = "mlops.rollout.since"  # when the current step began (Unix seconds)
 ROLLOUT_TAGS = (ROLLOUT_MODE, ROLLOUT_WEIGHT, ROLLOUT_VERSION, ROLLOUT_STEP)
 ROLLOUT_VERDICT = "mlops.rollout.verdict"
 

@@ -909,7 +909,7 @@ def _drift_part(row: BatchRow) -> str:
             '<p class="muted">The drift plots of this batch are on its own page (report/batch.html '
             "on its decision run).</p>"
             if row.plots_elsewhere
-            else '<p class="muted">No drift plots were drawn for this batch.</p>'
+            else '<p class="muted">No drift plots: they are drawn for batches that drifted.</p>'
         )
     return "".join(parts)
 

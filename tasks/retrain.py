@@ -20,7 +20,15 @@ from mlops_core.challenger import (
 )
 from mlops_core.evaluation import GateReport
 from mlops_core.outcomes import RetrainOutcome, retrain_gain
-from mlops_core.tags import CHAMPION, DECISION_RUN, GATE_RUN, GATES, RETRAIN, RETRAIN_REASON
+from mlops_core.tags import (
+    CHAMPION,
+    DECISION_RUN,
+    GATE_ONLY,
+    GATE_RUN,
+    GATES,
+    RETRAIN,
+    RETRAIN_REASON,
+)
 
 
 @task(retries=2, retry_delay_seconds=[1, 5], cache_policy=NO_CACHE)
@@ -75,6 +83,14 @@ def record_gates(
         },
     )
     return run_id
+
+
+@task(retries=2, retry_delay_seconds=[1, 5], cache_policy=NO_CACHE)
+def mark_gate_only(ctx: DatasetContext, run_id: str, version: str | None = None) -> None:
+    """Tag a gate-only check's run (and its model version): judged, never to be delivered."""
+    ctx.registry.client.set_tag(run_id, GATE_ONLY, "true")
+    if version is not None:
+        ctx.registry.set_version_tags(version, {GATE_ONLY: "true"})
 
 
 @task(retries=2, retry_delay_seconds=[1, 5], cache_policy=NO_CACHE)

@@ -23,7 +23,14 @@ from mlops_core.delivery import registry_moved
 from mlops_core.outcomes import StepWatch
 from mlops_core.replicas import analyse_replicas, merge_stats
 from mlops_core.rollout import RolloutConfig, RolloutVerdict, Verdict
-from mlops_core.tags import CHALLENGER, ROLLOUT_MODE, ROLLOUT_STEP, ROLLOUT_VERSION, ROLLOUT_WEIGHT
+from mlops_core.tags import (
+    CHALLENGER,
+    ROLLOUT_MODE,
+    ROLLOUT_SINCE,
+    ROLLOUT_STEP,
+    ROLLOUT_VERSION,
+    ROLLOUT_WEIGHT,
+)
 
 if TYPE_CHECKING:
     import httpx
@@ -47,6 +54,7 @@ def set_step(ctx: DatasetContext, version: str, mode: str, weight: float, step: 
             ROLLOUT_VERSION: version,
             ROLLOUT_WEIGHT: f"{weight:g}",
             ROLLOUT_STEP: str(step),
+            ROLLOUT_SINCE: f"{time.time():.3f}",
             ROLLOUT_MODE: mode,
         }
     )

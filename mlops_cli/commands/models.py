@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
@@ -19,13 +19,30 @@ from mlops_cli.render import print_retrain
 from mlops_core.errors import MlopsError
 from mlops_core.tags import CHALLENGER, CHAMPION, PREVIOUS
 
+if TYPE_CHECKING:
+    from mlops_core.outcomes import RetrainOutcome
+
+
+GateOnlyOpt = Annotated[
+    bool,
+    typer.Option(
+        "--gate-only",
+        help="Train a challenger and judge it at the gates against the champion, recorded in "
+        "MLflow as usual, but move no alias and record no decision (a CI check).",
+    ),
+]
+
 
 @reports_errors
-def train(dataset: DatasetOpt = None, as_json: JsonOpt = False) -> None:
+def train(
+    dataset: DatasetOpt = None, gate_only: GateOnlyOpt = False, as_json: JsonOpt = False
+) -> None:
     """Train the first champion on the reference, or a challenger that must pass the gates.
 
-    Runs the gated subflow ``retrain_evaluate_deploy`` right here (a plain Prefect flow call).
-    Exit 0 when the new model became champion, 1 when a gate refused it or training failed.
+    Runs the gated subflow here and prints the gate table (--json: the outcome, with "gates").
+
+    Exit 0 promoted (--gate-only: every gate passed), 1 refused by a gate (or its rollout),
+    2 an error: usage, unknown dataset, bad setting, or training or MLflow failed.
     """
     from mlops_core.adapters.audit import record_manual
     from mlops_core.adapters.catalog import DatasetCatalog
@@ -36,24 +53,47 @@ def train(dataset: DatasetOpt = None, as_json: JsonOpt = False) -> None:
     DatasetCatalog(current).get(name)
     registry = ModelRegistry(current, name)
     before = registry.aliases()
-    reason = (
-        "requested by `mlops train`: first champion from the reference"
-        if CHAMPION not in before
-        else "requested by `mlops train`: a challenger through the gates"
-    )
-    run_id = record_manual(registry, "retrain", reason=reason, before=before)
+    run_id: str | None = None
+    if gate_only:
+        # A check, not a decision: no decision run, so a CI job's verdicts never reach the
+        # policy's record of retrains (its cooldown, its past recoveries).
+        reason = (
+            "requested by `mlops train --gate-only`: a challenger judged against "
+            + (f"champion v{before[CHAMPION]}" if CHAMPION in before else "no champion")
+            + "; no alias moves"
+        )
+    else:
+        reason = (
+            "requested by `mlops train`: first champion from the reference"
+            if CHAMPION not in before
+            else "requested by `mlops train`: a challenger through the gates"
+        )
+        run_id = record_manual(registry, "retrain", reason=reason, before=before)
     if not as_json:
-        out.print(f"{reason} (decision run {run_id})", highlight=False, soft_wrap=True)
+        recorded = f" (decision run {run_id})" if run_id else ""
+        out.print(f"{reason}{recorded}", highlight=False, soft_wrap=True)
 
     from flows.retrain_evaluate_deploy import retrain_evaluate_deploy
+
+    outcome = retrain_evaluate_deploy(dataset=name, decision_run_id=run_id, gate_only=gate_only)
+    result = {**outcome.to_dict(), "dataset": name, "gate_only": gate_only}
+    if as_json:
+        emit_json(result)
+    else:
+        print_retrain(result)
+    raise typer.Exit(train_exit_code(outcome, gate_only=gate_only))
+
+
+def train_exit_code(outcome: RetrainOutcome, *, gate_only: bool) -> int:
+    """0 promoted (gate-only: every gate passed), 1 refused by a gate or a rollout, 2 nothing
+    judged because a stage failed (the champion stays, the reason says which stage)."""
     from mlops_core.outcomes import RetrainStatus
 
-    outcome = retrain_evaluate_deploy(dataset=name, decision_run_id=run_id)
-    if as_json:
-        emit_json(outcome.to_dict())
-    else:
-        print_retrain(outcome.to_dict())
-    raise typer.Exit(0 if outcome.status == RetrainStatus.promoted else 1)
+    if outcome.status is RetrainStatus.failed:
+        return 2
+    if gate_only:
+        return 0 if outcome.gates is not None and outcome.gates.passed else 1
+    return 0 if outcome.status is RetrainStatus.promoted else 1
 
 
 @reports_errors
@@ -135,24 +175,34 @@ def serve(
         f"serving {name} on http://{bind}:{listen}{many} (docs at /docs, metrics at /metrics)",
         highlight=False,
     )
-    if count > 1:
-        from mlops_core.serving.workers import Supervisor
+    from mlops_core.adapters.scrape_targets import announced
 
-        try:
-            code = Supervisor(count, bind, listen, name, log=lambda line: out.print(line)).run()
-        except OSError as exc:
-            raise MlopsError(
-                f"cannot listen on {bind}:{listen}: {exc.strerror or exc}",
-                hint="stop what uses that port, or choose another with --port",
-            ) from exc
-        if code:
-            raise typer.Exit(code)
-        return
-    import uvicorn
+    # Announced to the Prometheus of `mlops up --prometheus` (file discovery) while it serves.
+    with announced(current, "mlops-model-server", f"{bind}:{listen}"):
+        if count > 1:
+            from mlops_core.serving.workers import Supervisor
 
-    from mlops_core.serving import create_app
+            try:
+                code = Supervisor(count, bind, listen, name, log=lambda line: out.print(line)).run()
+            except OSError as exc:
+                raise MlopsError(
+                    f"cannot listen on {bind}:{listen}: {exc.strerror or exc}",
+                    hint="stop what uses that port, or choose another with --port",
+                ) from exc
+            if code:
+                raise typer.Exit(code)
+            return
+        import signal
+        import sys
 
-    uvicorn.run(create_app(current, name), host=bind, port=listen, log_level="warning")
+        import uvicorn
+
+        from mlops_core.serving import create_app
+
+        # uvicorn shuts down gracefully on SIGTERM, then raises it again: leave through Python
+        # then, so the announced scrape target is removed.
+        signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
+        uvicorn.run(create_app(current, name), host=bind, port=listen, log_level="warning")
 
 
 def _report_move(

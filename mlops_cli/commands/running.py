@@ -21,6 +21,14 @@ def up(
         bool,
         typer.Option("--default-runner", help="Serve with prefect.serve's defaults (slower)."),
     ] = False,
+    prometheus: Annotated[
+        bool,
+        typer.Option(
+            "--prometheus",
+            help="Also run Prometheus (Debian's package) on the pipeline exporter and every "
+            "`mlops serve`, with the alert rules of deployments/alerts.yml.",
+        ),
+    ] = False,
     cluster: Annotated[
         bool,
         typer.Option(
@@ -60,6 +68,7 @@ def up(
         current,
         mlflow_ui=mlflow_ui,
         default_runner=default_runner,
+        prometheus=prometheus,
         log=lambda text: out.print(text, highlight=False, soft_wrap=True),
     )
     stopping = threading.Event()
@@ -73,6 +82,10 @@ def up(
             from mlops_core.reporting import mlflow_ui_link
 
             out.print(f"MLflow UI:   {mlflow_ui_link(state.mlflow_ui_url)}", highlight=False)
+        if state.metrics_url:
+            out.print(f"metrics:     {state.metrics_url}", highlight=False)
+        if state.prometheus_url:
+            out.print(f"Prometheus:  {state.prometheus_url}/alerts", highlight=False)
         out.print(f"inbox:       {current.inbox}/<dataset>/  (labels: .../<dataset>/labels/)")
         out.print("stop with Ctrl-C", highlight=False)
         while not stopping.wait(0.5):

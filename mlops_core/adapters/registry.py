@@ -32,6 +32,7 @@ from mlops_core.tags import (
     CHAMPION_VERSION,
     CONCEPT_SINCE,
     DATA_UNTIL,
+    GATE_ONLY,
     PARENT_RUN,
     PREVIOUS,
     RUN_TYPE,
@@ -334,18 +335,18 @@ class ModelRegistry:
         return dict(self.client.get_run(run_id).data.tags)
 
     def training_runs(self, limit: int = 20) -> list[Any]:
-        """The newest ``train`` runs of the dataset that finished, newest first."""
+        """The newest ``train`` runs of the dataset that finished, newest first; a gate check's
+        (``mlops train --gate-only``, a CI job) is not a retrain and is left out."""
         experiment = self.client.get_experiment_by_name(self.name)
         if experiment is None:
             return []
-        return list(
-            self.client.search_runs(
-                [experiment.experiment_id],
-                filter_string="tags.`mlops.run_type` = 'train' and attributes.status = 'FINISHED'",
-                order_by=["attributes.start_time DESC"],
-                max_results=limit,
-            )
+        runs = self.client.search_runs(
+            [experiment.experiment_id],
+            filter_string="tags.`mlops.run_type` = 'train' and attributes.status = 'FINISHED'",
+            order_by=["attributes.start_time DESC"],
+            max_results=limit * 2,
         )
+        return [r for r in runs if r.data.tags.get(GATE_ONLY) != "true"][:limit]
 
     def degraded_streak(self, champion_version: str, limit: int = 50) -> int:
         """How many labelled decisions in a row, newest first, found ``champion_version`` below

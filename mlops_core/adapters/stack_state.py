@@ -22,6 +22,8 @@ class StackState:
     prefect_api_url: str
     prefect_ui_url: str
     mlflow_ui_url: str | None = None
+    metrics_url: str | None = None  # the pipeline exporter's /metrics
+    prometheus_url: str | None = None  # `mlops up --prometheus`
     pids: dict[str, int] = field(default_factory=dict)
     owner_pid: int = 0
 

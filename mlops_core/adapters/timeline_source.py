@@ -37,24 +37,24 @@ def load_timeline(
     *,
     plots: bool = True,
     plots_for_last: int | None = None,
-    draw_for: str | None = None,
+    plots_of: str | None = None,
 ) -> Timeline:
     """The dataset's timeline, a row per landed batch, oldest first.
 
     With ``plots``, each row carries the drift plots its decision run holds (only the newest
-    ``plots_for_last`` rows when given: a report logged for every batch stays small); ``draw_for``
-    names a batch (sha256) whose plots are drawn from its file when its run holds none (a batch
-    without drift), so its own page shows every feature.
+    ``plots_for_last`` rows when given: a report logged for every batch stays small, plus those of
+    batch ``plots_of`` (sha256), whose own page is being made). A batch without drift has none:
+    plots are drawn when the drift test finds drift (``tasks.drift.plot_batch_drift``).
     """
     zone = ctx.batches
-    tags = _decision_run_tags(ctx)
+    tags = decision_run_tags(ctx)
     rows: list[BatchRow] = []
     entries = zone.entries(ctx.name)
     pictured = len(entries) if plots_for_last is None else plots_for_last
     with tempfile.TemporaryDirectory(prefix="mlops-timeline-") as scratch:
         labelled = _labels_by_batch(ctx, tags, Path(scratch))
         for index, entry in enumerate(entries):
-            wanted = plots and (index >= len(entries) - pictured or entry.sha256 == draw_for)
+            wanted = plots and (index >= len(entries) - pictured or entry.sha256 == plots_of)
             report = _report(ctx, entry)
             run_id = _run_id(report)
             run_tags = tags.get(run_id, {}) if run_id else {}
@@ -74,8 +74,6 @@ def load_timeline(
             )
             if plots and not wanted and row.drift is not None and row.drift.is_drift:
                 row = replace(row, plots_elsewhere=True)
-            if draw_for and entry.sha256 == draw_for and not row.plots:
-                row = _with_drawn_plots(ctx, entry, row, Path(scratch))
             rows.append(row)
     settings = ctx.settings
     return Timeline(
@@ -121,7 +119,7 @@ def _run_id(report: dict[str, Any] | None) -> str | None:
     return str(run_id) if run_id else None
 
 
-def _decision_run_tags(ctx: DatasetContext) -> dict[str, dict[str, str]]:
+def decision_run_tags(ctx: DatasetContext) -> dict[str, dict[str, str]]:
     """Every decision run's tags in the dataset's experiment, by run id (one search)."""
     client = ctx.registry.client
     experiment = client.get_experiment_by_name(ctx.name)
@@ -164,24 +162,3 @@ def _run_plots(ctx: DatasetContext, run_id: str, scratch: Path) -> list[Plot]:
         return pictures
     except Exception:  # noqa: BLE001 -- a missing picture never hides the row
         return []
-
-
-def _with_drawn_plots(
-    ctx: DatasetContext, entry: LedgerEntry, row: BatchRow, scratch: Path
-) -> BatchRow:
-    """The row with its drift plots drawn from the batch file (when it has a drift report)."""
-    from mlops_core.drift import DriftConfig
-    from mlops_core.plots import plot_drift
-
-    if row.drift is None:
-        return row
-    try:
-        frame = ctx.read_batch(ctx.batches.local_file(entry))
-        config = DriftConfig(false_alarm_rate=ctx.settings.drift_false_alarm_rate)
-        paths = plot_drift(
-            row.drift, ctx.reference(), frame, ctx.spec, scratch / entry.sha256, config=config
-        )
-    except Exception:  # noqa: BLE001 -- the page is still worth showing without pictures
-        return row
-    pictures = tuple(Plot(p.stem.replace("_", " "), p.read_bytes()) for p in paths)
-    return replace(row, plots=pictures)

@@ -1,8 +1,11 @@
 """What a route may ask for, declared once as ``Annotated`` aliases (FastAPI's template's shape).
 
 * ``ServerDep`` -- the app's ``ServerState``;
-* ``AdminDep`` -- the Bearer-token check of the admin routes: a 403 while ``MLOPS_ADMIN_TOKEN``
-  is unset (admin routes disabled), a 401 for a missing or wrong token.
+* ``AdminDep`` -- the Bearer-token check of the admin routes (RFC 6750): a 403 while
+  ``MLOPS_ADMIN_TOKEN`` is unset (admin routes disabled, whatever the request carries); a 401
+  with ``WWW-Authenticate: Bearer`` when the ``Authorization`` header is missing, empty or names
+  another scheme (a bare token, ``Basic ...``): only ``Bearer <token>`` is read, the scheme in any
+  case (RFC 7235); a 401 with ``WWW-Authenticate: Bearer error="invalid_token"`` for a wrong token.
 """
 
 from __future__ import annotations
@@ -27,15 +30,27 @@ ServerDep = Annotated[ServerState, Depends(server_state)]
 async def require_admin(
     server: ServerDep, authorization: Annotated[str | None, Header()] = None
 ) -> None:
-    """Nothing when ``authorization`` carries the admin token; a 403 or 401 otherwise."""
+    """Nothing when ``authorization`` is ``Bearer <the admin token>``; a 403 or 401 otherwise."""
     settings = server.settings
     token = settings.admin_token.get_secret_value() if settings.admin_token else ""
-    given = (authorization or "").removeprefix("Bearer ").strip()
     if not token:
         raise HTTPException(403, detail="admin routes are disabled: set MLOPS_ADMIN_TOKEN")
+    # RFC 7235: credentials = auth-scheme [ 1*SP token68 ]; the scheme is case-insensitive.
+    scheme, _, given = (authorization or "").strip().partition(" ")
+    given = given.strip()
+    if scheme.lower() != "bearer" or not given:
+        raise HTTPException(
+            401,
+            detail="send the admin token as 'Authorization: Bearer <MLOPS_ADMIN_TOKEN>'",
+            headers={"WWW-Authenticate": "Bearer"},
+        )
     # A constant-time comparison, so the answer's timing tells nothing about the token.
     if not hmac.compare_digest(given.encode(), token.encode()):
-        raise HTTPException(401, detail="missing or wrong admin token")
+        raise HTTPException(
+            401,
+            detail="wrong admin token: send 'Authorization: Bearer <MLOPS_ADMIN_TOKEN>'",
+            headers={"WWW-Authenticate": 'Bearer error="invalid_token"'},
+        )
 
 
 AdminDep = Annotated[None, Depends(require_admin)]

@@ -12,8 +12,10 @@ Names (the Grafana dashboard in ``deployments/grafana-dashboard.json`` queries e
 * ``mlops_scoring_path{version,path}`` -- 1 for the path a loaded version scores through:
   ``compiled`` (``serving.compiled``, checked equal to the model) or ``pipeline``;
 * ``mlops_shadow_disagreements_total`` -- shadow predictions that differed from the answer;
-* ``mlops_feedback_total`` -- feedback labels received;
-* ``mlops_drift_p_value{dataset}`` -- the combined drift p-value of the newest processed batch.
+* ``mlops_feedback_total`` -- feedback labels received.
+
+The pipeline's figures (drift, accuracy, decisions, batches, retrains, the rollout's step) come
+from the exporter that reads their owners: ``mlops_core.pipeline_metrics``.
 """
 
 from __future__ import annotations
@@ -39,7 +41,6 @@ METRIC_NAMES = (
     "mlops_scoring_path",
     "mlops_shadow_disagreements_total",
     "mlops_feedback_total",
-    "mlops_drift_p_value",
 )
 
 
@@ -81,9 +82,6 @@ class ServerMetrics:
             "mlops_shadow_disagreements", "Shadow predictions that differed", registry=r
         )
         self.feedbacks = Counter("mlops_feedback", "Feedback labels received", registry=r)
-        self.drift = Gauge(
-            "mlops_drift_p_value", "Drift p-value of the newest batch", ["dataset"], registry=r
-        )
 
     def request(self, variant: str, version: str, seconds: float) -> None:
         """Count an answered request and observe its latency."""

@@ -2,7 +2,8 @@
 champion, three batches go through it (a quiet one, a drifted one, one that fails validation and
 is quarantined), a model server runs beside it, and headless Chromium opens each page a person
 looks at -- the Prefect runs list and a batch run's artifact, the MLflow experiment and registered
-model, the HTML timeline with its batch pages, the model server's /docs -- asserts on the text it
+model, the HTML timeline with its batch pages, the model server's /docs, Prometheus' graph of the
+pipeline metrics and its alerts -- asserts on the text it
 shows and saves a screenshot (into ``MLOPS_SCREENSHOT_DIR`` when set).
 
 The browser is offline (see conftest.py): a page that needs a CDN shows nothing here.
@@ -59,10 +60,10 @@ QUARANTINED = "week03-missing-column.parquet"
 
 
 class UiStack(StackProcess):
-    """`mlops up --mlflow-ui` as its own process (StackProcess starts it without the MLflow UI)."""
+    """`mlops up --mlflow-ui --prometheus` as its own process (StackProcess starts it without)."""
 
     def __init__(self, env: dict[str, str], settings: Settings) -> None:
-        super().__init__(env, settings, "--mlflow-ui")
+        super().__init__(env, settings, "--mlflow-ui", "--prometheus")
 
 
 @dataclass
@@ -341,3 +342,29 @@ def test_the_html_batch_pages_show_validation_drift_and_the_decision(
 def test_the_model_server_docs_render_offline(site: Site, browser: Any) -> None:
     text = browser.see(f"{site.model_server}/docs", ["/predict"], "model-server-docs")
     assert "POST" in text
+
+
+def test_prometheus_graphs_the_pipeline_and_lists_the_alerts(site: Site, browser: Any) -> None:
+    from urllib.parse import urlencode
+
+    prometheus = str(site.stack.state["prometheus_url"])
+    query = urlencode(
+        {
+            "g0.expr": 'sum by (state) (mlops_batches{dataset="credit"})',
+            "g0.tab": "0",
+            "g0.range_input": "5m",
+            "g0.stacked": "0",
+        }
+    )
+    text = browser.see(
+        f"{prometheus}/graph?{query}",
+        ['state="processed"', 'state="quarantined"'],
+        "prometheus-graph",
+    )
+    assert "mlops_batches" in text
+    # Debian builds the classic UI only: its alerts page is /classic/alerts.
+    alerts = browser.see(
+        f"{prometheus}/classic/alerts", ["MlopsDrift", "MlopsNoRecentBatch"], "prometheus-alerts"
+    )
+    for rule in ("MlopsModelServerErrorRate", "MlopsRolloutStuck", "MlopsBatchesFailing"):
+        assert rule in alerts

@@ -18,6 +18,7 @@ import pytest
 from live import Load
 from mlflow.tracking import MlflowClient
 from prefect.settings import PREFECT_API_URL, temporary_settings
+from prometheus_client.parser import text_string_to_metric_families
 from stackproc import wait
 
 from mlops_cli.cluster import Cluster
@@ -193,6 +194,18 @@ def test_twenty_batches_at_once_spread_over_both_workers_each_processed_once(
         assert f"store/processed/credit/{entry.sha256}.report.json" in stored
     home = client_settings.home
     assert not any((home / part).exists() for part in ("landing", "processed", "quarantine"))
+
+    # The pipeline exporter reads the same shared ledger, store and MLflow server.
+    exposition = httpx.get(cluster.metrics_url, timeout=60).text
+    samples = {
+        (s.name, s.labels.get("state"), s.labels.get("action")): s.value
+        for family in text_string_to_metric_families(exposition)
+        for s in family.samples
+        if s.labels.get("dataset") == DATASET
+    }
+    processed = sum(1 for e in entries if e.state is BatchState.processed)
+    assert samples[("mlops_batches", "processed", None)] >= processed > 0
+    assert samples[("mlops_decisions_total", None, "retrain")] >= 1
 
 
 def test_a_promotion_reaches_both_replicas_with_no_failed_request(

@@ -4,7 +4,12 @@ deployments, automations, the watcher), driven by `mlops submit`, events and dro
 from __future__ import annotations
 
 import json
+import math
 import os
+import shutil
+import signal
+import subprocess
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -13,7 +18,7 @@ import numpy as np
 import pytest
 from live import first_champion
 from mlflow.tracking import MlflowClient
-from stackproc import StackProcess, wait
+from stackproc import MLOPS, StackProcess, wait
 
 from mlops_cli.scenarios import CREDIT_SPEC, PhaseKind, generate_applications
 from mlops_core.adapters.catalog import DatasetCatalog
@@ -21,6 +26,9 @@ from mlops_core.adapters.landing import LandingZone
 from mlops_core.adapters.registry import ModelRegistry
 from mlops_core.batches import BatchState
 from mlops_core.settings import Settings
+
+PROMETHEUS = shutil.which("prometheus")
+DEPLOYMENTS = Path(__file__).resolve().parents[2] / "deployments"
 
 
 @pytest.fixture(scope="module")
@@ -41,7 +49,9 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[StackProcess]:
     settings = Settings(home=root / "home", gx_dir=root / "gx")
     DatasetCatalog(settings).add(CREDIT_SPEC, reference)
     first_champion(settings)
-    running = StackProcess(env, settings)
+    # With Prometheus where it is installed (.ci/system-packages installs it; the test that
+    # needs it says so when it is missing).
+    running = StackProcess(env, settings, *(["--prometheus"] if PROMETHEUS else []))
     yield running
     output = running.stop()  # every process the stack started is gone
     assert running.process.returncode == 0, output
@@ -59,7 +69,10 @@ def write_batch(tmp_path: Path, name: str, seed: int, **kind: Any) -> Path:
 
 def test_up_reports_its_parts_and_refuses_a_second_stack(stack: StackProcess) -> None:
     assert stack.api.startswith("http://127.0.0.1:")
-    assert set(stack.state["pids"]) == {"prefect-server", "deployments"}
+    parts = {"prefect-server", "deployments", "exporter"} | (
+        {"prometheus"} if PROMETHEUS else set()
+    )
+    assert set(stack.state["pids"]) == parts
     second = stack.mlops("up")
     assert second.returncode == 2 and "already running" in second.stderr
 
@@ -205,3 +218,88 @@ def test_automations_exist_and_a_failed_run_raises_an_alert(stack: StackProcess)
     )
     # The failed run is named for its dataset and file (the sha256 when the ledger has none).
     assert alerts[0].parameters["what"].startswith("flow run credit · ffffffffffff")
+
+
+def _query(prometheus: str, expr: str) -> list[dict[str, Any]]:
+    import httpx
+
+    answer = httpx.get(f"{prometheus}/api/v1/query", params={"query": expr}, timeout=10).json()
+    assert answer["status"] == "success", (expr, answer)
+    return list(answer["data"]["result"])
+
+
+def _finite(result: list[dict[str, Any]]) -> bool:
+    return any(math.isfinite(float(r["value"][1])) for r in result)
+
+
+@pytest.mark.skipif(
+    PROMETHEUS is None,
+    reason="prometheus is not installed (Debian's package; .ci/system-packages installs it)",
+)
+def test_prometheus_scrapes_the_exporter_and_a_model_server_for_every_dashboard_query(
+    stack: StackProcess,
+) -> None:
+    """Runs last in this module: by now the stack processed batches, labels and a failed run."""
+    import httpx
+
+    from mlops_cli.services import free_port, http_ok
+
+    prometheus = stack.state["prometheus_url"]
+    assert prometheus and stack.state["metrics_url"]
+    port = free_port()
+    server = subprocess.Popen(
+        [MLOPS, "serve", "--dataset", "credit", "--port", str(port)],
+        env=stack.env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        wait(lambda: http_ok(f"{url}/ready", timeout=1), 60, "mlops serve")
+        records = (
+            generate_applications(np.random.default_rng(9), 40)
+            .drop("default", "application_id", "applied_at")
+            .to_dicts()
+        )
+        dashboard = json.loads((DEPLOYMENTS / "grafana-dashboard.json").read_text())
+        exprs = [t["expr"] for p in dashboard["panels"] for t in p["targets"]]
+        missing: list[str] = exprs
+        deadline = time.monotonic() + 120
+        while missing and time.monotonic() < deadline:
+            for record in records:  # traffic through every scrape until the rates have data
+                assert httpx.post(f"{url}/predict", json={"record": record}).status_code == 200
+            time.sleep(1)
+            missing = [e for e in exprs if not _finite(_query(prometheus, e))]
+        assert not missing, f"dashboard queries without data after 120 s: {missing}"
+
+        targets = httpx.get(f"{prometheus}/api/v1/targets", timeout=10).json()["data"]
+        health = {t["labels"]["job"]: t["health"] for t in targets["activeTargets"]}
+        assert health == {"mlops-model-server": "up", "mlops-pipeline": "up"}, health
+        rules = httpx.get(f"{prometheus}/api/v1/rules", timeout=10).json()["data"]["groups"]
+        loaded = {r["name"]: r["health"] for g in rules for r in g["rules"]}
+        assert len(loaded) >= 8 and set(loaded.values()) == {"ok"}, loaded
+    finally:
+        server.send_signal(signal.SIGTERM)
+        server.wait(timeout=30)
+    # It leaves Prometheus' discovery when it stops.
+    assert not list((stack.settings.home / "prometheus" / "targets").glob("mlops-model-server-*"))
+
+    # The exporter's figures are the ledger's and MLflow's.
+    entries = LandingZone(stack.settings).entries("credit")
+    processed = sum(1 for e in entries if e.state is BatchState.processed)
+    found = _query(prometheus, 'mlops_batches{dataset="credit",state="processed"}')
+    assert processed > 0 and float(found[0]["value"][1]) == processed
+    client = MlflowClient(tracking_uri=stack.settings.tracking_uri)
+    decisions = client.search_runs(
+        [ModelRegistry(stack.settings, "credit").experiment_id()],
+        filter_string="tags.`mlops.run_type` = 'decision'",
+    )
+    counted = _query(prometheus, 'sum(mlops_decisions_total{dataset="credit"})')
+    assert float(counted[0]["value"][1]) == len(decisions) > 0
+    newest = max(
+        (e for e in entries if e.state is BatchState.processed), key=lambda e: e.submitted_at
+    )
+    p_value = stack.report(newest)["drift"]["p_value"]
+    exported = float(_query(prometheus, 'mlops_drift_p_value{dataset="credit"}')[0]["value"][1])
+    assert exported == pytest.approx(p_value, rel=1e-9)

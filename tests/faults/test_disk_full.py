@@ -1,8 +1,9 @@
 """Fault 7: the disk fills up while a batch is copied into the landing zone.
 
 Two ways to fill it, both real system-call failures of `mlops submit` run as its own process:
-the landing folder on a 256 KiB tmpfs (a private mount namespace; the write fails with ENOSPC,
-"No space left on device"), and a file-size limit (RLIMIT_FSIZE; the write fails with EFBIG).
+the landing folder on a 256 KiB tmpfs (the write fails with ENOSPC, "No space left on device"),
+and a file-size limit (RLIMIT_FSIZE; the write fails with EFBIG). The tmpfs is mounted by the test
+itself when it runs as root (as in CI), and in a private user+mount namespace otherwise.
 Either way the command must fail with a message that says what happened and what to do, print
 no traceback, and leave no partial file and no ledger row that could later pass for a batch.
 """
@@ -46,6 +47,15 @@ def namespaces_available() -> bool:
     return probe.returncode == 0
 
 
+def mount_runner() -> list[str] | None:
+    """The command that runs a shell script allowed to mount; None where no mount is allowed."""
+    if os.geteuid() == 0:
+        return ["sh", "-c"]  # mounts on this machine: the test unmounts it
+    if namespaces_available():
+        return ["unshare", "--user", "--map-root-user", "--mount", "sh", "-c"]
+    return None
+
+
 def assert_nothing_landed(settings: Settings, output: str, files_left: list[str]) -> None:
     assert "could not be copied into the landing zone" in output, output
     assert "free some disk space" in output, output
@@ -55,13 +65,15 @@ def assert_nothing_landed(settings: Settings, output: str, files_left: list[str]
 
 
 @pytest.mark.skipif(
-    not namespaces_available(),
-    reason="this kernel refuses unprivileged user+mount namespaces, so no private tmpfs can be "
-    "mounted; the RLIMIT_FSIZE case below still fails the same write",
+    mount_runner() is None,
+    reason="not root, and this kernel refuses unprivileged user+mount namespaces, so no small "
+    "tmpfs can be mounted; the RLIMIT_FSIZE case below still fails the same write",
 )
 def test_submit_on_a_full_disk_fails_clearly_and_lands_nothing(
     settings: Settings, registered: RegisteredDataset, big_batch: Path
 ) -> None:
+    runner = mount_runner()
+    assert runner is not None
     landing = settings.landing_dir.resolve()
     landing.mkdir(parents=True, exist_ok=True)
     script = (
@@ -69,14 +81,20 @@ def test_submit_on_a_full_disk_fails_clearly_and_lands_nothing(
         f'"{MLOPS}" submit "{big_batch}" --dataset credit; echo "rc=$?"; '
         f'find "{landing}" -type f'
     )
-    done = subprocess.run(
-        ["unshare", "--user", "--map-root-user", "--mount", "sh", "-c", script],
-        env={**os.environ},
-        capture_output=True,
-        text=True,
-        timeout=180,
-    )
-    assert done.returncode != 99, done.stderr
+    try:
+        done = subprocess.run(
+            [*runner, script],
+            env={**os.environ},
+            capture_output=True,
+            text=True,
+            timeout=180,
+        )
+    finally:
+        if os.path.ismount(landing):  # mounted as root on this machine: undone whatever happened
+            subprocess.run(["umount", "-l", str(landing)], capture_output=True, timeout=30)
+    assert not os.path.ismount(landing), f"the test's tmpfs is still mounted on {landing}"
+    if done.returncode == 99:
+        pytest.skip(f"mount -t tmpfs on {landing} was refused: {done.stderr.strip()}")
     lines = done.stdout.splitlines()
     rc_at = next(i for i, line in enumerate(lines) if line.startswith("rc="))
     assert lines[rc_at] != "rc=0"

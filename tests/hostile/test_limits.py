@@ -335,6 +335,44 @@ def test_admin_routes_are_all_guarded(server: FastAPI) -> None:
                 assert answer.status_code == 401, (method, route.path, answer.status_code)
 
 
+# Here rather than in a module of their own: the module's server is the slow part (training).
+def test_admin_refuses_a_bare_token_without_the_bearer_scheme(server: FastAPI) -> None:
+    with TestClient(server) as client:
+        answer = client.post("/admin/refresh", headers={"Authorization": ADMIN_TOKEN})
+    assert answer.status_code == 401, answer.text
+    assert answer.headers["www-authenticate"] == "Bearer"
+    assert "Bearer <MLOPS_ADMIN_TOKEN>" in answer.json()["detail"], "it says what to send"
+    assert ADMIN_TOKEN not in answer.text
+
+
+def test_admin_refuses_other_schemes(server: FastAPI) -> None:
+    with TestClient(server) as client:
+        for header in ("Basic xyz", f"Token {ADMIN_TOKEN}", "Bearer", "", f" {ADMIN_TOKEN}"):
+            answer = client.post("/admin/refresh", headers={"Authorization": header})
+            assert answer.status_code == 401, (header[:10], answer.text)
+            assert answer.headers["www-authenticate"] == "Bearer", header[:10]
+            assert ADMIN_TOKEN not in answer.text
+        answer = client.post("/admin/refresh")
+        assert (answer.status_code, answer.headers["www-authenticate"]) == (401, "Bearer")
+
+
+def test_admin_wrong_bearer_token_is_an_invalid_token(server: FastAPI) -> None:
+    with TestClient(server) as client:
+        answer = client.post("/admin/refresh", headers={"Authorization": "Bearer wrong"})
+    assert answer.status_code == 401
+    assert answer.headers["www-authenticate"] == 'Bearer error="invalid_token"'
+
+
+def test_admin_accepts_the_bearer_scheme_in_any_case(server: FastAPI) -> None:
+    with TestClient(server) as client:
+        for scheme in ("Bearer", "bearer", "BEARER"):
+            answer = client.post(
+                "/admin/refresh", headers={"Authorization": f"{scheme} {ADMIN_TOKEN}"}
+            )
+            assert answer.status_code == 200, (scheme, answer.text)
+            assert answer.json()["changed"] is False
+
+
 # ----------------------------------------------------------------------------- loopback
 
 

@@ -1,4 +1,8 @@
-"""``GET /metrics``: the server's Prometheus metrics, the routing and drift gauges read fresh."""
+"""``GET /metrics``: the server's Prometheus metrics, the routing gauges read fresh.
+
+The pipeline's figures (drift, accuracy, decisions) are not here: the exporter that reads their
+owners serves them (``mlops_core.adapters.exporter``).
+"""
 
 from __future__ import annotations
 
@@ -13,24 +17,6 @@ from mlops_core.serving.workers import (
     merge_expositions,
     with_worker_label,
 )
-from mlops_core.settings import Settings
-
-
-def latest_drift_p_value(settings: Settings, dataset: str) -> float | None:
-    """The combined drift p-value in the newest processed batch's report, if any."""
-    from mlops_core.adapters.landing import LandingZone
-    from mlops_core.batches import BatchState
-
-    try:
-        zone = LandingZone(settings)
-        for entry in reversed(zone.entries(dataset)):
-            if entry.state is BatchState.processed:
-                detail = zone.read_report(entry)["detail"]
-                drift = (detail or {}).get("drift")
-                return float(drift["p_value"]) if drift else None
-    except Exception:  # noqa: BLE001 -- a metric that cannot be read is absent, never an error
-        return None
-    return None
 
 
 def prometheus(
@@ -40,9 +26,6 @@ def prometheus(
     sample labelled with its ``worker`` (a worker that does not answer is left out)."""
     metrics, snapshot = server.metrics, server.follower.snapshot
     metrics.routing(snapshot.split, snapshot.challenger.version if snapshot.challenger else "")
-    p_value = latest_drift_p_value(server.settings, server.dataset)
-    if p_value is not None:
-        metrics.drift.labels(server.dataset).set(p_value)
     workers = server.workers
     if workers is None:
         return Response(metrics.render(), media_type=metrics.content_type)
