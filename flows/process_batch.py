@@ -85,7 +85,7 @@ def process_batch(dataset: str, sha256: str, act: bool = True) -> BatchOutcome:
         judged = _judge(ctx, sha256, claimed)
     except Exception as exc:
         # MLflow unreachable, a bug: the batch stays in landing/ as failed, for reconcile.
-        mark_failed(ctx, sha256, exc)
+        give_back(ctx, sha256, exc)
         raise
     emit(
         events.BATCH_VALIDATED
@@ -144,6 +144,40 @@ def finish(outcome: BatchOutcome) -> Any:
     return ending(label, outcome)
 
 
+def give_back(ctx: DatasetContext, sha256: str, error: BaseException, kind: str = "batch") -> None:
+    """Nothing returned: the claim goes back as ``failed`` (the next sweep claims it again), or,
+    after ``MLOPS_MAX_BATCH_ATTEMPTS`` tries, as ``dead_letter``, announced (see ``dead_lettered``)."""
+    entry = mark_failed(ctx, sha256, error, kind)
+    if entry is not None and entry.state is BatchState.dead_letter:
+        dead_lettered(ctx, entry, kind)
+
+
+def dead_lettered(ctx: DatasetContext, entry: LedgerEntry, kind: str = "batch") -> None:
+    """Nothing returned: ``mlops.batch.dead_lettered`` and an ``mlops.alert`` (which the
+    automations carry to people) say a batch failed its last allowed attempt and waits for
+    ``mlops retry`` or ``mlops drop``."""
+    noun = "batch" if kind == "batch" else "labels file"
+    what = f"{noun} {entry.original_name} dead-lettered after {entry.attempts} attempts"
+    get_run_logger().error("%s: %s", what, entry.reason)
+    emit(
+        events.BATCH_DEAD_LETTERED,
+        ctx.name,
+        {
+            "sha256": entry.sha256,
+            "kind": kind,
+            "original_name": entry.original_name,
+            "path": entry.location,
+            "attempts": entry.attempts,
+            "reason": entry.reason,
+        },
+    )
+    emit(
+        events.ALERT,
+        ctx.name,
+        {"what": what, "reason": entry.reason, "sha256": entry.sha256, "attempts": entry.attempts},
+    )
+
+
 def _unusable(ctx: DatasetContext, entry: LedgerEntry) -> BatchOutcome:
     """A file quarantined on arrival (not a table at all): the quarantine event and report."""
     get_run_logger().warning("quarantined on arrival: %s", entry.reason)
@@ -184,7 +218,7 @@ def _judge(ctx: DatasetContext, sha256: str, claimed: LedgerEntry) -> BatchJudge
     """Validate, test for drift, assess, decide, record, report and settle one claimed batch."""
     logger = get_run_logger()
     batch_file = fetch_file(ctx, claimed)
-    report = validate_batch(ctx, batch_file, claimed.original_name)
+    report = validate_batch(ctx, batch_file, claimed.original_name, claimed.submitted_at)
     logger.log(logging.INFO if report.success else logging.WARNING, validation_line(report))
     state = disposition(report.success)
     reason = None if report.success else "; ".join(report.reasons())

@@ -12,7 +12,7 @@ from dataclasses import replace
 from prefect import flow
 from prefect.runtime import flow_run
 
-from flows.process_batch import carry_out, finish
+from flows.process_batch import carry_out, finish, give_back
 from mlops_core import events
 from mlops_core.adapters.context import DatasetContext
 from mlops_core.batches import BatchState, LedgerEntry
@@ -28,7 +28,6 @@ from tasks.landing import (
     fetch_file,
     file_title,
     ledger_entry,
-    mark_failed,
     open_dataset,
     settle_batch,
 )
@@ -58,7 +57,7 @@ def process_labels(dataset: str, sha256: str, act: bool = True) -> BatchOutcome:
         outcome = _judge_labels(ctx, sha256, claimed)
     except Exception as exc:
         # MLflow unreachable, a bug: the file stays in landing/ as failed, for reconcile.
-        mark_failed(ctx, sha256, exc, kind="labels")
+        give_back(ctx, sha256, exc, kind="labels")
         raise
     retrain = None
     try:

@@ -8,7 +8,9 @@ event-triggered flows: whoever claims first processes, the other sees "already s
 
 ``failed`` batches (a run could not finish them: MLflow was unreachable, say) are claimed again.
 One batch failing again does not stop the sweep: it stays ``failed`` with its reason, is listed
-with ``state: failed``, and the rest are still processed.
+with ``state: failed``, and the rest are still processed. A batch that failed (or whose claim
+went stale) ``MLOPS_MAX_BATCH_ATTEMPTS`` times is ``dead_letter``: announced once, listed with
+that state, and never claimed again by a sweep until ``mlops retry`` puts it back.
 """
 
 from __future__ import annotations
@@ -17,8 +19,9 @@ from typing import Any
 
 from prefect import flow
 
-from flows.process_batch import process_batch
+from flows.process_batch import dead_lettered, process_batch
 from flows.process_labels import process_labels
+from mlops_core.batches import BatchState
 from mlops_core.settings import Settings
 from tasks.landing import ledger_entry, open_dataset
 from tasks.reconcile import dataset_names, release_stale, unfinished
@@ -34,10 +37,21 @@ def reconcile(dataset: str = "all") -> list[dict[str, Any]]:
         ctx = open_dataset(settings, name)
         for kind, run in (("batch", process_batch), ("labels", process_labels)):
             for entry in unfinished(ctx, kind):
-                if not release_stale(ctx, entry, kind):
+                freed = release_stale(ctx, entry, kind)
+                if freed is None:
+                    continue
+                item: dict[str, Any] = {"dataset": name, "kind": kind, "sha256": entry.sha256}
+                if freed.state is BatchState.dead_letter:  # its crashed claim was its last try
+                    dead_lettered(ctx, freed, kind)
+                    item |= {
+                        "state": freed.state.value,
+                        "already_settled": False,
+                        "decision": None,
+                        "error": freed.reason,
+                    }
+                    done.append(item)
                     continue
                 state = run(dataset=name, sha256=entry.sha256, return_state=True)
-                item: dict[str, Any] = {"dataset": name, "kind": kind, "sha256": entry.sha256}
                 if state.is_completed():
                     outcome = state.result()
                     item |= {

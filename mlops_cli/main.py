@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import typer
 
-from mlops_cli.commands import batches, datasets, inspection, models, report, running
+from mlops_cli.commands import batches, datasets, inspection, logs, models, report, running
 from mlops_cli.options import show_flags_as_flags
 
 show_flags_as_flags()  # `--json`, not `--json <bool>`, in every help page
@@ -37,6 +37,10 @@ EXAMPLES: dict[str, tuple[str, ...]] = {
     ),
     "labels": ("mlops labels labels-week19.csv --dataset credit",),
     "reconcile": ("mlops reconcile", "mlops reconcile --dataset credit --json"),
+    "retry": ("mlops retry 3f2a9c1b7d4e --dataset credit", "mlops retry 3f2a9c1b7d4e --json"),
+    "drop": (
+        "mlops drop 3f2a9c1b7d4e --dataset credit --reason 'export bug upstream, resent as week20'",
+    ),
     "up": (
         "mlops up",
         "mlops up --mlflow-ui",
@@ -69,6 +73,7 @@ EXAMPLES: dict[str, tuple[str, ...]] = {
         "mlops serve --dataset credit --host 0.0.0.0 --port 8080 --workers 4",
     ),
     "demo": ("mlops demo", "mlops demo --keep-running  (explore the Prefect and MLflow UIs after)"),
+    "resubmit": ("mlops logs resubmit --dry-run", "mlops logs resubmit --json"),
 }
 
 
@@ -85,11 +90,19 @@ dataset_app.command("add", epilog=examples("add"))(datasets.add)
 dataset_app.command("list", epilog=examples("list"))(datasets.list_names)
 app.add_typer(dataset_app, name="dataset")
 
+logs_app = typer.Typer(
+    help="The model server's prediction and feedback logs.", no_args_is_help=True
+)
+logs_app.command("resubmit", epilog=examples("resubmit"))(logs.resubmit)
+app.add_typer(logs_app, name="logs")
+
 # `mlops --help` lists the commands in this order: the loop's, roughly as a user meets them.
 for command in (
     batches.submit,
     batches.labels,
     batches.reconcile,
+    batches.retry,
+    batches.drop,
     running.up,
     running.down,
     batches.validate,

@@ -30,6 +30,7 @@ def ledger_entry_json(entry: LedgerEntry) -> dict[str, Any]:
         "location": str(entry.location),
         "original_name": entry.original_name,
         "reason": entry.reason,
+        "attempts": entry.attempts,
     }
 
 
@@ -218,8 +219,10 @@ def print_status(datasets: list[dict[str, Any]]) -> None:
                 markup=False,
             )
         for item in entry["unfinished"]:
+            tries = item.get("attempts", 0)
             out.print(
                 f"  {item['state']:<8} {item['kind']} {item['sha256'][:12]} ({item['original_name']})"
+                + (f", {tries} attempt{'s' if tries != 1 else ''}" if tries else "")
                 + (f": {item['reason']}" if item["reason"] else ""),
                 highlight=False,
                 soft_wrap=True,

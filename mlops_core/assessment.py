@@ -12,7 +12,7 @@ have live), and the median duration of past training runs. It reads the world th
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import Any
 
 import numpy as np
@@ -159,7 +159,7 @@ def assess(
             champion_concept_rows=trained.concept_rows,
             concept_rows_now=rows_since(port, trained.concept_since, frame, exclude=exclude),
         )
-    since, labelled_since = _since_last_training(
+    cooldown, labelled_since = _since_last_training(
         port, port.last_training(), frame, rows.height, now=now, exclude=set(exclude)
     )
     evidence = Evidence(
@@ -171,7 +171,7 @@ def assess(
         estimated_accuracy=estimate.estimated_accuracy,
         estimated_ci_high=estimate.ci_high,
         labelled_rows=labelled_since,
-        since_last_retrain=since,
+        **cooldown,
         median_training_seconds=port.median_training_seconds(),
         past_recoveries=port.past_recoveries(),
         champion_minus_previous=versus_previous[0],
@@ -201,16 +201,37 @@ def _since_last_training(
     *,
     now: datetime | None,
     exclude: set[str],
-) -> tuple[timedelta | None, int]:
-    """Time since the last training (data time when both sides have it) and labelled rows since."""
+) -> tuple[dict[str, Any], int]:
+    """The cooldown's ``Evidence`` fields (``cooldown_fields``) and labelled rows since the last
+    training."""
     if last is None:
-        return None, labelled_here
-    batch_time = data_time(frame, port.spec)
-    if last.data_until is not None and batch_time is not None:
-        since = batch_time - last.data_until
-    else:
-        since = (now or datetime.now(UTC)) - last.started_at
-    return since, labelled_here + labelled_rows_since(port, last.started_at, exclude)
+        return {}, labelled_here
+    fields = cooldown_fields(last, data_time(frame, port.spec), now or datetime.now(UTC))
+    return fields, labelled_here + labelled_rows_since(port, last.started_at, exclude)
+
+
+def cooldown_fields(
+    last: TrainingRecord, batch_time: datetime | None, now: datetime
+) -> dict[str, Any]:
+    """The ``Evidence`` fields of the cooldown: the time since the last training, in data time when
+    both sides have one (else wall time), the data times behind it, and the wall time.
+
+    Data time never runs ahead of the clock: the batch's newest event time is clipped to now, the
+    last training's (its ``DATA_UNTIL``) to when that training started. Unclipped, one far-future
+    timestamp would skip the cooldown (in a batch), or block every retrain until its date (in a
+    training window; models trained before validation bounded timestamps still carry such tags).
+    """
+    clock = now - last.started_at
+    fields: dict[str, Any] = {"since_last_retrain": clock, "since_last_retrain_clock": clock}
+    if last.data_until is None or batch_time is None:
+        return fields
+    until, newest = min(last.data_until, last.started_at), min(batch_time, now)
+    fields.update(
+        since_last_retrain=newest - until,
+        last_training_data_time=until.astimezone(UTC).isoformat(timespec="minutes"),
+        batch_data_time=newest.astimezone(UTC).isoformat(timespec="minutes"),
+    )
+    return fields
 
 
 def labelled_rows_since(port: DatasetPort, since: datetime, exclude: set[str]) -> int:

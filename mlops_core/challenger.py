@@ -15,7 +15,7 @@ Each reads and writes the world through a ``DatasetPort`` and returns a typed va
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 import numpy as np
@@ -111,9 +111,12 @@ def gather_training_data(port: DatasetPort, *, first_model: bool = False) -> Tra
             hint="register a reference with labels, or process labelled batches",
         )
     newest = sources[-1][1]
+    # The newest event time trained on (recorded as DATA_UNTIL, the cooldown's data clock),
+    # never after now: a far-future timestamp would otherwise block retraining until its date.
     until = max(
         (t for t in (data_time(f, spec) for _, f in sources) if t is not None), default=None
     )
+    until = min(until, datetime.now(UTC)) if until is not None else None
     # The newest batch's gate rows (mlops_core.holdout): never decided on, never trained on.
     held = gate_rows(newest, spec, settings.gate_holdout_fraction)
     gate_holdout, rest = newest.filter(held), newest.filter(~held)

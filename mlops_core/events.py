@@ -6,6 +6,7 @@ BATCH_ARRIVED = "mlops.batch.arrived"
 LABELS_ARRIVED = "mlops.labels.arrived"
 BATCH_VALIDATED = "mlops.batch.validated"
 BATCH_QUARANTINED = "mlops.batch.quarantined"
+BATCH_DEAD_LETTERED = "mlops.batch.dead_lettered"  # failed MLOPS_MAX_BATCH_ATTEMPTS times
 DRIFT_DETECTED = "mlops.drift.detected"
 DECISION_MADE = "mlops.decision.made"
 MODEL_REGISTERED = "mlops.model.registered"
@@ -19,6 +20,7 @@ ALL_EVENTS = (
     LABELS_ARRIVED,
     BATCH_VALIDATED,
     BATCH_QUARANTINED,
+    BATCH_DEAD_LETTERED,
     DRIFT_DETECTED,
     DECISION_MADE,
     MODEL_REGISTERED,

@@ -25,6 +25,13 @@ flow branches on. The rules, in order (the first that applies wins):
 4. Drift that does not hurt (estimated) performance: ``watch``.
 5. Otherwise: ``none``.
 
+The cooldown runs on data time (the batch's newest event time minus the last training's, both
+clipped to the clock when they were recorded). When that interval is negative -- the last
+training's data is newer than this batch's -- the timestamps are wrong (or the batch is very late):
+every decision says so, and the cooldown falls back on the wall time since the last training
+started. Neither skipped (a future-dated batch would skip it) nor frozen (a future-dated training
+would block every retrain until its date).
+
 Cost and benefit, in the currency of ``value_per_correct_prediction``:
 
 * benefit = accuracy lost x the share of a drop a retrain recovers x predictions over the benefit
@@ -95,7 +102,13 @@ class Evidence(BaseModel):
     champion_minus_previous: float | None = None
     champion_minus_previous_ci_high: float | None = None
     labelled_rows: int = 0
+    # What the cooldown measures: data time when both sides have it, else the wall time.
     since_last_retrain: timedelta | None = None
+    # The data times behind it (ISO, clipped to the clock), and the wall time since the last
+    # training started: the cooldown's fallback when the data times contradict each other.
+    last_training_data_time: str | None = None
+    batch_data_time: str | None = None
+    since_last_retrain_clock: timedelta | None = None
     median_training_seconds: float | None = None
     # Shares of the drop that this dataset's past retrains recovered, newest first.
     past_recoveries: tuple[float, ...] = ()
@@ -146,8 +159,16 @@ def decide(evidence: Evidence, config: PolicyConfig | None = None) -> Decision:
     for rule in rules:
         decision = rule(evidence, config)
         if decision is not None:
-            return decision
-    return _nothing_to_do(evidence)
+            return _with_bad_data_time(decision)
+    return _with_bad_data_time(_nothing_to_do(evidence))
+
+
+def _with_bad_data_time(decision: Decision) -> Decision:
+    """The decision, with bad timestamps reported whatever the rule: a person must fix them."""
+    conflict = data_time_conflict(decision.evidence)
+    if conflict is None or not decision.evidence.validation_passed:
+        return decision
+    return decision.model_copy(update={"reasons": (*decision.reasons, conflict)})
 
 
 def _failed_validation_is_never_acted_on(
@@ -330,16 +351,54 @@ def _retrain_cost(evidence: Evidence, config: PolicyConfig) -> float:
     return config.fixed_cost_per_retrain + compute
 
 
+def data_time_conflict(evidence: Evidence) -> str | None:
+    """Why the data-time interval since the last training cannot be trusted (it is negative);
+    None when it can."""
+    since = evidence.since_last_retrain
+    if since is None or since >= timedelta(0):
+        return None
+    last = evidence.last_training_data_time or "?"
+    batch = evidence.batch_data_time or "?"
+    return (
+        f"bad data: the data time of the last training ({last}) is {_hours(-since)} after this "
+        f"batch's ({batch}): its timestamps look wrong (a default date, a time zone, a unit), or "
+        "the batch is very late; fix the timestamp column at the source. The cooldown is "
+        "measured on the clock instead"
+    )
+
+
+def _cooldown_blocker(evidence: Evidence, config: PolicyConfig) -> str | None:
+    """Why the cooldown blocks a retrain; None when it has passed (or there was no training)."""
+    since = evidence.since_last_retrain
+    if since is None:
+        return None
+    if since >= timedelta(0):
+        if since >= config.cooldown:
+            return None
+        return f"in cooldown: last retrain {_hours(since)} ago, cooldown {_hours(config.cooldown)}"
+    # The data times contradict each other (see data_time_conflict): the wall time decides.
+    clock = evidence.since_last_retrain_clock
+    if clock is None:
+        return (
+            "the time since the last training is unknown (its data time is after this batch's "
+            "and no wall time was recorded): blocked until the timestamps are fixed"
+        )
+    if clock >= config.cooldown:
+        return None
+    return (
+        f"the last training started {_hours(clock)} ago by the clock, within the cooldown of "
+        f"{_hours(config.cooldown)} (its data time is unusable)"
+    )
+
+
 def _retrain_blockers(
     evidence: Evidence, config: PolicyConfig, benefit: float, cost: float, share: float
 ) -> list[str]:
     """Why a retrain that accuracy calls for must wait: cooldown, too few labels, not worth it."""
     blockers = []
-    if evidence.since_last_retrain is not None and evidence.since_last_retrain < config.cooldown:
-        blockers.append(
-            f"in cooldown: last retrain {_hours(evidence.since_last_retrain)} ago, "
-            f"cooldown {_hours(config.cooldown)}"
-        )
+    cooldown = _cooldown_blocker(evidence, config)
+    if cooldown:
+        blockers.append(cooldown)
     if evidence.labelled_rows < config.min_labelled_rows:
         blockers.append(
             f"only {evidence.labelled_rows:,} labelled rows since the last training "

@@ -75,6 +75,18 @@ class Settings(BaseSettings):
     category_tolerance: float = Field(
         default=0.0, ge=0, lt=1, description="Fraction of rows allowed an unseen category."
     )
+    timestamp_past_days: int = Field(
+        default=3650,
+        ge=1,
+        description="Event times may be at most this many days before the reference's earliest "
+        "(the suite's lower bound); older ones (1900, 1970: default dates, unit slips) fail.",
+    )
+    timestamp_future_tolerance_hours: float = Field(
+        default=24.0,
+        ge=0,
+        description="Event times may be at most this far after the batch's ingestion time "
+        "(applied when a batch is validated: clock skew, any time zone); later ones fail.",
+    )
     min_batch_rows: int = Field(default=10, ge=1, description="Fewest rows a batch may have.")
     max_batch_rows: int = Field(default=20_000_000, ge=1, description="Most rows a batch may have.")
     max_batch_bytes: int = Field(
@@ -220,6 +232,12 @@ class Settings(BaseSettings):
         ge=0,
         description="A claim older than this is a crashed run's; reconcile frees it.",
     )
+    max_batch_attempts: int = Field(
+        default=3,
+        ge=1,
+        description="Claims of one batch before a failure dead-letters it (state dead_letter, "
+        "an mlops.alert, no more sweeps) until `mlops retry` or `mlops drop`.",
+    )
     reconcile_interval_seconds: float = Field(
         default=300, gt=0, description="How often the served reconcile deployment sweeps."
     )
@@ -282,6 +300,15 @@ class Settings(BaseSettings):
     )
     serve_log_seconds: float = Field(
         default=60.0, gt=0, description="Longest wait before a logged micro-batch is written."
+    )
+    serve_log_attempts: int = Field(
+        default=3,
+        ge=1,
+        description="Tries to land a logged micro-batch before its rows are written to "
+        "<home>/logs/dead-letter/ (`mlops logs resubmit` lands them later).",
+    )
+    serve_log_retry_seconds: float = Field(
+        default=0.5, ge=0, description="First pause between those tries; each pause doubles."
     )
     admin_token: SecretStr | None = Field(
         default=None, description="Bearer token of the admin routes (unset: admin disabled)."

@@ -656,7 +656,15 @@ def _e(value: Any) -> str:
 
 def _badge(text: str) -> str:
     kind = "plain"
-    if text in ("failed", "unusable", "quarantined", "drift", "rollback", "degraded"):
+    if text in (
+        "failed",
+        "dead_letter",
+        "unusable",
+        "quarantined",
+        "drift",
+        "rollback",
+        "degraded",
+    ):
         kind = "bad"
     elif text in ("passed", "promoted", "no drift", "none", "holding"):
         kind = "good"

@@ -9,11 +9,13 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 import polars as pl
 from pydantic import BaseModel, ConfigDict, Field
 
+from mlops_core.data import event_times
 from mlops_core.errors import SpecError
 from mlops_core.settings import Settings
 from mlops_core.spec import DatasetSpec
@@ -26,6 +28,10 @@ _NUMERIC_DTYPES = [
     "float16", "float32", "float64", "Int8", "Int16", "Int32", "Int64", "Float32", "Float64",
 ]  # fmt: skip
 
+TIMESTAMP_KIND = "implausible timestamp"
+"""The kind of the timestamp range expectation, which validation completes with ingestion time."""
+_MAX_FROM_INGESTION = "max_value_from"
+
 
 class ExpectationFailure(BaseModel):
     """One failed expectation: which column, what kind of problem, what was seen and expected."""
@@ -37,11 +43,13 @@ class ExpectationFailure(BaseModel):
     expectation: str
     observed: str
     expected: str
+    hint: str | None = None  # what to do, where the kind alone does not say it
 
     def describe(self) -> str:
         """One phrase for a person: where, what kind of problem, what was seen and what was expected."""
         where = f"column {self.column!r}" if self.column else "table"
-        return f"{where}: {self.kind}: {self.observed} (expected {self.expected})"
+        hint = f"; {self.hint}" if self.hint else ""
+        return f"{where}: {self.kind}: {self.observed} (expected {self.expected}){hint}"
 
 
 class ValidationReport(BaseModel):
@@ -114,8 +122,8 @@ def build_suite(
     check_reference(spec, reference, source="reference")
     expectations: list[Any] = []
 
-    def add(expectation: Any, kind: str) -> None:
-        expectation.meta = {"kind": kind}
+    def add(expectation: Any, kind: str, **meta: Any) -> None:
+        expectation.meta = {"kind": kind, **meta}
         expectations.append(expectation)
 
     add(
@@ -167,6 +175,22 @@ def build_suite(
             gxe.ExpectColumnValuesToNotBeNull(column=spec.timestamp, mostly=0.99),
             "missing timestamps",
         )
+        earliest = _earliest_plausible(spec, reference, settings)
+        if earliest is not None:
+            # No `mostly`, unlike the numeric bounds (MLOPS_BOUNDS_TOLERANCE): those are learnt
+            # from quantiles and a rare tail is expected; an event after its batch landed is
+            # impossible, and a single one becomes the newest event time, the data clock of the
+            # retrain cooldown. The upper bound moves with ingestion time, so the stored suite
+            # holds the lower one and validation adds the upper (``bind_ingestion_time``).
+            add(
+                gxe.ExpectColumnValuesToBeBetween(column=spec.timestamp, min_value=earliest),
+                TIMESTAMP_KIND,
+                **{
+                    _MAX_FROM_INGESTION: "ingestion time + MLOPS_TIMESTAMP_FUTURE_TOLERANCE_HOURS",
+                    "min_value_from": f"the reference's earliest - {settings.timestamp_past_days} "
+                    "days (MLOPS_TIMESTAMP_PAST_DAYS)",
+                },
+            )
     return gx.ExpectationSuite(
         name=spec.name,
         expectations=expectations,
@@ -195,6 +219,70 @@ def check_reference(spec: DatasetSpec, reference: pl.DataFrame, *, source: str) 
             )
         if reference[column].null_count() == reference.height:
             raise SpecError(f"{source}: feature {column!r} is entirely null")
+
+
+def _earliest_plausible(
+    spec: DatasetSpec, reference: pl.DataFrame, settings: Settings
+) -> datetime | None:
+    """The oldest event time a batch may hold: the reference's earliest minus
+    ``timestamp_past_days``; None when the reference's timestamps are not date-times. A
+    reference with event times after now (plus the tolerance) is refused: a model trained on it
+    would carry a data clock in the future."""
+    times = event_times(reference, spec)
+    earliest, newest = (times.min(), times.max()) if times is not None else (None, None)
+    if not isinstance(earliest, datetime) or not isinstance(newest, datetime):
+        return None
+    limit = datetime.now(UTC) + timedelta(hours=settings.timestamp_future_tolerance_hours)
+    if newest > limit:
+        late = int((times > limit).sum()) if times is not None else 0
+        raise SpecError(
+            f"reference: column {spec.timestamp!r} holds {late:,} event time(s) after now "
+            f"(up to {_when(newest)}, allowed until {_when(limit)})",
+            hint="fix those timestamps (a default date, a time zone, seconds read as "
+            "milliseconds) and add the reference again",
+        )
+    try:
+        return earliest - timedelta(days=settings.timestamp_past_days)
+    except OverflowError:  # a reference from the first years of the calendar
+        return datetime.min.replace(tzinfo=UTC)
+
+
+def bind_ingestion_time(
+    suite: dict[str, Any], ingested_at: datetime, settings: Settings
+) -> dict[str, Any]:
+    """The suite (GX JSON) with its timestamp range closed at ``ingested_at`` plus
+    ``timestamp_future_tolerance_hours``: no event happens after its batch landed."""
+    if ingested_at.tzinfo is None:
+        ingested_at = ingested_at.replace(tzinfo=UTC)
+    latest = ingested_at + timedelta(hours=settings.timestamp_future_tolerance_hours)
+    expectations = []
+    for expectation in suite.get("expectations", []):
+        meta = expectation.get("meta") or {}
+        if meta.get("kind") == TIMESTAMP_KIND and _MAX_FROM_INGESTION in meta:
+            expectation = {
+                **expectation,
+                "kwargs": {**expectation["kwargs"], "max_value": latest.isoformat()},
+                "meta": {
+                    **meta,
+                    "ingested_at": ingested_at.isoformat(timespec="seconds"),
+                    "future_tolerance_hours": settings.timestamp_future_tolerance_hours,
+                },
+            }
+        expectations.append(expectation)
+    return {**suite, "expectations": expectations}
+
+
+def _when(moment: Any) -> str:
+    """A moment as a person reads it: ``2026-01-05 10:00 UTC``."""
+    try:  # a hand-edited suite may hold any text
+        when = datetime.fromisoformat(moment) if isinstance(moment, str) else moment
+    except ValueError:
+        return str(moment)
+    if not isinstance(when, datetime):
+        return str(moment)
+    if when.tzinfo is not None:
+        when = when.astimezone(UTC)
+    return when.strftime("%Y-%m-%d %H:%M") + " UTC"
 
 
 def _numeric_bounds(values: pl.Series, settings: Settings) -> tuple[float, float]:
@@ -231,12 +319,16 @@ def _categories(values: pl.Series) -> list[str]:
 
 
 def gx_frame(frame: pl.DataFrame, spec: DatasetSpec) -> Any:
-    """The batch as pandas for GX: categoricals as pandas categories, a missing label as nulls."""
-    casts = [
+    """The batch as pandas for GX: categoricals as pandas categories, a missing label as nulls,
+    event times as UTC date-times (text parsed, naive taken as UTC; an unreadable one null)."""
+    casts: list[Any] = [
         pl.col(c).cast(pl.String).cast(pl.Categorical)
         for c in spec.categorical
         if c in frame.columns
     ]
+    times = event_times(frame, spec)
+    if times is not None:  # compared with the suite's bounds as instants, not as text
+        casts.append(times.alias(str(spec.timestamp)))
     if spec.target is not None:
         if spec.target in frame.columns:
             casts.append(pl.col(spec.target).cast(pl.String).cast(pl.Categorical))
@@ -274,7 +366,13 @@ def failures_of(results: Sequence[Any], *, dtypes: dict[str, str]) -> list[Expec
         if column in mistyped and config.type != "expect_column_values_to_be_in_type_list":
             continue
         kind = (config.meta or {}).get("kind") or config.type.removeprefix("expect_")
-        observed, expected = _evidence(config.type, config.kwargs, item.result or {}, item)
+        hint = None
+        if kind == TIMESTAMP_KIND:
+            observed, expected, hint = _timestamp_evidence(
+                config.kwargs, config.meta or {}, item.result or {}, item
+            )
+        else:
+            observed, expected = _evidence(config.type, config.kwargs, item.result or {}, item)
         if config.type == "expect_column_values_to_be_in_type_list":
             observed = f"type {dtypes.get(column, '?')}"
         failures.append(
@@ -284,6 +382,7 @@ def failures_of(results: Sequence[Any], *, dtypes: dict[str, str]) -> list[Expec
                 expectation=config.type,
                 observed=observed,
                 expected=expected,
+                hint=hint,
             )
         )
     order = {"row count": 0, "missing column": 1, "wrong type": 2}
@@ -327,6 +426,34 @@ def _evidence(
             "unique values",
         )
     return f"{result}", f"{kwargs}"
+
+
+def _timestamp_evidence(
+    kwargs: dict[str, Any], meta: dict[str, Any], result: dict[str, Any], item: Any
+) -> tuple[str, str, str]:
+    """What was seen, the plausible range and where its ends come from, and what to do."""
+    low, high = kwargs.get("min_value"), kwargs.get("max_value")
+    origin = [str(meta["min_value_from"])] if "min_value_from" in meta else []
+    if "ingested_at" in meta:
+        origin.append(
+            f"ingested {_when(meta['ingested_at'])} + {meta['future_tolerance_hours']:g} h "
+            "(MLOPS_TIMESTAMP_FUTURE_TOLERANCE_HOURS)"
+        )
+    ends = f" ({'; '.join(origin)})" if origin else ""
+    allowed = f"event times from {_when(low) if low else 'any time'} to "
+    allowed += f"{_when(high) if high else 'any time'}{ends}"
+    hint = (
+        "fix the event times at the source (a default date such as 1900 or 1970, a time zone, "
+        "seconds read as milliseconds, a mistyped year) and submit the batch again; the batch "
+        "is not used until then"
+    )
+    if item.exception_info.get("raised_exception"):
+        return "the event times could not be read as date-times", allowed, hint
+    count = result.get("unexpected_count")
+    seen = list(dict.fromkeys(map(_when, result.get("partial_unexpected_list") or [])))
+    shown = ", ".join(seen[:3]) or "none shown"
+    many = f"{count:,}" if isinstance(count, int) else "some"
+    return f"{many} event time(s) outside the plausible range, e.g. {shown}", allowed, hint
 
 
 def _examples(values: list[Any], limit: int = 3) -> str:

@@ -61,7 +61,7 @@ def ledger_entry(ctx: DatasetContext, sha256: str, kind: str = "batch") -> Ledge
 def mark_failed(
     ctx: DatasetContext, sha256: str, error: BaseException, kind: str = "batch"
 ) -> LedgerEntry | None:
-    """Give the claim back as ``failed`` with the error as reason; the file stays in landing/."""
+    """Give the claim back as ``failed`` (``dead_letter`` on its last attempt) with the error."""
     return ctx.zone(kind).fail(ctx.name, sha256, failure_reason(error))
 
 

@@ -20,10 +20,11 @@ def unfinished(ctx: DatasetContext, kind: str) -> list[LedgerEntry]:
 
 
 @task(retries=2, retry_delay_seconds=[1, 5], cache_policy=NO_CACHE)
-def release_stale(ctx: DatasetContext, entry: LedgerEntry, kind: str) -> bool:
-    """A crashed run's claim back to ``landed`` (only if still stale, under the ledger's lock)."""
+def release_stale(ctx: DatasetContext, entry: LedgerEntry, kind: str) -> LedgerEntry | None:
+    """A crashed run's claim back to ``landed`` (``dead_letter`` on its last attempt), only if
+    still stale, under the ledger's lock; the entry to run, or None when it is not to be run."""
     if entry.state is not BatchState.processing:
-        return True
+        return entry
     return ctx.zone(kind).release(
         entry.dataset, entry.sha256, stale_after_seconds=ctx.settings.reconcile_stale_seconds
     )

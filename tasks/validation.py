@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import datetime
 from pathlib import Path
 
 from prefect import get_run_logger, task
@@ -12,9 +13,13 @@ from mlops_core.validation import ValidationReport
 
 
 @task(cache_policy=NO_CACHE)
-def validate_batch(ctx: DatasetContext, path: Path, label: str) -> ValidationReport:
+def validate_batch(
+    ctx: DatasetContext, path: Path, label: str, submitted_at: str | None = None
+) -> ValidationReport:
     """Run the dataset's Great Expectations suite on the batch file (its Data Docs deferred)."""
-    return ctx.validate_file(path, label=label, data_docs="deferred")
+    # The ledger's submission time bounds the event times: none can be later than its landing.
+    landed = datetime.fromisoformat(submitted_at) if submitted_at else None
+    return ctx.validate_file(path, label=label, data_docs="deferred", ingested_at=landed)
 
 
 @task(cache_policy=NO_CACHE)

@@ -1,4 +1,5 @@
-"""The life of a batch from the command line: submit, labels, reconcile, validate, process."""
+"""The life of a batch from the command line: submit, labels, reconcile, validate, process, and
+the way out of the dead-letter state: retry or drop."""
 
 from __future__ import annotations
 
@@ -30,9 +31,22 @@ from mlops_core import events
 from mlops_core.batches import Receipt
 
 if TYPE_CHECKING:
+    from mlops_core.adapters.landing import LandingZone
+    from mlops_core.batches import LedgerEntry
     from mlops_core.settings import Settings
 
 BatchFileArg = Annotated[Path, typer.Argument(help="The batch file (parquet or CSV).")]
+ShaArg = Annotated[
+    str,
+    typer.Argument(
+        help="The batch's sha256, or its start (at least 8 characters, as `mlops status` shows)."
+    ),
+]
+LookInOpt = Annotated[
+    str | None,
+    typer.Option("--dataset", "-d", help="The batch's dataset (default: look in every dataset)."),
+]
+SHORTEST_SHA = 8
 
 
 @reports_errors
@@ -104,6 +118,87 @@ def reconcile(
         print_reconciled(done)
     if any(item.get("error") for item in done):
         raise typer.Exit(1)
+
+
+@reports_errors
+def retry(sha: ShaArg, dataset: LookInOpt = None, as_json: JsonOpt = False) -> None:
+    """Put a dead-lettered batch back: the next sweep (or its run, when a stack runs) claims it."""
+    current = settings()
+    zone, entry = _find(current, sha, dataset)
+    retried = zone.retry(entry.dataset, entry.sha256)
+    announced = _announce(Receipt(entry=retried, duplicate=False), zone.kind)
+    if as_json:
+        emit_json({"announced": announced, **ledger_entry_json(retried)})
+        return
+    out.print(
+        f"{retried.dataset} {zone.kind} {retried.sha256[:12]} ({retried.original_name}): "
+        f"back to failed after {entry.attempts} attempts, its attempts counted from 0 again",
+        highlight=False,
+        soft_wrap=True,
+        markup=False,
+    )
+    _say_announced(announced, zone.kind)
+
+
+@reports_errors
+def drop(
+    sha: ShaArg,
+    reason: Annotated[
+        str, typer.Option("--reason", help="Why it is given up on; kept in its report.")
+    ],
+    dataset: LookInOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Give up on a dead-lettered batch: quarantine it with a report naming you and your reason."""
+    current = settings()
+    zone, entry = _find(current, sha, dataset)
+    dropped = zone.drop(entry.dataset, entry.sha256, reason)
+    if as_json:
+        emit_json(ledger_entry_json(dropped))
+        return
+    out.print(
+        f"{dropped.dataset} {zone.kind} {dropped.sha256[:12]} ({dropped.original_name}): "
+        f"quarantined as {dropped.location} with its report; {dropped.reason}",
+        highlight=False,
+        soft_wrap=True,
+        markup=False,
+    )
+
+
+def _find(current: Settings, sha: str, dataset: str | None) -> tuple[LandingZone, LedgerEntry]:
+    """The one batch (or labels file) whose sha256 starts with ``sha``, and its landing zone."""
+    from mlops_core.adapters.catalog import DatasetCatalog
+    from mlops_core.adapters.landing import KINDS, LandingZone
+    from mlops_core.errors import LandingError
+
+    if dataset is not None:
+        required_dataset(dataset)
+        DatasetCatalog(current).get(dataset)
+    start = sha.strip().lower()
+    if len(start) < SHORTEST_SHA or any(c not in "0123456789abcdef" for c in start):
+        raise LandingError(
+            f"{sha!r} is not a sha256 nor its first {SHORTEST_SHA}+ hex characters",
+            hint="`mlops status` lists the unfinished batches with theirs",
+        )
+    where = f"dataset {dataset!r}" if dataset else "any dataset"
+    found = [
+        (zone, entry)
+        for zone in (LandingZone(current, kind) for kind in KINDS)
+        for entry in zone.entries(dataset)
+        if entry.sha256.startswith(start)
+    ]
+    if not found:
+        raise LandingError(
+            f"no batch or labels file whose sha256 starts with {start} in {where}",
+            hint="`mlops status` lists the unfinished ones with their sha256",
+        )
+    if len(found) > 1:
+        listed = ", ".join(f"{e.dataset} {z.kind} {e.sha256[:16]}" for z, e in found)
+        raise LandingError(
+            f"{start} starts the sha256 of {len(found)} files in {where}: {listed}",
+            hint="give more of the sha256, or --dataset",
+        )
+    return found[0]
 
 
 @reports_errors

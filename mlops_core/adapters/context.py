@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -139,12 +140,24 @@ class DatasetContext:
         )
 
     def validate_file(
-        self, path: Path, *, label: str, data_docs: DataDocs = True
+        self,
+        path: Path,
+        *,
+        label: str,
+        data_docs: DataDocs = True,
+        ingested_at: datetime | None = None,
     ) -> ValidationReport:
-        """Run the dataset's expectation suite on a landed file, with Data Docs (or deferred)."""
+        """Run the dataset's expectation suite on a landed file, with Data Docs (or deferred);
+        ``ingested_at`` (when it landed; now when None) closes the plausible event times."""
         suite = load_suite(self.settings, self.name)
         return validate_file(
-            path, self.spec, suite, self.settings, label=label, data_docs=data_docs
+            path,
+            self.spec,
+            suite,
+            self.settings,
+            label=label,
+            data_docs=data_docs,
+            ingested_at=ingested_at,
         )
 
     def build_data_docs(self, report: ValidationReport) -> str | None:

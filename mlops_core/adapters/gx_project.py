@@ -14,6 +14,7 @@ import logging
 import os
 import re
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -23,7 +24,7 @@ from mlops_core.data import read_table
 from mlops_core.errors import MlopsError, UnusableInputError
 from mlops_core.settings import Settings
 from mlops_core.spec import DatasetSpec
-from mlops_core.validation import ValidationReport, failures_of, gx_frame
+from mlops_core.validation import ValidationReport, bind_ingestion_time, failures_of, gx_frame
 
 if TYPE_CHECKING:  # GX takes about 2 s to import: only commands that validate pay for it.
     import great_expectations as gx
@@ -197,8 +198,12 @@ def validate_file(
     *,
     data_docs: DataDocs = True,
     label: str | None = None,
+    ingested_at: datetime | None = None,
 ) -> ValidationReport:
-    """Validate one batch file; unusable input yields a report with ``usable=False``, not an error."""
+    """Validate one batch file; unusable input yields a report with ``usable=False``, not an error.
+
+    ``ingested_at``: when the batch landed (the ledger's ``submitted_at``); now when None.
+    """
     source = label or str(path)
     try:
         frame = read_table(path, max_bytes=settings.max_batch_bytes)
@@ -206,7 +211,9 @@ def validate_file(
         return ValidationReport(
             dataset=spec.name, source=source, usable=False, success=False, error=str(exc)
         )
-    return validate_frame(frame, spec, suite, settings, source=source, data_docs=data_docs)
+    return validate_frame(
+        frame, spec, suite, settings, source=source, data_docs=data_docs, ingested_at=ingested_at
+    )
 
 
 def validate_frame(
@@ -218,8 +225,12 @@ def validate_frame(
     source: str,
     data_docs: DataDocs = True,
     run_name: str | None = None,
+    ingested_at: datetime | None = None,
 ) -> ValidationReport:
     """Run ``suite`` on ``frame`` with Great Expectations and return the typed verdict.
+
+    ``ingested_at``: when the batch landed; no event time may be later than that plus
+    ``timestamp_future_tolerance_hours`` (now when None: a batch validated as it arrives).
 
     ``data_docs``: true renders this result's page and the site's index now (about 0.5 s: GX
     compiles its templates on every build); ``"deferred"`` stores the result and leaves the
@@ -238,8 +249,12 @@ def validate_frame(
 
     context = _context(settings, persist_suites=False)
     with _quiet():
-        # A copy bound to this run's context; the stored suite file is never rewritten here.
-        suite = context.suites.add(gx.ExpectationSuite(**suite.to_json_dict()))  # type: ignore[arg-type]
+        # A copy bound to this run's context and ingestion time; the stored suite file is never
+        # rewritten here.
+        bound = bind_ingestion_time(
+            dict(suite.to_json_dict()), ingested_at or datetime.now(UTC), settings
+        )
+        suite = context.suites.add(gx.ExpectationSuite(**bound))
         asset = context.data_sources.add_pandas("mlops").add_dataframe_asset(spec.name)
         batch_definition = asset.add_batch_definition_whole_dataframe("batch")
         definition = context.validation_definitions.add(

@@ -18,7 +18,10 @@ failing one are conditional the same way, and settling locks its row first (``SE
 UPDATE`` on PostgreSQL), so two runs never both finish one batch.
 
 A run that could not finish (MLflow unreachable, a bug) leaves its batch in the landing zone as
-``failed``, with the reason in the ledger; ``reconcile`` claims it again and finishes it.
+``failed``, with the reason in the ledger; ``reconcile`` claims it again and finishes it. Every
+claim counts an attempt: a batch given back after ``MLOPS_MAX_BATCH_ATTEMPTS`` of them (or whose
+claim goes stale that often) is ``dead_letter`` instead, its last error as the reason, still in
+the landing zone, and no sweep claims it until ``retry`` puts it back or ``drop`` quarantines it.
 """
 
 from __future__ import annotations
@@ -27,6 +30,7 @@ import contextlib
 import os
 import threading
 from collections.abc import Iterator
+from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -37,7 +41,18 @@ from sqlalchemy import exc as sa_exc
 from sqlalchemy.engine import Connection, Engine
 
 from mlops_core.adapters.store import Staged, Store, open_store, read_json, write_json
-from mlops_core.batches import CLAIMABLE, FINAL_STATES, BatchState, LedgerEntry, Receipt
+from mlops_core.batches import (
+    CLAIMABLE,
+    FINAL_STATES,
+    BatchState,
+    LedgerEntry,
+    Receipt,
+    after_failure,
+    crash_reason,
+    dead_letter_reason,
+    last_error,
+    retried_reason,
+)
 from mlops_core.data import sniff_format
 from mlops_core.errors import LandingError, UnusableInputError
 from mlops_core.settings import Settings
@@ -85,6 +100,8 @@ def _ledger_table(name: str) -> sa.Table:
         # ISO 8601 in UTC with microseconds: sorts as text, the same on every backend.
         sa.Column("submitted_at", sa.Text, nullable=False),
         sa.Column("updated_at", sa.Text, nullable=False),
+        # Claims so far; added after the first ledgers were made: see _add_missing_columns.
+        sa.Column("attempts", sa.Integer, nullable=False, server_default="0"),
     )
 
 
@@ -134,16 +151,41 @@ def _new_engine(url: sa.URL) -> Engine:
 
 
 def _create_tables(engine: Engine) -> None:
-    """Create the ledger's tables unless they exist; another process creating them at the same
-    moment (PostgreSQL's catalog refuses the second) is fine: their tables are ours."""
+    """Create the ledger's tables unless they exist, and add the columns an older ledger lacks;
+    another process doing either at the same moment (PostgreSQL's catalog refuses the second,
+    SQLite says "duplicate column") is fine: their tables and columns are ours."""
     for attempt in range(3):
         try:
             _METADATA.create_all(engine, checkfirst=True)
+            _add_missing_columns(engine)
             return
         except (sa_exc.IntegrityError, sa_exc.ProgrammingError, sa_exc.OperationalError) as exc:
             text = str(exc.orig).lower()
-            if attempt == 2 or not ("already exists" in text or "duplicate key" in text):
+            if attempt == 2 or not any(
+                known in text for known in ("already exists", "duplicate key", "duplicate column")
+            ):
                 raise
+
+
+def _add_missing_columns(engine: Engine) -> None:
+    """Bring a ledger made by an older version up to this table: each column it lacks is added
+    with its default (``attempts`` 0 on every existing row). Idempotent; no migration tool for
+    one table whose columns are only ever added."""
+    inspector = sa.inspect(engine)
+    for table in _TABLES.values():
+        present = {column["name"] for column in inspector.get_columns(table.name)}
+        missing = [column for column in table.columns if column.name not in present]
+        if not missing:
+            continue
+        with engine.begin() as connection:
+            for column in missing:
+                kind = column.type.compile(dialect=engine.dialect)
+                null = "" if column.nullable else " NOT NULL"
+                default = getattr(column.server_default, "arg", None)
+                value = f" DEFAULT {default}" if default is not None else ""
+                connection.exec_driver_sql(
+                    f'ALTER TABLE "{table.name}" ADD COLUMN "{column.name}" {kind}{null}{value}'
+                )
 
 
 def _engine(database_url: str) -> Engine:
@@ -239,6 +281,7 @@ class LandingZone:
             reason=values["reason"],
             submitted_at=values["submitted_at"],
             updated_at=values["updated_at"],
+            attempts=int(values["attempts"]),
         )
 
     def _key(self, dataset: str, sha256: str) -> sa.ColumnElement[bool]:
@@ -406,6 +449,7 @@ class LandingZone:
                 sha256,
                 when=columns.state.in_([state.value for state in CLAIMABLE]),
                 state=BatchState.processing.value,
+                attempts=columns.attempts + 1,
                 updated_at=_now(),
             )
             return self._select(connection, dataset, sha256) if claimed else None
@@ -425,22 +469,36 @@ class LandingZone:
                     found.append(entry)
         return found
 
-    def release(self, dataset: str, sha256: str, *, stale_after_seconds: float) -> bool:
-        """Put a stale ``processing`` claim back to ``landed`` so it can be claimed again.
+    def release(
+        self, dataset: str, sha256: str, *, stale_after_seconds: float
+    ) -> LedgerEntry | None:
+        """Put a stale ``processing`` claim back to ``landed`` so it can be claimed again; the
+        entry as it is now, or None when it was not released.
 
         Only when the claim is still older than ``stale_after_seconds`` and still the very claim
         that was read (same ``updated_at``), so a live run's claim is never taken from it and two
-        reconcilers never both release it. True when released.
+        reconcilers never both release it. A claim that was the batch's last allowed attempt
+        (``MLOPS_MAX_BATCH_ATTEMPTS``) goes to ``dead_letter`` instead: a batch that kills every
+        run that takes it (out of memory, say) is not retried forever either.
         """
         columns = self._table.c
         with self._transaction() as connection:
             entry = self._select(connection, dataset, sha256)
             if entry is None or entry.state is not BatchState.processing:
-                return False
+                return None
             age = (datetime.now(UTC) - datetime.fromisoformat(entry.updated_at)).total_seconds()
             if age < stale_after_seconds:
-                return False
-            return self._update(
+                return None
+            state = after_failure(entry.attempts, self.settings.max_batch_attempts)
+            values: dict[str, Any] = {"state": BatchState.landed.value}
+            if state is BatchState.dead_letter:
+                values = {
+                    "state": state.value,
+                    "reason": dead_letter_reason(
+                        crash_reason(entry.attempts), entry.attempts, dataset, sha256
+                    )[:2000],
+                }
+            released = self._update(
                 connection,
                 dataset,
                 sha256,
@@ -448,24 +506,103 @@ class LandingZone:
                     columns.state == BatchState.processing.value,
                     columns.updated_at == entry.updated_at,
                 ),
-                state=BatchState.landed.value,
                 updated_at=_now(),
+                **values,
             )
+            return self._select(connection, dataset, sha256) if released else None
 
     def fail(self, dataset: str, sha256: str, reason: str) -> LedgerEntry | None:
         """Give a claimed batch back as ``failed``, with ``reason``: its file stays where it landed
-        and ``reconcile`` will claim it again. None when this run no longer holds the claim."""
+        and ``reconcile`` will claim it again -- unless that claim was its last allowed attempt
+        (``MLOPS_MAX_BATCH_ATTEMPTS``): then it is ``dead_letter``, the reason its last error,
+        and nothing claims it again until ``retry``. The entry as it is now; None when this run
+        no longer holds the claim."""
         with self._transaction() as connection:
+            entry = self._select(connection, dataset, sha256, lock=True)
+            if entry is None or entry.state is not BatchState.processing:
+                return None
+            state = after_failure(entry.attempts, self.settings.max_batch_attempts)
+            if state is BatchState.dead_letter:
+                reason = dead_letter_reason(reason, entry.attempts, dataset, sha256)
             failed = self._update(
                 connection,
                 dataset,
                 sha256,
                 when=self._table.c.state == BatchState.processing.value,
-                state=BatchState.failed.value,
+                state=state.value,
                 reason=reason[:2000],
                 updated_at=_now(),
             )
             return self._select(connection, dataset, sha256) if failed else None
+
+    def retry(self, dataset: str, sha256: str) -> LedgerEntry:
+        """Put a ``dead_letter`` batch back to ``failed`` with no attempts counted, so the next
+        sweep (or a run announced now) claims it; the entry as it is now."""
+        with self._transaction() as connection:
+            entry = self._dead_letter(connection, dataset, sha256, "retried")
+            retried = replace(
+                entry,
+                state=BatchState.failed,
+                attempts=0,
+                reason=retried_reason(entry.reason, entry.attempts)[:2000],
+                updated_at=_now(),
+            )
+            self._update(  # the row is locked and dead_letter: this changes it
+                connection,
+                dataset,
+                sha256,
+                when=self._table.c.state == BatchState.dead_letter.value,
+                state=retried.state.value,
+                attempts=0,
+                reason=retried.reason,
+                updated_at=retried.updated_at,
+            )
+            return retried
+
+    def drop(self, dataset: str, sha256: str, reason: str) -> LedgerEntry:
+        """Quarantine a ``dead_letter`` batch because a person gave up on it: its file moves to
+        quarantine/ with a report saying so, after how many attempts, its last error and
+        ``reason``; the entry as it is now."""
+        if not reason.strip():
+            raise LandingError("say why the batch is dropped", hint="--reason TEXT")
+        with self._transaction() as connection:
+            entry = self._dead_letter(connection, dataset, sha256, "dropped")
+            why = f"dropped by a person after {entry.attempts} failed attempts: {reason.strip()}"
+            detail = {
+                "dropped_by": "a person (mlops drop)",
+                "attempts": entry.attempts,
+                "reason": reason.strip(),
+                "last_error": last_error(entry.reason),
+            }
+            return self._move(
+                connection,
+                entry,
+                BatchState.quarantined,
+                BatchState.dead_letter,
+                stage="drop",
+                reason=why[:2000],
+                detail=detail,
+                missing_ok=True,
+            )
+
+    def _dead_letter(
+        self, connection: Connection, dataset: str, sha256: str, verb: str
+    ) -> LedgerEntry:
+        """The locked row of a ``dead_letter`` batch; an error a person can act on otherwise."""
+        entry = self._select(connection, dataset, sha256, lock=True)
+        if entry is None:
+            raise LandingError(
+                f"no {self.kind} {sha256[:12]} of dataset {dataset!r} in the ledger",
+                hint="`mlops status --dataset NAME` lists the unfinished ones with their sha256",
+            )
+        if entry.state is not BatchState.dead_letter:
+            raise LandingError(
+                f"{self.kind} {sha256[:12]} of dataset {dataset!r} is {entry.state.value}, "
+                f"not dead_letter: only a dead-lettered {self.kind} is {verb} by hand",
+                hint="a failed one is retried by the next sweep (`mlops reconcile`); "
+                "a processed or quarantined one is done",
+            )
+        return entry
 
     def settle(
         self,
@@ -478,7 +615,6 @@ class LandingZone:
         """Move a claimed batch to processed/ or quarantine/ with ``report`` beside it."""
         if state not in FINAL_STATES:
             raise ValueError(f"a batch settles as processed or quarantined, not {state}")
-        root = "processed" if state is BatchState.processed else "quarantine"
         with self._transaction() as connection:
             # Locked until commit: a concurrent settle of this batch waits, then sees it settled.
             entry = self._select(connection, dataset, sha256, lock=True)
@@ -490,42 +626,63 @@ class LandingZone:
                 raise LandingError(
                     f"batch {sha256[:12]} of dataset {dataset!r} is {entry.state.value}, not processing"
                 )
-            key = f"{self.folder(root, dataset)}/{entry.file_name}"
-            location = self.store.location(key)
-            now = _now()
-            settled = LedgerEntry(
-                **{
-                    **entry.__dict__,
-                    "state": state,
-                    "location": location,
-                    "reason": reason,
-                    "updated_at": now,
-                }
-            )
-            self._write_report(
-                settled, _report(settled, stage="process", reason=reason, detail=report)
-            )
-            current = self.store.key(entry.location)
-            if self.store.exists(current):
-                self.store.move(current, key)
-            elif not self.store.exists(key):
-                raise LandingError(
-                    f"batch file {entry.location} is gone; the ledger cannot settle it"
-                )
-            if not self._update(
+            return self._move(
                 connection,
-                dataset,
-                sha256,
-                when=self._table.c.state == BatchState.processing.value,
-                state=state.value,
-                location=location,
+                entry,
+                state,
+                BatchState.processing,
+                stage="process",
                 reason=reason,
-                updated_at=now,
-            ):
-                raise LandingError(
-                    f"batch {sha256[:12]} of dataset {dataset!r} stopped being processing while "
-                    f"it was settled; its file is at {location} and `mlops reconcile` accounts for it"
-                )
+                detail=report,
+            )
+
+    def _move(
+        self,
+        connection: Connection,
+        entry: LedgerEntry,
+        state: BatchState,
+        was: BatchState,
+        *,
+        stage: str,
+        reason: str | None,
+        detail: Any,
+        missing_ok: bool = False,
+    ) -> LedgerEntry:
+        """Within the caller's transaction, on its locked row (still ``was``): the report, then
+        the file into processed/ or quarantine/, then the row; the entry as it is now.
+
+        A file already gone is an error, unless ``missing_ok`` (a person dropping a batch whose
+        file vanished: the row is settled anyway and the report says the file was missing).
+        """
+        dataset, sha256 = entry.dataset, entry.sha256
+        root = "processed" if state is BatchState.processed else "quarantine"
+        key = f"{self.folder(root, dataset)}/{entry.file_name}"
+        location = self.store.location(key)
+        current = self.store.key(entry.location)
+        present = self.store.exists(current) or self.store.exists(key)
+        if not present and not missing_ok:
+            raise LandingError(f"batch file {entry.location} is gone; the ledger cannot settle it")
+        if not present:
+            detail = {**detail, "file_missing": f"{entry.location} was already gone"}
+        now = _now()
+        settled = replace(entry, state=state, location=location, reason=reason, updated_at=now)
+        self._write_report(settled, _report(settled, stage=stage, reason=reason, detail=detail))
+        if self.store.exists(current):
+            self.store.move(current, key)
+        if not self._update(
+            connection,
+            dataset,
+            sha256,
+            when=self._table.c.state == was.value,
+            state=state.value,
+            location=location,
+            reason=reason,
+            updated_at=now,
+        ):
+            raise LandingError(
+                f"batch {sha256[:12]} of dataset {dataset!r} stopped being {was.value} while "
+                f"it was settled; its file is at {location} and `mlops reconcile` accounts for it"
+            )
         return settled
 
 

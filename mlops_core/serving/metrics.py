@@ -12,7 +12,11 @@ Names (the Grafana dashboard in ``deployments/grafana-dashboard.json`` queries e
 * ``mlops_scoring_path{version,path}`` -- 1 for the path a loaded version scores through:
   ``compiled`` (``serving.compiled``, checked equal to the model) or ``pipeline``;
 * ``mlops_shadow_disagreements_total`` -- shadow predictions that differed from the answer;
-* ``mlops_feedback_total`` -- feedback labels received.
+* ``mlops_feedback_total`` -- feedback labels received;
+* ``mlops_log_flush_failures_total{kind}`` -- tries to land a prediction (``batch``) or feedback
+  (``labels``) log micro-batch that failed (each is retried);
+* ``mlops_log_rows_spilled_total{kind}`` -- logged rows that could not be landed and were written
+  to ``<home>/logs/dead-letter/`` instead (``mlops logs resubmit`` lands them later).
 
 The pipeline's figures (drift, accuracy, decisions, batches, retrains, the rollout's step) come
 from the exporter that reads their owners: ``mlops_core.pipeline_metrics``.
@@ -41,7 +45,10 @@ METRIC_NAMES = (
     "mlops_scoring_path",
     "mlops_shadow_disagreements_total",
     "mlops_feedback_total",
+    "mlops_log_flush_failures_total",
+    "mlops_log_rows_spilled_total",
 )
+LOG_KINDS = ("batch", "labels")  # the prediction log and the feedback log
 
 
 class ServerMetrics:
@@ -82,6 +89,21 @@ class ServerMetrics:
             "mlops_shadow_disagreements", "Shadow predictions that differed", registry=r
         )
         self.feedbacks = Counter("mlops_feedback", "Feedback labels received", registry=r)
+        self.flush_failures = Counter(
+            "mlops_log_flush_failures",
+            "Failed tries to land a log micro-batch",
+            ["kind"],
+            registry=r,
+        )
+        self.spilled = Counter(
+            "mlops_log_rows_spilled",
+            "Logged rows written to the dead-letter folder instead of the landing zone",
+            ["kind"],
+            registry=r,
+        )
+        for kind in LOG_KINDS:  # at 0 from the start: an alert on increase() sees the first one
+            self.flush_failures.labels(kind)
+            self.spilled.labels(kind)
 
     def request(self, variant: str, version: str, seconds: float) -> None:
         """Count an answered request and observe its latency."""
@@ -105,6 +127,14 @@ class ServerMetrics:
     def feedback(self) -> None:
         """Count a feedback request."""
         self.feedbacks.inc()
+
+    def flush_failed(self, kind: str) -> None:
+        """Count a failed try to land a ``kind`` log micro-batch."""
+        self.flush_failures.labels(kind).inc()
+
+    def rows_spilled(self, kind: str, rows: int) -> None:
+        """Count ``rows`` of the ``kind`` log written to the dead-letter folder."""
+        self.spilled.labels(kind).inc(rows)
 
     def routing(self, split: Split, challenger: str) -> None:
         """Set the rollout gauges to ``split`` (the challenger's weight, the mode with its version)."""

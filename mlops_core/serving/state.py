@@ -44,7 +44,7 @@ class ServerState:
             settings, dataset, loader=loader, on_load=self.metrics.loaded, spec=spec
         )
         self.traffic = Traffic(keep=settings.serve_traffic_keep)
-        self.writer = LogWriter(settings, dataset) if log_traffic else None
+        self.writer = LogWriter(settings, dataset, self.metrics) if log_traffic else None
 
     @classmethod
     def for_dataset(

@@ -2,10 +2,12 @@
 
 import json
 import time
+from datetime import datetime, timedelta
 from pathlib import Path
 
 import httpx
 import numpy as np
+import polars as pl
 import pytest
 from prefect import get_client
 from prefect.artifacts import Artifact
@@ -65,6 +67,25 @@ def test_corrupted_batch_is_quarantined_with_its_reason(
     report = json.loads(Path(outcome.location).with_name(f"{sha}.report.json").read_text())
     assert report["detail"]["validation"]["failures"][0]["column"] == "income"
     assert report["detail"]["drift"] is None, "a batch that failed validation is not drift-tested"
+
+
+def test_a_batch_with_an_event_after_its_landing_is_quarantined_with_the_range(
+    tmp_path, settings: Settings, registered: RegisteredDataset
+) -> None:
+    frame = generate_applications(np.random.default_rng(2), 300, week=1)
+    stamps = frame["applied_at"].to_list()
+    stamps[7] = datetime(2100, 1, 1)
+    frame = frame.with_columns(pl.Series("applied_at", stamps, dtype=frame["applied_at"].dtype))
+    sha = land(tmp_path, settings, frame, "future.parquet")
+    outcome = process_batch(dataset="credit", sha256=sha)
+    assert outcome.state is BatchState.quarantined
+    # The reason names the column, the count, the range (up to the landing time + 24 h), and
+    # what to do.
+    assert "column 'applied_at': implausible timestamp: 1 event time(s)" in outcome.reason
+    landed = LandingZone(settings).get("credit", sha).submitted_at
+    until = datetime.fromisoformat(landed) + timedelta(hours=24)
+    assert f"to {until:%Y-%m-%d %H:%M} UTC" in outcome.reason
+    assert "submit the batch again" in outcome.reason
 
 
 def test_processing_twice_does_nothing_the_second_time(

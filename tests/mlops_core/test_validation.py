@@ -1,6 +1,7 @@
 """Validation with Great Expectations run for real: every bad-input case, and the suite itself."""
 
 import json
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import numpy as np
@@ -236,3 +237,67 @@ def test_the_gx_project_holds_suites_and_no_runtime_state(
     assert report.success
     stored = sorted(p.name for p in (settings.gx_dir / "expectations").iterdir())
     assert stored == ["credit.json"], "GX wrote runtime state beside the suites"
+
+
+def with_event_times(frame: pl.DataFrame, *times: datetime) -> pl.DataFrame:
+    """``frame`` with its first rows' event times replaced by ``times``."""
+    stamps = frame["applied_at"].to_list()
+    stamps[: len(times)] = list(times)
+    return frame.with_columns(pl.Series("applied_at", stamps, dtype=frame["applied_at"].dtype))
+
+
+def test_one_far_future_event_time_fails_the_batch(
+    registered: RegisteredDataset, settings: Settings
+) -> None:
+    # One row in 2,000 (0.05%, within MLOPS_BOUNDS_TOLERANCE of a numeric bound) is enough: it
+    # would become the batch's newest event time, the data clock of the retrain cooldown.
+    frame = with_event_times(clean_batch(n=2000), datetime(2100, 1, 1))
+    landed = datetime(2026, 6, 1, 12, tzinfo=UTC)
+    report = run(frame, registered, settings, ingested_at=landed)
+    assert [(f.column, f.kind) for f in report.failures] == [
+        ("applied_at", "implausible timestamp")
+    ]
+    (failure,) = report.failures
+    assert (
+        failure.observed.startswith("1 event time(s) outside") and "2100-01-01" in failure.observed
+    )
+    earliest = registered.reference()["applied_at"].min() - timedelta(days=3650)
+    assert f"from {earliest:%Y-%m-%d %H:%M} UTC to 2026-06-02 12:00 UTC" in failure.expected
+    assert "ingested 2026-06-01 12:00 UTC + 24 h" in failure.expected
+    summary = report.summary()
+    assert "column 'applied_at'" in summary and "submit the batch again" in summary
+
+
+def test_event_times_from_1900_fail_the_batch(
+    registered: RegisteredDataset, settings: Settings
+) -> None:
+    frame = with_event_times(clean_batch(), *[datetime(1900, 1, 1)] * 5)
+    (failure,) = run(frame, registered, settings).failures
+    assert (failure.column, failure.kind) == ("applied_at", "implausible timestamp")
+    assert (
+        failure.observed.startswith("5 event time(s)")
+        and "1900-01-01 00:00 UTC" in failure.observed
+    )
+    assert "MLOPS_TIMESTAMP_PAST_DAYS" in failure.expected
+
+
+def test_event_times_are_bounded_by_the_batch_ingestion_time(
+    registered: RegisteredDataset, settings: Settings, tmp_path: Path
+) -> None:
+    # The clean batch's events happen from 2026-01-12 to 2026-01-19 (week 1 of the stream).
+    frame = clean_batch()
+    assert run(frame, registered, settings, ingested_at=datetime(2026, 1, 20, tzinfo=UTC)).success
+    early = run(frame, registered, settings, ingested_at=datetime(2026, 1, 10, tzinfo=UTC))
+    assert [f.kind for f in early.failures] == ["implausible timestamp"]
+    # The same from a CSV file, its times read back from text.
+    frame.write_csv(tmp_path / "b.csv")
+    suite = load_suite(settings, registered.name)
+    late = validate_file(
+        tmp_path / "b.csv",
+        registered.spec,
+        suite,
+        settings,
+        data_docs=False,
+        ingested_at=datetime(2026, 1, 10, tzinfo=UTC),
+    )
+    assert [f.kind for f in late.failures] == ["implausible timestamp"]
