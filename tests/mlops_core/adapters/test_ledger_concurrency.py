@@ -3,15 +3,12 @@ of a file submitted by several processes at once, and the same life of a batch o
 
 from __future__ import annotations
 
-import glob
 import json
 import os
-import shutil
 import subprocess
 import sys
 import uuid
 from collections import Counter
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -57,24 +54,6 @@ claimed = [sha for sha in shas if zone.claim("credit", sha) is not None]
 print(json.dumps({"duplicate": duplicate, "claimed": claimed}))
 """
 WORKERS = 8
-
-
-@pytest.fixture(scope="module")
-def postgres(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Postgres]:
-    """One real PostgreSQL for this module (each ledger gets its own database in it)."""
-    if not glob.glob("/usr/lib/postgresql/*/bin/initdb"):
-        reason = "PostgreSQL is not installed: run bash .ci/system-packages as root"
-        if os.environ.get("CI"):
-            pytest.fail(reason)
-        pytest.skip(reason)
-    root = tmp_path_factory.mktemp("postgres")
-    server = Postgres(root).start()
-    try:
-        yield server
-    finally:
-        server.stop()
-        if root not in server.folder.parents:  # as root it lives in a /tmp folder of its own
-            shutil.rmtree(server.folder.parent, ignore_errors=True)
 
 
 def use_ledger(

@@ -3,11 +3,7 @@
 
 from __future__ import annotations
 
-import glob
-import os
-import shutil
 import uuid
-from collections.abc import Iterator
 from pathlib import Path
 
 import polars as pl
@@ -21,24 +17,6 @@ from mlops_core.errors import LandingError
 from mlops_core.settings import Settings
 
 BACKENDS = ["sqlite", "postgresql"]
-
-
-@pytest.fixture(scope="module")
-def postgres(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Postgres]:
-    """One real PostgreSQL for this module (as in test_ledger_concurrency.py)."""
-    if not glob.glob("/usr/lib/postgresql/*/bin/initdb"):
-        reason = "PostgreSQL is not installed: run bash .ci/system-packages as root"
-        if os.environ.get("CI"):
-            pytest.fail(reason)
-        pytest.skip(reason)
-    root = tmp_path_factory.mktemp("postgres")
-    server = Postgres(root).start()
-    try:
-        yield server
-    finally:
-        server.stop()
-        if root not in server.folder.parents:
-            shutil.rmtree(server.folder.parent, ignore_errors=True)
 
 
 def ledger_url(backend: str, request: pytest.FixtureRequest, settings: Settings) -> str:
