@@ -313,6 +313,17 @@ class Settings(BaseSettings):
     admin_token: SecretStr | None = Field(
         default=None, description="Bearer token of the admin routes (unset: admin disabled)."
     )
+    feedback_key: SecretStr | None = Field(
+        default=None,
+        description="Key the model server signs its request ids with, so /feedback accepts "
+        "labels only for predictions it made; replicas on several machines must share it "
+        "(unset: <home>/secrets/feedback.key, made once).",
+    )
+    labels_token: SecretStr | None = Field(
+        default=None,
+        description="Bearer token of a trusted labelling service: /feedback by a record's own "
+        "id needs it (unset: feedback only by request_id).",
+    )
     serve_url: str | None = Field(
         default=None,
         description="The model server the rollout flow watches (comma-separated: every replica, "

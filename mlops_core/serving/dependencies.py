@@ -31,24 +31,28 @@ async def require_admin(
     server: ServerDep, authorization: Annotated[str | None, Header()] = None
 ) -> None:
     """Nothing when ``authorization`` is ``Bearer <the admin token>``; a 403 or 401 otherwise."""
-    settings = server.settings
-    token = settings.admin_token.get_secret_value() if settings.admin_token else ""
-    if not token:
+    token = server.settings.admin_token
+    if token is None or not token.get_secret_value():
         raise HTTPException(403, detail="admin routes are disabled: set MLOPS_ADMIN_TOKEN")
+    check_bearer(authorization, token.get_secret_value(), "the admin token", "MLOPS_ADMIN_TOKEN")
+
+
+def check_bearer(authorization: str | None, token: str, what: str, setting: str) -> None:
+    """Nothing when ``authorization`` is ``Bearer <token>``; a 401 saying what to send otherwise."""
     # RFC 7235: credentials = auth-scheme [ 1*SP token68 ]; the scheme is case-insensitive.
     scheme, _, given = (authorization or "").strip().partition(" ")
     given = given.strip()
     if scheme.lower() != "bearer" or not given:
         raise HTTPException(
             401,
-            detail="send the admin token as 'Authorization: Bearer <MLOPS_ADMIN_TOKEN>'",
+            detail=f"send {what} as 'Authorization: Bearer <{setting}>'",
             headers={"WWW-Authenticate": "Bearer"},
         )
     # A constant-time comparison, so the answer's timing tells nothing about the token.
     if not hmac.compare_digest(given.encode(), token.encode()):
         raise HTTPException(
             401,
-            detail="wrong admin token: send 'Authorization: Bearer <MLOPS_ADMIN_TOKEN>'",
+            detail=f"wrong {what.removeprefix('the ')}: send 'Authorization: Bearer <{setting}>'",
             headers={"WWW-Authenticate": 'Bearer error="invalid_token"'},
         )
 

@@ -13,6 +13,10 @@ Names (the Grafana dashboard in ``deployments/grafana-dashboard.json`` queries e
   ``compiled`` (``serving.compiled``, checked equal to the model) or ``pipeline``;
 * ``mlops_shadow_disagreements_total`` -- shadow predictions that differed from the answer;
 * ``mlops_feedback_total`` -- feedback labels received;
+* ``mlops_feedback_refused_total{reason}`` -- feedback refused: ``unissued_request_id`` (a
+  request id no server holding this key issued: forged, mistyped, or from a server with another
+  ``MLOPS_FEEDBACK_KEY``), ``no_labels_token`` (by record id while ``MLOPS_LABELS_TOKEN`` is
+  unset) or ``bad_labels_token`` (by record id, without the right token);
 * ``mlops_log_flush_failures_total{kind}`` -- tries to land a prediction (``batch``) or feedback
   (``labels``) log micro-batch that failed (each is retried);
 * ``mlops_log_rows_spilled_total{kind}`` -- logged rows that could not be landed and were written
@@ -45,10 +49,12 @@ METRIC_NAMES = (
     "mlops_scoring_path",
     "mlops_shadow_disagreements_total",
     "mlops_feedback_total",
+    "mlops_feedback_refused_total",
     "mlops_log_flush_failures_total",
     "mlops_log_rows_spilled_total",
 )
 LOG_KINDS = ("batch", "labels")  # the prediction log and the feedback log
+FEEDBACK_REFUSALS = ("unissued_request_id", "no_labels_token", "bad_labels_token")
 
 
 class ServerMetrics:
@@ -89,6 +95,11 @@ class ServerMetrics:
             "mlops_shadow_disagreements", "Shadow predictions that differed", registry=r
         )
         self.feedbacks = Counter("mlops_feedback", "Feedback labels received", registry=r)
+        self.refusals = Counter(
+            "mlops_feedback_refused", "Feedback refused, by reason", ["reason"], registry=r
+        )
+        for reason in FEEDBACK_REFUSALS:
+            self.refusals.labels(reason)
         self.flush_failures = Counter(
             "mlops_log_flush_failures",
             "Failed tries to land a log micro-batch",
@@ -127,6 +138,10 @@ class ServerMetrics:
     def feedback(self) -> None:
         """Count a feedback request."""
         self.feedbacks.inc()
+
+    def feedback_refused(self, reason: str) -> None:
+        """Count feedback refused for ``reason`` (one of ``FEEDBACK_REFUSALS``)."""
+        self.refusals.labels(reason).inc()
 
     def flush_failed(self, kind: str) -> None:
         """Count a failed try to land a ``kind`` log micro-batch."""

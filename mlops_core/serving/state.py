@@ -14,6 +14,7 @@ from mlops_core.errors import MlopsError
 from mlops_core.serving.follower import ModelFollower
 from mlops_core.serving.metrics import ServerMetrics
 from mlops_core.serving.records import LogWriter, Traffic
+from mlops_core.serving.signing import feedback_key
 from mlops_core.serving.workers import RequestIds, Workers
 from mlops_core.settings import Settings
 from mlops_core.spec import DatasetSpec
@@ -35,7 +36,7 @@ class ServerState:
     ) -> None:
         self.settings = settings
         self.workers = workers  # None: a single process
-        self.request_id = RequestIds(workers.index if workers else 0)
+        self.request_id = RequestIds(workers.index if workers else 0, feedback_key(settings))
         self.dataset = dataset
         self.spec = spec
         self.follow = follow

@@ -24,12 +24,12 @@ def test_request_ids_are_unique_and_name_their_worker() -> None:
     first, second = RequestIds(0), RequestIds(1)
     ids = [first() for _ in range(1000)] + [second() for _ in range(1000)]
     assert len(set(ids)) == 2000
-    assert all(len(i) == 32 and int(i, 16) >= 0 for i in ids)
+    assert all(len(i) == 48 and int(i, 16) >= 0 for i in ids)
     assert {workers.owner(i) for i in ids[:1000]} == {0}
     assert {workers.owner(i) for i in ids[1000:]} == {1}
     # An id from elsewhere (a client's own, an older server's uuid) names no worker here.
     assert workers.owner("not-an-id") is None
-    assert workers.owner("0" * 30 + "07") is None
+    assert workers.owner("0" * 30 + "07" + "0" * 16) is None
     assert workers.others() == [(0, "http://127.0.0.1:1")]
 
 
