@@ -11,8 +11,9 @@ Every step is an MLflow run and a ``mlops.rollout.step`` event. If a person move
 during the rollout (``mlops rollback``, ``mlops promote``), the flow notices -- it looks before
 every write it makes to the registry and every second while it waits -- and stands down: it
 takes its own challenger out of traffic and leaves the champion and previous aliases as the
-person set them. (MLflow has no compare-and-set on aliases, so a move in the instant between the
-look and the write can still be overwritten; the window is one registry round trip.)
+person set them. MLflow has no compare-and-set on aliases, so each look and the writes after it
+hold the dataset's alias lock in the ledger's database (``mlops_core.adapters.alias_lock``),
+as a person's promote and rollback do: a move cannot land between the look and the write.
 """
 
 from __future__ import annotations
@@ -88,10 +89,9 @@ def _roll_out(
     champion = aliases(ctx).get(CHAMPION)
     steps: list[RolloutStep] = []
     for step, (mode, weight) in enumerate(config.plan()):
-        now = registry_aliases(ctx)
-        if registry_moved(now, champion=champion, version=version, placed=step > 0):
-            return _interrupted(ctx, version, step, now, steps)
-        set_step(ctx, version, mode, weight, step)
+        placed = set_step(ctx, version, mode, weight, step, champion)
+        if placed.moved:
+            return _interrupted(ctx, version, step, placed.aliases, steps)
         deadline = time.monotonic() + config.step_seconds
         watched = follow_step(ctx, urls, config, champion, version, mode, weight, step, deadline)
         if watched.moved is not None or watched.verdict is None:
@@ -167,7 +167,7 @@ def _rolled_back(
     ctx: DatasetContext, version: str, verdict: RolloutVerdict, steps: list[RolloutStep]
 ) -> RolloutOutcome:
     """The step failed: all traffic back to the champion, the challenger dropped."""
-    after = end_rollout(ctx, version, promote=False)
+    after = end_rollout(ctx, version, promote=False).aliases
     emit(
         events.MODEL_ROLLED_BACK,
         ctx.name,
@@ -185,9 +185,12 @@ def _finish(
 ) -> RolloutOutcome:
     """Every step passed: promote (a shadow rollout only judges, it never promotes)."""
     if config.mode == "shadow":
-        after = end_rollout(ctx, version, promote=False)
+        after = end_rollout(ctx, version, promote=False).aliases
         return RolloutOutcome(RolloutStatus.shadow_judged, version, after, tuple(steps))
-    after = end_rollout(ctx, version, promote=True)
+    ended = end_rollout(ctx, version, promote=True, champion=champion)
+    if ended.moved:  # a person moved the aliases after the last step's check
+        return _interrupted(ctx, version, len(steps) - 1, ended.aliases, steps)
+    after = ended.aliases
     emit(
         events.MODEL_PROMOTED,
         ctx.name,

@@ -3,7 +3,8 @@
 The fault suite (``tests/faults/``) proves that a crash at the worst moment loses nothing. To
 crash *at* that moment, not near it, the flows call ``failpoint(name)`` at the few places where
 a crash is most dangerous (after a claim, after a decision is recorded, as training starts,
-as a trained challenger is judged). They do nothing unless ``MLOPS_FAILPOINTS`` names them, e.g.::
+as a trained challenger is judged, as a rollout promotes). They do nothing unless
+``MLOPS_FAILPOINTS`` names them, e.g.::
 
     MLOPS_FAILPOINTS="batch-decided=kill"            # SIGKILL this process there
     MLOPS_FAILPOINTS="batch-claimed=raise,retrain-evaluating=sleep:5"
@@ -19,7 +20,13 @@ import signal
 import time
 
 ENV = "MLOPS_FAILPOINTS"
-POINTS = ("batch-claimed", "batch-decided", "retrain-training", "retrain-evaluating")
+POINTS = (
+    "batch-claimed",
+    "batch-decided",
+    "retrain-training",
+    "retrain-evaluating",
+    "rollout-promoting",  # the rollout checked nobody moved the aliases, and holds their lock
+)
 
 
 class FaultInjected(RuntimeError):

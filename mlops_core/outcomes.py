@@ -72,6 +72,15 @@ class StepWatch:
 
 
 @dataclass(frozen=True)
+class RegistryWrite:
+    """A rollout's write to the registry, made under the alias lock after checking that nobody
+    moved the aliases: the aliases after it, or -- ``moved`` -- a person's, and nothing written."""
+
+    aliases: dict[str, str]
+    moved: bool = False
+
+
+@dataclass(frozen=True)
 class RolloutOutcome:
     """How a rollout ended, the registry's aliases after it, and every judged step."""
 

@@ -20,7 +20,8 @@ from mlops_core import events
 from mlops_core.adapters.audit import record_rollout_step
 from mlops_core.adapters.context import DatasetContext
 from mlops_core.delivery import registry_moved
-from mlops_core.outcomes import StepWatch
+from mlops_core.faults import failpoint
+from mlops_core.outcomes import RegistryWrite, StepWatch
 from mlops_core.replicas import analyse_replicas, merge_stats
 from mlops_core.rollout import RolloutConfig, RolloutVerdict, Verdict
 from mlops_core.tags import (
@@ -43,34 +44,54 @@ def aliases(ctx: DatasetContext) -> dict[str, str]:
 
 
 @task(retries=2, retry_delay_seconds=[1, 5], cache_policy=NO_CACHE)
-def set_step(ctx: DatasetContext, version: str, mode: str, weight: float, step: int) -> None:
-    """The challenger alias and the rollout tags every server replica follows."""
+def set_step(
+    ctx: DatasetContext, version: str, mode: str, weight: float, step: int, champion: str | None
+) -> RegistryWrite:
+    """The challenger alias and the rollout tags every server replica follows -- unless a person
+    moved the aliases since the rollout began (checked under the alias lock: no move between the
+    check and the writes)."""
     registry = ctx.registry
-    if registry.aliases().get(CHALLENGER) != version:
-        registry.set_challenger(version)
-    # Version and weight before the mode: a reader never sees a new mode with stale values.
-    registry.set_tags(
-        {
-            ROLLOUT_VERSION: version,
-            ROLLOUT_WEIGHT: f"{weight:g}",
-            ROLLOUT_STEP: str(step),
-            ROLLOUT_SINCE: f"{time.time():.3f}",
-            ROLLOUT_MODE: mode,
-        }
-    )
+    with registry.moves():
+        now = registry.aliases()
+        if registry_moved(now, champion=champion, version=version, placed=step > 0):
+            return RegistryWrite(now, moved=True)
+        if now.get(CHALLENGER) != version:
+            registry.set_challenger(version)
+        # Version and weight before the mode: a reader never sees a new mode with stale values.
+        registry.set_tags(
+            {
+                ROLLOUT_VERSION: version,
+                ROLLOUT_WEIGHT: f"{weight:g}",
+                ROLLOUT_STEP: str(step),
+                ROLLOUT_SINCE: f"{time.time():.3f}",
+                ROLLOUT_MODE: mode,
+            }
+        )
+        return RegistryWrite(registry.aliases())
 
 
 @task(retries=2, retry_delay_seconds=[1, 5], cache_policy=NO_CACHE)
-def end_rollout(ctx: DatasetContext, version: str, promote: bool) -> dict[str, str]:
-    """Promote the challenger (old champion to ``previous``) or drop it; tags back to idle."""
+def end_rollout(
+    ctx: DatasetContext, version: str, promote: bool, champion: str | None = None
+) -> RegistryWrite:
+    """Promote the challenger (old champion to ``previous``) or drop it; tags back to idle.
+
+    A promotion is made under the alias lock, after checking that nobody moved the aliases since
+    the rollout began: a person's move is never overwritten by it.
+    """
     registry = ctx.registry
-    if promote:
-        after = registry.promote(version)
-    else:
-        registry.drop_challenger(version)
-        after = registry.aliases()
-    registry.set_tags({ROLLOUT_MODE: "idle", ROLLOUT_WEIGHT: "0", ROLLOUT_STEP: "done"})
-    return after
+    with registry.moves():
+        if promote:
+            now = registry.aliases()
+            if registry_moved(now, champion=champion, version=version, placed=True):
+                return RegistryWrite(now, moved=True)
+            failpoint("rollout-promoting")
+            after = registry.promote(version)
+        else:
+            registry.drop_challenger(version)
+            after = registry.aliases()
+        registry.set_tags({ROLLOUT_MODE: "idle", ROLLOUT_WEIGHT: "0", ROLLOUT_STEP: "done"})
+        return RegistryWrite(after)
 
 
 @task(retries=2, retry_delay_seconds=[1, 5], cache_policy=NO_CACHE)

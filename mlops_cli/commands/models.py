@@ -111,16 +111,17 @@ def promote(
     current = settings()
     name = required_dataset(dataset)
     registry = ModelRegistry(current, name)
-    before = registry.aliases()
-    target = version or before.get(CHALLENGER)
-    if target is None:
-        raise MlopsError(
-            f"dataset {name!r} has no challenger to promote",
-            hint="name one with --version, or train one with `mlops train`",
-        )
-    if not target.isdigit() or not registry.has_version(target):
-        raise MlopsError(f"dataset {name!r} has no model version {target!r}")
-    after = registry.promote(target)
+    with registry.moves():  # what it read is what it moves: no rollout step in between
+        before = registry.aliases()
+        target = version or before.get(CHALLENGER)
+        if target is None:
+            raise MlopsError(
+                f"dataset {name!r} has no challenger to promote",
+                hint="name one with --version, or train one with `mlops train`",
+            )
+        if not target.isdigit() or not registry.has_version(target):
+            raise MlopsError(f"dataset {name!r} has no model version {target!r}")
+        after = registry.promote(target)
     run_id = record_manual(
         registry, "promote", reason=f"v{target} promoted by hand", before=before, after=after
     )
@@ -136,8 +137,9 @@ def rollback(dataset: DatasetOpt = None, as_json: JsonOpt = False) -> None:
     current = settings()
     name = required_dataset(dataset)
     registry = ModelRegistry(current, name)
-    before = registry.aliases()
-    after = registry.rollback()
+    with registry.moves():  # what it read is what it moves: no rollout step in between
+        before = registry.aliases()
+        after = registry.rollback()
     run_id = record_manual(
         registry,
         "rollback",

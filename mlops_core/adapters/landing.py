@@ -228,6 +228,29 @@ def _engine(database_url: str) -> Engine:
         return engine
 
 
+@contextlib.contextmanager
+def ledger_transaction(database_url: str) -> Iterator[Connection]:
+    """One transaction on the ledger at ``database_url``, committed when the block ends, rolled
+    back on error.
+
+    On SQLite it is write-locked from its start (``BEGIN IMMEDIATE``), so concurrent submits
+    and claims serialise; on PostgreSQL the statements themselves are conditional.
+    """
+    engine = _engine(database_url)
+    try:
+        connection = engine.connect()
+    except sa_exc.DBAPIError as exc:
+        raise _unreachable(engine.url, exc) from None
+    with connection:
+        try:
+            with connection.begin():
+                yield connection
+        except sa_exc.DBAPIError as exc:
+            if exc.connection_invalidated:  # the server went away in the middle
+                raise _unreachable(engine.url, exc) from None
+            raise
+
+
 class LandingZone:
     """Lands, claims and settles batch files for every dataset under one ``MLOPS_HOME``."""
 
@@ -246,26 +269,9 @@ class LandingZone:
 
     # ------------------------------------------------------------------ ledger plumbing
 
-    @contextlib.contextmanager
-    def _transaction(self) -> Iterator[Connection]:
-        """One transaction on the ledger, committed when the block ends, rolled back on error.
-
-        On SQLite it is write-locked from its start (``BEGIN IMMEDIATE``), so concurrent submits
-        and claims serialise; on PostgreSQL the statements themselves are conditional.
-        """
-        engine = _engine(self.settings.ledger_database_url)
-        try:
-            connection = engine.connect()
-        except sa_exc.DBAPIError as exc:
-            raise _unreachable(engine.url, exc) from None
-        with connection:
-            try:
-                with connection.begin():
-                    yield connection
-            except sa_exc.DBAPIError as exc:
-                if exc.connection_invalidated:  # the server went away in the middle
-                    raise _unreachable(engine.url, exc) from None
-                raise
+    def _transaction(self) -> contextlib.AbstractContextManager[Connection]:
+        """One transaction on the ledger (``ledger_transaction``)."""
+        return ledger_transaction(self.settings.ledger_database_url)
 
     @staticmethod
     def _entry(row: sa.Row[Any]) -> LedgerEntry:

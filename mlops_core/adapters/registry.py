@@ -20,6 +20,7 @@ from typing import Any
 
 import polars as pl
 
+from mlops_core.adapters.alias_lock import alias_lock
 from mlops_core.errors import MlopsError
 from mlops_core.performance import PerformanceEstimator, model_input
 from mlops_core.ports import LoadedModel, RegisteredVersion, TrainingInput, TrainingRecord
@@ -281,10 +282,16 @@ class ModelRegistry:
             return None
         return _training_record(runs[0])
 
+    def moves(self) -> contextlib.AbstractContextManager[None]:
+        """Hold the lock on this dataset's aliases (``alias_lock``): a check of the aliases and
+        the writes that follow it, made inside, are not interleaved with another move."""
+        return alias_lock(self.settings.ledger_database_url, self.name)
+
     def drop_challenger(self, version: str) -> None:
         """Take ``version`` out of the challenger role (nothing when another version holds it)."""
-        if self.aliases().get(CHALLENGER) == version:
-            self.client.delete_registered_model_alias(self.name, CHALLENGER)
+        with self.moves():
+            if self.aliases().get(CHALLENGER) == version:
+                self.client.delete_registered_model_alias(self.name, CHALLENGER)
 
     def version_of(self, alias: str) -> RegisteredVersion | None:
         """The version a role points at, with the run that trained it; None when the role is empty."""
@@ -408,31 +415,34 @@ class ModelRegistry:
 
     def set_challenger(self, version: str) -> None:
         """Make ``version`` the challenger."""
-        self.client.set_registered_model_alias(self.name, CHALLENGER, version)
+        with self.moves():
+            self.client.set_registered_model_alias(self.name, CHALLENGER, version)
 
     def promote(self, version: str) -> dict[str, str]:
         """Make ``version`` the champion; the old champion becomes ``previous``."""
-        current = self.aliases()
-        old = current.get(CHAMPION)
-        self.client.set_registered_model_alias(self.name, CHAMPION, version)
-        if old is not None and old != version:
-            self.client.set_registered_model_alias(self.name, PREVIOUS, old)
-        if current.get(CHALLENGER) == version:
-            self.client.delete_registered_model_alias(self.name, CHALLENGER)
-        return self.aliases()
+        with self.moves():
+            current = self.aliases()
+            old = current.get(CHAMPION)
+            self.client.set_registered_model_alias(self.name, CHAMPION, version)
+            if old is not None and old != version:
+                self.client.set_registered_model_alias(self.name, PREVIOUS, old)
+            if current.get(CHALLENGER) == version:
+                self.client.delete_registered_model_alias(self.name, CHALLENGER)
+            return self.aliases()
 
     def rollback(self) -> dict[str, str]:
         """Swap ``champion`` and ``previous``: one alias move, and a second rollback undoes it."""
-        current = self.aliases()
-        if PREVIOUS not in current:
-            raise MlopsError(
-                f"dataset {self.name!r} has no previous champion to roll back to",
-                hint="a rollback needs at least one promotion after the first champion",
-            )
-        self.client.set_registered_model_alias(self.name, CHAMPION, current[PREVIOUS])
-        if CHAMPION in current:
-            self.client.set_registered_model_alias(self.name, PREVIOUS, current[CHAMPION])
-        return self.aliases()
+        with self.moves():
+            current = self.aliases()
+            if PREVIOUS not in current:
+                raise MlopsError(
+                    f"dataset {self.name!r} has no previous champion to roll back to",
+                    hint="a rollback needs at least one promotion after the first champion",
+                )
+            self.client.set_registered_model_alias(self.name, CHAMPION, current[PREVIOUS])
+            if CHAMPION in current:
+                self.client.set_registered_model_alias(self.name, PREVIOUS, current[CHAMPION])
+            return self.aliases()
 
     def load(self, alias: str = CHAMPION) -> Any:
         """The scikit-learn model a role points at."""

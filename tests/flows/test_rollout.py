@@ -233,7 +233,7 @@ def test_waiting_for_the_replicas_names_the_one_that_does_not_follow(
         Settings(), generate_applications(np.random.default_rng(5), 1_500), max_iter=60
     )
     ctx = DatasetContext.open(Settings(), "credit")
-    set_step.fn(ctx, other, "canary", 0.5, 0)
+    assert not set_step.fn(ctx, other, "canary", 0.5, 0, champion).moved
     down = dead_url()
     with (
         Server(create_app(Settings(), log_traffic=False)) as a,

@@ -3,14 +3,13 @@
 
 from __future__ import annotations
 
-import uuid
+from collections.abc import Callable
 from pathlib import Path
 
 import polars as pl
 import pytest
 import sqlalchemy as sa
 
-from mlops_cli.services import Postgres
 from mlops_core.adapters.landing import LandingZone, _create_tables
 from mlops_core.batches import BatchState
 from mlops_core.errors import LandingError
@@ -19,22 +18,13 @@ from mlops_core.settings import Settings
 BACKENDS = ["sqlite", "postgresql"]
 
 
-def ledger_url(backend: str, request: pytest.FixtureRequest, settings: Settings) -> str:
-    """A fresh ledger: a new SQLite file under the test's home, or a new PostgreSQL database."""
-    if backend == "sqlite":
-        settings.home.mkdir(parents=True, exist_ok=True)
-        return f"sqlite:///{settings.home / f'ledger-{uuid.uuid4().hex[:8]}.db'}"
-    server: Postgres = request.getfixturevalue("postgres")
-    database = f"ledger_{uuid.uuid4().hex[:12]}"
-    server.create_database(database)
-    return server.url(database)
-
-
 @pytest.fixture(params=BACKENDS)
 def zone(
-    request: pytest.FixtureRequest, settings: Settings, monkeypatch: pytest.MonkeyPatch
+    request: pytest.FixtureRequest,
+    new_ledger_url: Callable[[str], str],
+    monkeypatch: pytest.MonkeyPatch,
 ) -> LandingZone:
-    monkeypatch.setenv("MLOPS_LEDGER_URL", ledger_url(request.param, request, settings))
+    monkeypatch.setenv("MLOPS_LEDGER_URL", new_ledger_url(request.param))
     monkeypatch.setenv("MLOPS_MAX_BATCH_ATTEMPTS", "3")
     return LandingZone(Settings())
 
@@ -153,12 +143,12 @@ CREATE TABLE batches (
 @pytest.mark.parametrize("backend", BACKENDS)
 def test_a_ledger_made_before_attempts_were_counted_gains_the_column(
     backend: str,
-    request: pytest.FixtureRequest,
+    new_ledger_url: Callable[[str], str],
     settings: Settings,
     monkeypatch: pytest.MonkeyPatch,
     tmp_path: Path,
 ) -> None:
-    url = ledger_url(backend, request, settings)
+    url = new_ledger_url(backend)
     old = sa.create_engine(url)
     with old.begin() as connection:  # as the previous version left it: no attempts, no labels
         connection.exec_driver_sql(OLD_TABLE)
