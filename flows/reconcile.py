@@ -6,6 +6,11 @@ must be older than ``MLOPS_RECONCILE_STALE_SECONDS``), frees the stale claims, a
 or labels flow on each, in landing order. The ledger's claim makes it safe to run beside the
 event-triggered flows: whoever claims first processes, the other sees "already settled".
 
+A decision that asked for a retrain whose run died before recording the outcome (a worker
+killed inside the gated subflow, after its batch was settled) is found by its claim in the
+ledger, which stopped beating (``mlops_core.adapters.retrain_claims``): reconcile takes the
+claim over and runs the subflow again, once; its item has ``kind: retrain``.
+
 ``failed`` batches (a run could not finish them: MLflow was unreachable, say) are claimed again.
 One batch failing again does not stop the sweep: it stays ``failed`` with its reason, is listed
 with ``state: failed``, and the rest are still processed. A batch that failed (or whose claim
@@ -21,10 +26,12 @@ from prefect import flow
 
 from flows.process_batch import dead_lettered, process_batch
 from flows.process_labels import process_labels
+from flows.retrain_evaluate_deploy import retrain_evaluate_deploy
+from mlops_core.adapters.context import DatasetContext
 from mlops_core.batches import BatchState
 from mlops_core.settings import Settings
 from tasks.landing import ledger_entry, open_dataset
-from tasks.reconcile import dataset_names, release_stale, unfinished
+from tasks.reconcile import dataset_names, release_stale, take_over_retrains, unfinished
 
 
 @flow(name="reconcile", flow_run_name="reconcile-{dataset}")
@@ -68,4 +75,30 @@ def reconcile(dataset: str = "all") -> list[dict[str, Any]]:
                         "error": (known.reason if known else None) or state.message,
                     }
                 done.append(item)
+        done.extend(_resume_retrains(ctx))
+    return done
+
+
+def _resume_retrains(ctx: DatasetContext) -> list[dict[str, Any]]:
+    """Run, once, each retrain a decision asked for whose run died before recording its outcome."""
+    done = []
+    for taken in take_over_retrains(ctx):
+        outcome = retrain_evaluate_deploy(
+            dataset=ctx.name,
+            batch_sha256=taken.batch_sha256,
+            decision_run_id=taken.decision_run_id,
+            resumed=True,
+        )
+        done.append(
+            {
+                "dataset": ctx.name,
+                "kind": "retrain",
+                "sha256": taken.batch_sha256,
+                "decision_run": taken.decision_run_id,
+                "attempt": taken.attempt,
+                "state": outcome.status.value,
+                "already_settled": False,
+                "decision": "retrain",
+            }
+        )
     return done

@@ -35,9 +35,12 @@ from tasks.landing import file_title, open_dataset
 from tasks.report import ending, tag_run
 from tasks.retrain import (
     champion_version,
+    claim_retrain,
     ensure_retrain_limit,
+    finish_retrain_claim,
     gate,
     gather_data,
+    keep_claim,
     mark_gate_only,
     note_outcome,
     promote,
@@ -80,22 +83,44 @@ def retrain_evaluate_deploy(
     batch_sha256: str = "",
     decision_run_id: str | None = None,
     gate_only: bool = False,
+    resumed: bool = False,
 ) -> RetrainOutcome:
     """Train, gate and (on a pass) promote a new model for ``dataset``; never raises.
 
     Returns the ``RetrainOutcome``; the run's final state is named for it (``Promoted``,
     ``Retrain refused``, ``Retrain failed``, ``Rolled back``...). ``gate_only`` stops after the
-    gates: the outcome carries their verdict and no alias moves."""
+    gates: the outcome carries their verdict and no alias moves.
+
+    A decision's retrain is claimed in the ledger as it starts and the claim is kept alive while
+    it works (``mlops_core.adapters.retrain_claims``), so reconcile can carry out, once, one
+    whose process died; ``resumed`` is reconcile's run, which took the claim over already."""
     settings = Settings()
     progress = _Progress(dataset, batch_sha256)
     before: str | None = None
     ctx: DatasetContext | None = None
+    claimed = False
     try:
         ctx = open_dataset(settings, dataset)
         before = champion_version(ctx)
+        if decision_run_id and not gate_only:
+            claimed = resumed or claim_retrain(ctx, decision_run_id, batch_sha256)
+            if not claimed:  # another run carries this decision's retrain out: never twice
+                get_run_logger().warning(
+                    "the retrain of decision run %s was claimed by another run", decision_run_id
+                )
+                return RetrainOutcome(
+                    RetrainStatus.failed,
+                    "this decision's retrain was claimed by another run",
+                    champion_before=before,
+                    champion_after=before,
+                )
+            failpoint("retrain-claimed")
         ensure_retrain_limit(dataset)
         # One retrain per dataset at a time (a Prefect global concurrency limit of 1).
-        with concurrency(retrain_limit_name(dataset), occupy=1, strict=False):
+        with (
+            concurrency(retrain_limit_name(dataset), occupy=1, strict=False),
+            keep_claim(ctx, decision_run_id if claimed else None),
+        ):
             outcome = _train_and_judge(
                 ctx, progress, before, batch_sha256, decision_run_id, gate_only
             )
@@ -104,6 +129,8 @@ def retrain_evaluate_deploy(
     show_progress(progress.artifact, 100, outcome.status.value)
     if decision_run_id:
         _note(ctx, decision_run_id, outcome, progress.gates)
+        if claimed and ctx is not None:
+            finish_retrain_claim(ctx, decision_run_id)
     get_run_logger().info(retrain_line(outcome))
     label = retrain_run_label(outcome)
     tag_run(label.tags)

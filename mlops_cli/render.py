@@ -177,6 +177,8 @@ def print_reconciled(done: list[dict[str, Any]]) -> None:
         note = " (already settled by another run)" if item["already_settled"] else ""
         if item.get("error"):
             note = f" ({item['error']})"
+        if item["kind"] == "retrain":  # a decision's retrain whose run died, run again
+            note = f" (decision run {item['decision_run']}, attempt {item['attempt']})"
         out.print(
             f"{item['dataset']} {item['kind']} {item['sha256'][:12]}: {item['state']}"
             f"{', decision ' + item['decision'] if item['decision'] else ''}{note}",

@@ -23,6 +23,7 @@ ENV = "MLOPS_FAILPOINTS"
 POINTS = (
     "batch-claimed",
     "batch-decided",
+    "retrain-claimed",  # the subflow claimed its decision's retrain, before its concurrency slot
     "retrain-training",
     "retrain-evaluating",
     "rollout-promoting",  # the rollout checked nobody moved the aliases, and holds their lock

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 from typing import Any
 
@@ -10,6 +11,7 @@ from prefect.cache_policies import NO_CACHE
 
 from mlops_core.adapters.audit import attach, note_retrain, record_evaluation
 from mlops_core.adapters.context import DatasetContext
+from mlops_core.adapters.retrain_claims import RetrainClaims
 from mlops_core.challenger import (
     Challenger,
     TrainingData,
@@ -125,6 +127,29 @@ def note_outcome(
     gain = retrain_gain(outcome)
     if gain is not None:  # what the cost-benefit learns from (mlops_core.policy)
         ctx.registry.client.log_metric(decision_run_id, "retrain_accuracy_gain", gain)
+
+
+@task(retries=2, retry_delay_seconds=[1, 5], cache_policy=NO_CACHE)
+def claim_retrain(ctx: DatasetContext, decision_run_id: str, batch_sha256: str) -> bool:
+    """Claim a decision's retrain for this run; False when another run claimed it first."""
+    return RetrainClaims(ctx.settings).start(ctx.name, decision_run_id, batch_sha256)
+
+
+def keep_claim(
+    ctx: DatasetContext, decision_run_id: str | None
+) -> contextlib.AbstractContextManager[None]:
+    """Beats on the decision's retrain claim while the block runs (nothing without a claim): a
+    quarter of ``MLOPS_RECONCILE_STALE_SECONDS`` apart, so a live run's claim never goes stale."""
+    if decision_run_id is None:
+        return contextlib.nullcontext()
+    beat = max(1.0, ctx.settings.reconcile_stale_seconds / 4)
+    return RetrainClaims(ctx.settings).held(ctx.name, decision_run_id, beat_seconds=beat)
+
+
+@task(retries=2, retry_delay_seconds=[1, 5], cache_policy=NO_CACHE)
+def finish_retrain_claim(ctx: DatasetContext, decision_run_id: str) -> None:
+    """The decision's retrain has its outcome recorded: reconcile leaves it alone."""
+    RetrainClaims(ctx.settings).finish(ctx.name, decision_run_id)
 
 
 @task(retries=2, retry_delay_seconds=[1, 5], cache_policy=NO_CACHE)

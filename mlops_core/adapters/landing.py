@@ -107,6 +107,18 @@ def _ledger_table(name: str) -> sa.Table:
 
 _TABLES = {kind: _ledger_table(table) for kind, table in KINDS.items()}
 
+# The retrains decisions asked for, claimed by the run carrying them out (adapters.retrain_claims).
+RETRAINS = sa.Table(
+    "retrains",
+    _METADATA,
+    sa.Column("dataset", sa.Text, primary_key=True),
+    sa.Column("decision_run_id", sa.Text, primary_key=True),
+    sa.Column("batch_sha256", sa.Text, nullable=False),
+    sa.Column("state", sa.Text, nullable=False),  # running or done
+    sa.Column("attempts", sa.Integer, nullable=False),
+    sa.Column("beat_at", sa.Float, nullable=False),  # Unix seconds of the holder's last beat
+)
+
 # One engine (and its connection pool) per ledger URL per process, tables created once.
 _ENGINES: dict[str, tuple[int, Engine]] = {}
 _ENGINES_LOCK = threading.Lock()

@@ -3,17 +3,25 @@
 from __future__ import annotations
 
 import json
+import os
+import signal
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
 import polars as pl
 import pytest
+from prefect.settings import PREFECT_API_URL
 
 from flows.process_labels import process_labels
 from flows.reconcile import reconcile
 from mlops_cli.scenarios import generate_applications
+from mlops_core.adapters.audit import record_manual
 from mlops_core.adapters.catalog import RegisteredDataset
 from mlops_core.adapters.landing import LandingZone
+from mlops_core.adapters.registry import ModelRegistry
+from mlops_core.adapters.retrain_claims import RetrainClaims
 from mlops_core.batches import BatchState
 from mlops_core.settings import Settings
 
@@ -76,3 +84,46 @@ def test_labels_are_joined_to_their_batch_and_bad_labels_quarantined(
         joined.filter(pl.col("default").is_not_null())["default"].to_list()
         == frame["default"].head(300).to_list()
     )
+
+
+def test_reconcile_carries_out_once_a_retrain_whose_worker_was_killed_inside_it(
+    settings: Settings, registered: RegisteredDataset, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    registry = ModelRegistry(settings, "credit")
+    decision = record_manual(registry, "retrain", reason="first model", before={})
+    # The gated subflow, in a process of its own, SIGKILLed once it claimed the retrain: after
+    # its batch was settled and its decision recorded, before any outcome. (Killed later, inside
+    # the dataset's retrain concurrency slot, the slot is Prefect's until its lease expires --
+    # 300 s -- and the resumed run waits for it.)
+    killed = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            "from flows.retrain_evaluate_deploy import retrain_evaluate_deploy as r; "
+            f"r(dataset='credit', decision_run_id='{decision}')",
+        ],
+        env={
+            **os.environ,
+            "PREFECT_API_URL": str(PREFECT_API_URL.value()),
+            "MLOPS_FAILPOINTS": "retrain-claimed=kill",
+        },
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert killed.returncode == -signal.SIGKILL, killed.stderr[-2000:]
+    claims = RetrainClaims(settings)
+    left = claims.get("credit", decision)
+    assert left is not None and left.state == "running" and left.attempts == 1
+    assert "mlops.retrain" not in registry.run_tags(decision)
+
+    assert reconcile(dataset="credit") == [], "a claim younger than the stale time is its run's"
+    monkeypatch.setenv("MLOPS_RECONCILE_STALE_SECONDS", "0")
+    (resumed,) = reconcile(dataset="credit")
+    assert resumed["kind"] == "retrain" and resumed["decision_run"] == decision
+    assert resumed["attempt"] == 2 and resumed["state"] == "promoted"
+    assert registry.run_tags(decision)["mlops.retrain"] == "promoted"
+    assert set(registry.aliases()) == {"champion"}
+    assert claims.get("credit", decision).state == "done"  # type: ignore[union-attr]
+    assert reconcile(dataset="all") == [], "never twice"
+    assert len(registry.training_runs()) == 1, "one training: the killed run trained nothing"

@@ -20,13 +20,14 @@ from mlops_core.settings import Settings
 ADMIN_TOKEN = "hostile-admin-token-7f3a9c"  # test_limits searches every log and answer for it
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def server(tmp_path_factory: pytest.TempPathFactory, stream: Stream) -> Iterator[FastAPI]:
     """A server with a champion and a challenger in a 50% canary (so both variants answer),
     built with ``MLOPS_ADMIN_TOKEN`` set: everything it trains and logs is done knowing it.
 
-    One per module (training and registering is the slow part); its settings are
-    ``app.state.settings``, its home a temporary folder of its own.
+    One for the whole session (training and registering is the slow part: 40-100 s a copy); its
+    settings are ``app.state.settings``, its home a temporary folder of its own. Tests read it
+    and may add apps on its home; none moves its aliases or rollout tags.
     """
     root = tmp_path_factory.mktemp("hostile-server")
     with pytest.MonkeyPatch.context() as env:

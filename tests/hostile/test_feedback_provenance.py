@@ -26,7 +26,7 @@ from mlops_core.settings import Settings
 LABELS_TOKEN = "labelling-service-token-51c2"
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def settings_of(server: FastAPI) -> Settings:
     """The hostile server's settings, logging every feedback row at once."""
     settings: Settings = server.state.settings
