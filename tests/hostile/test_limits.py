@@ -235,7 +235,6 @@ CLI_COMMANDS: list[tuple[str, ...]] = [
     ("process", "{batch}"),
     ("labels", "{batch}"),
     ("reconcile",),
-    ("gc",),
     ("train",),
     ("promote",),
     ("rollback",),
