@@ -4,6 +4,7 @@ rollout settings fast enough for tests."""
 from __future__ import annotations
 
 import os
+import sys
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -23,6 +24,22 @@ from mlops_core.adapters.catalog import DatasetCatalog, RegisteredDataset  # noq
 from mlops_core.settings import Settings  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(autouse=True)
+def _mlflow_global_uris_end_with_the_test() -> Iterator[None]:
+    """MLflow's fluent tracking and registry URIs are process-wide and copied into
+    ``MLFLOW_TRACKING_URI`` / ``MLFLOW_REGISTRY_URI``: code under test sets them (registering a
+    model does), and a later test's ``MlflowClient(tracking_uri=...)`` would then resolve its
+    registry to the earlier test's database. Each test leaves them unset."""
+    yield
+    if "mlflow" in sys.modules:
+        import mlflow
+
+        mlflow.set_tracking_uri(None)  # type: ignore[arg-type]  # None unsets (and its variable)
+        mlflow.set_registry_uri(None)  # type: ignore[arg-type]
+    os.environ.pop("MLFLOW_TRACKING_URI", None)
+    os.environ.pop("MLFLOW_REGISTRY_URI", None)
 
 
 @pytest.fixture

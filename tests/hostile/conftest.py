@@ -27,14 +27,20 @@ def server(tmp_path_factory: pytest.TempPathFactory, stream: Stream) -> Iterator
 
     One for the whole session (training and registering is the slow part: 40-100 s a copy); its
     settings are ``app.state.settings``, its home a temporary folder of its own. Tests read it
-    and may add apps on its home; none moves its aliases or rollout tags.
+    and may add apps on its home; none moves its aliases or rollout tags. Its environment
+    (``app.state.environment``) is set only while a test that uses it runs (``_server_environment``),
+    never for the rest of the session.
     """
     root = tmp_path_factory.mktemp("hostile-server")
+    environment = {
+        "MLOPS_HOME": str(root / "home"),
+        "MLOPS_GX_DIR": str(root / "great_expectations"),
+        "MLOPS_TRAIN_MAX_ITER": "20",  # a quick model is enough to be called
+        "MLOPS_ADMIN_TOKEN": ADMIN_TOKEN,
+    }
     with pytest.MonkeyPatch.context() as env:
-        env.setenv("MLOPS_HOME", str(root / "home"))
-        env.setenv("MLOPS_GX_DIR", str(root / "great_expectations"))
-        env.setenv("MLOPS_TRAIN_MAX_ITER", "20")  # a quick model is enough to be called
-        env.setenv("MLOPS_ADMIN_TOKEN", ADMIN_TOKEN)
+        for name, value in environment.items():
+            env.setenv(name, value)
         current = Settings()
         DatasetCatalog(current).add(stream.spec, stream.reference_path)
         ctx = DatasetContext.open(current, "credit")
@@ -46,5 +52,15 @@ def server(tmp_path_factory: pytest.TempPathFactory, stream: Stream) -> Iterator
         registry.set_tags({ROLLOUT_MODE: "canary", ROLLOUT_WEIGHT: "0.5", ROLLOUT_VERSION: second})
         app = create_app(current, follow=False, log_traffic=False)
         app.state.settings = current
-        yield app
-        asgi.shutdown_lifespans()  # when schemathesis started the app's lifespan, stop it here
+        app.state.environment = environment
+    yield app
+    asgi.shutdown_lifespans()  # when schemathesis started the app's lifespan, stop it here
+
+
+@pytest.fixture(autouse=True)
+def _server_environment(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The shared server's environment, for the duration of a test that uses the server."""
+    if "server" in request.fixturenames:
+        app: FastAPI = request.getfixturevalue("server")
+        for name, value in app.state.environment.items():
+            monkeypatch.setenv(name, value)

@@ -34,7 +34,7 @@ def registry(
     monkeypatch.setenv("MLOPS_LEDGER_URL", new_ledger_url(request.param))
     current = Settings()
     current.home.mkdir(parents=True, exist_ok=True)
-    client = MlflowClient(tracking_uri=current.tracking_uri)
+    client = MlflowClient(tracking_uri=current.tracking_uri, registry_uri=current.tracking_uri)
     client.create_registered_model("credit")
     for _ in range(3):  # versions without artifacts: only their aliases are moved here
         client.create_model_version("credit", source=str(current.home))
