@@ -14,6 +14,7 @@ from typing import Any
 from prefect.events import DeploymentEventTrigger
 
 from flows.alerts import alert, review_drift
+from flows.gc import gc
 from flows.process_batch import process_batch
 from flows.process_labels import process_labels
 from flows.reconcile import reconcile
@@ -30,6 +31,7 @@ ARRIVAL_PARAMETERS = {
 PROCESS_BATCH = "process-batch/on-batch-arrived"
 PROCESS_LABELS = "process-labels/on-labels-arrived"
 RECONCILE = "reconcile/sweep"
+GC = "gc/retention"
 RETRAIN = "retrain-evaluate-deploy/manual"
 REVIEW_DRIFT = "review-drift/on-repeated-drift"
 ALERT = "alert/on-failure"
@@ -44,6 +46,7 @@ FLOWS = {
         retrain_evaluate_deploy,
         review_drift,
         alert,
+        gc,
     )
 }
 
@@ -80,6 +83,14 @@ def build(settings: Settings) -> list[Any]:
             parameters={"dataset": "all"},
             tags=[TAG],
             description="process, exactly once, what landed while nothing listened or crashed",
+        ),
+        gc.to_deployment(
+            name="retention",
+            interval=settings.gc_interval_hours * 3600,
+            parameters={"dataset": "all"},
+            tags=[TAG],
+            description="delete settled files and logs past MLOPS_RETENTION_DAYS, never what "
+            "a registered model's training data or an open rollout references",
         ),
         retrain_evaluate_deploy.to_deployment(
             name="manual",

@@ -37,6 +37,10 @@ EXAMPLES: dict[str, tuple[str, ...]] = {
     ),
     "labels": ("mlops labels labels-week19.csv --dataset credit",),
     "reconcile": ("mlops reconcile", "mlops reconcile --dataset credit --json"),
+    "gc": (
+        "mlops gc --dry-run",
+        "mlops gc --dataset credit --older-than-days 30 --json",
+    ),
     "retry": ("mlops retry 3f2a9c1b7d4e --dataset credit", "mlops retry 3f2a9c1b7d4e --json"),
     "drop": (
         "mlops drop 3f2a9c1b7d4e --dataset credit --reason 'export bug upstream, resent as week20'",
@@ -103,6 +107,7 @@ for command in (
     batches.reconcile,
     batches.retry,
     batches.drop,
+    batches.gc,
     running.up,
     running.down,
     batches.validate,

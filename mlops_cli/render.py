@@ -187,6 +187,39 @@ def print_reconciled(done: list[dict[str, Any]]) -> None:
         )
 
 
+def print_gc(done: dict[str, Any]) -> None:
+    """Nothing returned: prints what ``mlops gc`` deleted (or would) and what it kept, and why."""
+    verb = "would delete" if done["dry_run"] else "deleted"
+    days = f"{done['older_than_days']:g}"
+    for item in done["datasets"]:
+        out.print(
+            f"{item['dataset']}: {verb} {len(item['deleted'])} files ({item['bytes']:,} bytes) "
+            f"settled more than {days} days ago (before {item['cutoff']}); "
+            f"kept {len(item['kept'])} as old",
+            highlight=False,
+            soft_wrap=True,
+            markup=False,
+        )
+        for gone in item["deleted"]:
+            out.print(
+                f"  {verb} {gone['kind']} {gone['sha256'][:12]} ({gone['original_name']}, "
+                f"{gone['state']}, settled {gone['updated_at'][:19]})",
+                highlight=False,
+                soft_wrap=True,
+                markup=False,
+            )
+        for kept in item["kept"]:
+            out.print(
+                f"  kept {kept['kind']} {kept['sha256'][:12]} ({kept['original_name']}): "
+                f"{kept['reason']}",
+                highlight=False,
+                soft_wrap=True,
+                markup=False,
+            )
+    if done["logs"]:
+        out.print(f"server logs: {verb} {len(done['logs'])} resubmitted dead-letter files")
+
+
 def print_status(datasets: list[dict[str, Any]]) -> None:
     """Nothing returned: prints each dataset's models (each accuracy with the rows it was measured
     on), rollout tags, recent batches (each once), manual decisions and unfinished files."""

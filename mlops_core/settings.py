@@ -241,6 +241,16 @@ class Settings(BaseSettings):
     reconcile_interval_seconds: float = Field(
         default=300, gt=0, description="How often the served reconcile deployment sweeps."
     )
+    retention_days: float = Field(
+        default=90,
+        gt=0,
+        description="mlops gc deletes settled batch and labels files (with their reports and "
+        "ledger rows) and resubmitted server logs older than this, except what a registered "
+        "model's training data or an open rollout references.",
+    )
+    gc_interval_hours: float = Field(
+        default=24, gt=0, description="How often the served gc deployment runs."
+    )
     runner_poll_seconds: float = Field(
         default=0.25, gt=0, description="How often the warm runner looks for triggered runs."
     )

@@ -24,6 +24,7 @@ from mlops_cli.options import (
 from mlops_cli.render import (
     ledger_entry_json,
     print_batch_outcome,
+    print_gc,
     print_reconciled,
     print_validation,
 )
@@ -163,6 +164,40 @@ def drop(
         soft_wrap=True,
         markup=False,
     )
+
+
+@reports_errors
+def gc(
+    dataset: Annotated[
+        str | None, typer.Option(help="The dataset to clean (default: every dataset).")
+    ] = None,
+    older_than_days: Annotated[
+        float | None,
+        typer.Option(
+            "--older-than-days", min=0.0, help="Retention in days (default MLOPS_RETENTION_DAYS)."
+        ),
+    ] = None,
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="Say what would be deleted; delete nothing.")
+    ] = False,
+    as_json: JsonOpt = False,
+) -> None:
+    """Delete settled batches, labels, their reports and old server logs past retention; keep
+    (and say why) what a registered model's training data or an open rollout references."""
+    from mlops_core.adapters.catalog import DatasetCatalog
+
+    current = settings()
+    if dataset is not None:
+        required_dataset(dataset)
+        DatasetCatalog(current).get(dataset)
+
+    from flows.gc import gc as gc_flow
+
+    done = gc_flow(dataset=dataset or "all", older_than_days=older_than_days, dry_run=dry_run)
+    if as_json:
+        emit_json(done)
+    else:
+        print_gc(done)
 
 
 def _find(current: Settings, sha: str, dataset: str | None) -> tuple[LandingZone, LedgerEntry]:

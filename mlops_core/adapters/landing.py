@@ -654,6 +654,20 @@ class LandingZone:
                 detail=report,
             )
 
+    def expire(self, dataset: str, sha256: str) -> LedgerEntry | None:
+        """Delete a settled file, its report and its ledger row (``mlops gc``); the entry that
+        was deleted, or None when the row is gone or no longer settled."""
+        with self._transaction() as connection:
+            entry = self._select(connection, dataset, sha256, lock=True)
+            if entry is None or entry.state not in FINAL_STATES:
+                return None
+            # The row last: a crash in between leaves a row whose file is gone, which gc
+            # deletes the next time, never a file no row accounts for.
+            for location in (entry.location, entry.report_location):
+                self.store.delete(self.store.key(location))
+            connection.execute(sa.delete(self._table).where(self._key(dataset, sha256)))
+            return entry
+
     def _move(
         self,
         connection: Connection,

@@ -47,3 +47,5 @@ def test_arrivals_trigger_the_batch_and_labels_flows(settings: Settings) -> None
     }
     reconcile = next(d for d in build(settings) if d.flow_name == "reconcile")
     assert reconcile.schedules, "reconcile runs on a schedule"
+    gc = next(d for d in build(settings) if d.flow_name == "gc")
+    assert gc.schedules and gc.parameters == {"dataset": "all"}, "retention runs on a schedule"

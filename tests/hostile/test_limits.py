@@ -235,6 +235,7 @@ CLI_COMMANDS: list[tuple[str, ...]] = [
     ("process", "{batch}"),
     ("labels", "{batch}"),
     ("reconcile",),
+    ("gc",),
     ("train",),
     ("promote",),
     ("rollback",),
