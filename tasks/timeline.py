@@ -11,9 +11,13 @@ from prefect import get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 
 from mlops_core.adapters.context import DatasetContext
+from mlops_core.batches import BatchState
 
 REPORT_FOLDER = "report"  # on the decision run: timeline.html, timeline.png, batch.html
 PLOTS_FOR_LAST = 3  # batches whose drift plots the logged timeline.html embeds
+# Batches being processed or about to be: each settles and publishes by itself (a failed one
+# does when reconcile retries it).
+IN_FLIGHT = (BatchState.landed, BatchState.processing)
 
 
 @dataclass(frozen=True)
@@ -23,6 +27,9 @@ class PublishedTimeline:
     artifact_key: str
     mlflow_paths: tuple[str, ...]
     batches: int
+    # Other batches of the dataset were still in flight: only this batch's page was logged, the
+    # dataset's timeline is left to the last of them to settle.
+    deferred: bool = False
 
 
 def timeline_key(dataset: str) -> str:
@@ -57,6 +64,16 @@ def _publish(ctx: DatasetContext, sha256: str, decision_run_id: str | None) -> P
     from mlops_core.timeline import batch_html, timeline_html, timeline_png
     from tasks.report import mlflow_ui
 
+    # Debounced: while other batches of the dataset are still in flight (a burst), each logs only
+    # its own page and the last of them to settle publishes the timeline. A batch settles before
+    # it gets here, so of batches settling together the last one sees none in flight.
+    in_flight = sum(
+        1
+        for entry in ctx.batches.entries(ctx.name)
+        if entry.state in IN_FLIGHT and entry.sha256 != sha256
+    )
+    if in_flight and sha256:
+        return _publish_page_only(ctx, sha256, decision_run_id, in_flight)
     # Plots of the newest batches only: this page is logged again for every batch. A batch
     # without drift has no plots to show (drawing them took 4-5 s of every quiet batch's run).
     timeline = load_timeline(ctx, plots_for_last=PLOTS_FOR_LAST, plots_of=sha256 or None)
@@ -106,3 +123,26 @@ def _publish(ctx: DatasetContext, sha256: str, decision_run_id: str | None) -> P
         f", {len(paths)} pages on run {decision_run_id}" if paths else "",
     )
     return PublishedTimeline(key, tuple(paths), len(records))
+
+
+def _publish_page_only(
+    ctx: DatasetContext, sha256: str, decision_run_id: str | None, in_flight: int
+) -> PublishedTimeline:
+    """This batch's own page on its decision run, the dataset's timeline left to a later batch."""
+    from mlops_core.adapters.timeline_source import load_timeline
+    from mlops_core.timeline import batch_html
+
+    timeline = load_timeline(ctx, plots_for_last=0, plots_of=sha256)
+    paths: tuple[str, ...] = ()
+    if decision_run_id and any(row.sha256 == sha256 for row in timeline.rows):
+        ctx.registry.client.log_text(
+            decision_run_id, batch_html(timeline, sha256), f"{REPORT_FOLDER}/batch.html"
+        )
+        paths = (f"{REPORT_FOLDER}/batch.html",)
+    get_run_logger().info(
+        "timeline of %s left to the last of %d batches still in flight%s",
+        ctx.name,
+        in_flight,
+        f"; this batch's page on run {decision_run_id}" if paths else "",
+    )
+    return PublishedTimeline(timeline_key(ctx.name), paths, len(timeline.rows), deferred=True)

@@ -19,6 +19,7 @@ from mlops_core.adapters.catalog import RegisteredDataset
 from mlops_core.adapters.context import DatasetContext
 from mlops_core.adapters.landing import LandingZone
 from mlops_core.adapters.timeline_source import load_timeline
+from mlops_core.batches import BatchState
 from mlops_core.settings import Settings
 from tasks.timeline import publish_timeline, timeline_key
 
@@ -127,6 +128,25 @@ def test_the_timeline_report_and_task_show_each_processed_batch_once(
     assert sorted(len(r) for r in rows) == [1, 2, 3, 3, 3], (
         "the flows' versions grow batch by batch"
     )
+
+    # A burst: while another batch of the dataset is in flight, a batch logs its own page only
+    # and leaves the dataset's timeline to the last of them to settle (no new version).
+    in_flight = _land(
+        tmp_path, settings, generate_applications(np.random.default_rng(9), 200, week=4), "w4.csv"
+    )
+    deferred = publish_timeline(ctx, shifted.sha256, shifted.decision_run_id)
+    assert deferred is not None and deferred.deferred, "another batch is landed: deferred"
+    assert deferred.mlflow_paths == ("report/batch.html",)
+    with get_client(sync_client=True) as prefect:
+        after = prefect.read_artifacts(
+            artifact_filter=ArtifactFilter(key=ArtifactFilterKey(any_=["timeline-credit"]))
+        )
+    assert len(after) == len(versions), "no timeline version while a batch is in flight"
+    zone = LandingZone(settings)
+    zone.claim("credit", in_flight)
+    zone.settle("credit", in_flight, BatchState.quarantined, {}, reason="settled by the test")
+    published = publish_timeline(ctx, shifted.sha256, shifted.decision_run_id)
+    assert published is not None and not published.deferred and published.batches == 4
 
     # The shifted batch's labels arrive later: its row now shows the accuracy they observed.
     truth = generate_applications(
