@@ -6,22 +6,27 @@ The tests share one cluster and run in file order: the faults that take parts aw
 
 from __future__ import annotations
 
+import json
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime, timedelta
 from itertools import pairwise
 from pathlib import Path
 
 import httpx
 import numpy as np
 import pytest
+import sqlalchemy as sa
 from live import Load
 from mlflow.tracking import MlflowClient
 from prefect.settings import PREFECT_API_URL, temporary_settings
 from prometheus_client.parser import text_string_to_metric_families
 from stackproc import wait
+from typer.testing import CliRunner
 
 from mlops_cli.cluster import Cluster
+from mlops_cli.main import app as cli
 from mlops_cli.scenarios import PhaseKind, generate_applications
 from mlops_core.adapters.announce import announce
 from mlops_core.adapters.context import DatasetContext
@@ -236,6 +241,62 @@ def test_a_promotion_reaches_both_replicas_with_no_failed_request(
             load.thread.join(timeout=10)
     for load in loads:
         assert load.status[200] > 0 and set(load.status) == {200}, load.status
+
+
+def test_a_replica_takes_feedback_only_for_request_ids_a_replica_issued(cluster: Cluster) -> None:
+    """Issue 20, item 1 on the cluster: the replicas share the feedback key (one home here; the
+    same MLOPS_FEEDBACK_KEY on separate machines), so feedback may reach either replica."""
+    first, second = cluster.serve_urls[:2]
+    row = generate_applications(np.random.default_rng(7), 1).drop(
+        "default", "application_id", "applied_at"
+    )
+    answer = httpx.post(f"{first}/predict", json={"record": row.to_dicts()[0]}, timeout=30)
+    assert answer.status_code == 200, answer.text
+    request_id = answer.json()["request_id"]
+    taken = httpx.post(
+        f"{second}/feedback", json={"request_id": request_id, "label": 1}, timeout=30
+    )
+    assert taken.status_code == 200, "the other replica verifies the first one's id: " + taken.text
+    forged = request_id[:-1] + ("0" if request_id[-1] != "0" else "1")
+    for url in (first, second):
+        refused = httpx.post(f"{url}/feedback", json={"request_id": forged, "label": 1}, timeout=30)
+        assert refused.status_code == 403 and "request_id" in refused.text, refused.text
+        by_id = httpx.post(f"{url}/feedback", json={"id": "app-1", "label": 1}, timeout=30)
+        assert by_id.status_code == 403, "no labelling token on this cluster: " + by_id.text
+
+
+def test_gc_on_the_cluster_deletes_an_expired_batch_from_the_object_store(
+    cluster: Cluster, client_settings: Settings, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Issue 20, item 8 on the cluster: the ledger on PostgreSQL, the files in S3, lineage read
+    from the MLflow server; the batches the earlier tests processed are recent and stay."""
+    zone = LandingZone(client_settings)
+    before = {e.sha256 for e in zone.entries(DATASET)}
+    sha256 = zone.submit(one_batch(tmp_path, "old-week", 77), DATASET).entry.sha256
+    zone.claim(DATASET, sha256)
+    entry = zone.settle(DATASET, sha256, BatchState.processed, {"note": "settled by the test"})
+    keys = [zone.store.key(entry.location), zone.store.key(entry.report_location)]
+    assert all(zone.store.exists(key) for key in keys), keys
+    engine = sa.create_engine(client_settings.ledger_database_url)
+    with engine.begin() as connection:  # settled 200 days ago
+        connection.execute(
+            sa.text(
+                "UPDATE batches SET updated_at = :old, submitted_at = :old WHERE sha256 = :sha"
+            ),
+            {"old": (datetime.now(UTC) - timedelta(days=200)).isoformat(), "sha": sha256},
+        )
+    engine.dispose()
+    for name, value in cluster.client_environment().items():
+        monkeypatch.setenv(name, value)
+    # `mlops gc` runs the gc flow in its own process: here, against the cluster's first API.
+    with temporary_settings(updates={PREFECT_API_URL: cluster.api_urls[0]}):
+        done = CliRunner().invoke(cli, ["gc", "--json"])
+    assert done.exit_code == 0, done.output
+    (credit,) = json.loads(done.output)["datasets"]
+    assert [d["sha256"] for d in credit["deleted"]] == [sha256]
+    assert not any(zone.store.exists(key) for key in keys), "file and report gone from S3"
+    assert zone.get(DATASET, sha256) is None
+    assert before <= {e.sha256 for e in zone.entries(DATASET)}, "recent batches kept"
 
 
 def run_sweep(cluster: Cluster, api: str) -> None:

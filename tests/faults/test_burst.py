@@ -47,6 +47,9 @@ def test_fifty_batches_at_once_each_unique_one_processed_once(tmp_path: Path) ->
         # Every challenger is refused, so the champion stays and each concept-drift batch asks
         # for its own retrain (a promoted one would fit the new regime and end the requests).
         MLOPS_GATE_ACCURACY_FLOOR="0.99",
+        # The six retrains run one at a time and are the test's critical path (about 70 s each
+        # with the default boosting rounds): refused challengers need no more than these.
+        MLOPS_TRAIN_MAX_ITER="40",
     )
     files = []
     for i in range(28):
