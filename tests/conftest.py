@@ -42,6 +42,18 @@ def _mlflow_global_uris_end_with_the_test() -> Iterator[None]:
     os.environ.pop("MLFLOW_REGISTRY_URI", None)
 
 
+@pytest.fixture(autouse=True)
+def _prefect_events_to_the_current_api(request: pytest.FixtureRequest) -> None:
+    """Prefect's events worker (which records task runs) is one per process, bound to the API
+    URL in force when it was made: a test that pointed PREFECT_API_URL at a server of its own
+    (``temporary_settings``) and stopped it would leave later flow calls' task runs sent to a dead
+    server. A test on the shared Prefect server starts with a fresh worker."""
+    if "prefect_api" in request.fixturenames:
+        from prefect.events.worker import EventsWorker
+
+        EventsWorker.drain_all(timeout=5, at_exit=False)
+
+
 @pytest.fixture
 def settings(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Settings:
     """Settings pointing every path into this test's temporary folder (also via the environment)."""

@@ -20,6 +20,7 @@ import pytest
 import sqlalchemy as sa
 from live import Load
 from mlflow.tracking import MlflowClient
+from prefect.events.worker import EventsWorker
 from prefect.settings import PREFECT_API_URL, temporary_settings
 from prometheus_client.parser import text_string_to_metric_families
 from stackproc import wait
@@ -291,6 +292,9 @@ def test_gc_on_the_cluster_deletes_an_expired_batch_from_the_object_store(
     # `mlops gc` runs the gc flow in its own process: here, against the cluster's first API.
     with temporary_settings(updates={PREFECT_API_URL: cluster.api_urls[0]}):
         done = CliRunner().invoke(cli, ["gc", "--json"])
+        # The flow's events worker is bound to this API: stopped here, so no later test's task
+        # runs are sent to the cluster once it is gone.
+        EventsWorker.drain_all(timeout=10, at_exit=False)
     assert done.exit_code == 0, done.output
     (credit,) = json.loads(done.output)["datasets"]
     assert [d["sha256"] for d in credit["deleted"]] == [sha256]
