@@ -20,10 +20,16 @@ $(STAMP): pyproject.toml constraints.txt
 demo: setup
 	$(BIN)/mlops demo
 
+# The suite on TEST_WORKERS processes (pytest-xdist), a test file to a process so a file's
+# stack (the cluster, the browser's) starts once, files in the order collected (the long stack
+# tests come first); one math thread each, so two processes' OpenMP pools do not fight over
+# the cores. `make test TEST_WORKERS=0` runs it in one process.
+TEST_WORKERS ?= 2
+
 test: setup
 	$(BIN)/ruff check .
 	$(BIN)/mypy mlops_core
-	$(BIN)/python -m pytest
+	OMP_NUM_THREADS=1 $(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadfile --no-loadscope-reorder
 
 lint: setup
 	$(BIN)/ruff check .

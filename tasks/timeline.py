@@ -26,7 +26,7 @@ class PublishedTimeline:
 
     artifact_key: str
     mlflow_paths: tuple[str, ...]
-    batches: int
+    batches: int  # rows of the published timeline (0 when deferred)
     # Other batches of the dataset were still in flight: only this batch's page was logged, the
     # dataset's timeline is left to the last of them to settle.
     deferred: bool = False
@@ -128,21 +128,23 @@ def _publish(ctx: DatasetContext, sha256: str, decision_run_id: str | None) -> P
 def _publish_page_only(
     ctx: DatasetContext, sha256: str, decision_run_id: str | None, in_flight: int
 ) -> PublishedTimeline:
-    """This batch's own page on its decision run, the dataset's timeline left to a later batch."""
-    from mlops_core.adapters.timeline_source import load_timeline
+    """This batch's own page on its decision run, the dataset's timeline left to a later batch.
+    Its row alone is read, so a backlog of batches does not make each of them slower."""
+    from mlops_core.adapters.timeline_source import load_batch
     from mlops_core.timeline import batch_html
 
-    timeline = load_timeline(ctx, plots_for_last=0, plots_of=sha256)
     paths: tuple[str, ...] = ()
-    if decision_run_id and any(row.sha256 == sha256 for row in timeline.rows):
-        ctx.registry.client.log_text(
-            decision_run_id, batch_html(timeline, sha256), f"{REPORT_FOLDER}/batch.html"
-        )
-        paths = (f"{REPORT_FOLDER}/batch.html",)
+    if decision_run_id:
+        timeline = load_batch(ctx, sha256)
+        if timeline.rows:
+            ctx.registry.client.log_text(
+                decision_run_id, batch_html(timeline, sha256), f"{REPORT_FOLDER}/batch.html"
+            )
+            paths = (f"{REPORT_FOLDER}/batch.html",)
     get_run_logger().info(
         "timeline of %s left to the last of %d batches still in flight%s",
         ctx.name,
         in_flight,
         f"; this batch's page on run {decision_run_id}" if paths else "",
     )
-    return PublishedTimeline(timeline_key(ctx.name), paths, len(timeline.rows), deferred=True)
+    return PublishedTimeline(timeline_key(ctx.name), paths, 0, deferred=True)

@@ -46,10 +46,9 @@ def load_timeline(
     batch ``plots_of`` (sha256), whose own page is being made). A batch without drift has none:
     plots are drawn when the drift test finds drift (``tasks.drift.plot_batch_drift``).
     """
-    zone = ctx.batches
     tags = decision_run_tags(ctx)
     rows: list[BatchRow] = []
-    entries = zone.entries(ctx.name)
+    entries = ctx.batches.entries(ctx.name)
     pictured = len(entries) if plots_for_last is None else plots_for_last
     with tempfile.TemporaryDirectory(prefix="mlops-timeline-") as scratch:
         labelled = _labels_by_batch(ctx, tags, Path(scratch))
@@ -57,28 +56,68 @@ def load_timeline(
             wanted = plots and (index >= len(entries) - pictured or entry.sha256 == plots_of)
             report = _report(ctx, entry)
             run_id = _run_id(report)
-            run_tags = tags.get(run_id, {}) if run_id else {}
-            retrain = None
-            if run_id and run_tags.get("mlops.decision") == "retrain":
-                retrain = _json_artifact(ctx, run_id, "retrain.json", Path(scratch))
-            pictures: list[Plot] = []
-            if wanted and run_id:
-                pictures = _run_plots(ctx, run_id, Path(scratch))
-            row = batch_row(
+            row = _row(
+                ctx,
                 entry,
                 report,
-                run_tags=run_tags,
-                retrain=retrain,
-                plots=pictures,
+                tags.get(run_id, {}) if run_id else {},
+                plots=wanted,
                 labels=labelled.get(entry.sha256),
+                scratch=Path(scratch),
             )
             if plots and not wanted and row.drift is not None and row.drift.is_drift:
                 row = replace(row, plots_elsewhere=True)
             rows.append(row)
+    return _timeline(ctx, carry_champions(rows))
+
+
+def load_batch(ctx: DatasetContext, sha256: str) -> Timeline:
+    """A timeline of batch ``sha256``'s row alone (none when it never landed): what its own page
+    shows as it settles, read at a cost independent of how many batches the dataset has had --
+    its report, its decision run's tags, retrain outcome and drift plots. Labels are joined, and
+    a quarantined batch shown with the champion then standing, by :func:`load_timeline`."""
+    entry = ctx.batches.get(ctx.name, sha256)
+    if entry is None:
+        return _timeline(ctx, ())
+    report = _report(ctx, entry)
+    run_id = _run_id(report)
+    run_tags: dict[str, str] = {}
+    if run_id:
+        try:
+            run_tags = dict(ctx.registry.client.get_run(run_id).data.tags)
+        except Exception:  # noqa: BLE001 -- the row still shows the report
+            run_tags = {}
+    with tempfile.TemporaryDirectory(prefix="mlops-timeline-") as scratch:
+        row = _row(ctx, entry, report, run_tags, plots=True, labels=None, scratch=Path(scratch))
+    return _timeline(ctx, (row,))
+
+
+def _row(
+    ctx: DatasetContext,
+    entry: LedgerEntry,
+    report: dict[str, Any] | None,
+    run_tags: dict[str, str],
+    *,
+    plots: bool,
+    labels: LabelsResult | None,
+    scratch: Path,
+) -> BatchRow:
+    """A batch's row from its report and its decision run (the retrain's outcome, the plots)."""
+    run_id = _run_id(report)
+    retrain = None
+    if run_id and run_tags.get("mlops.decision") == "retrain":
+        retrain = _json_artifact(ctx, run_id, "retrain.json", scratch)
+    pictures = _run_plots(ctx, run_id, scratch) if plots and run_id else []
+    return batch_row(
+        entry, report, run_tags=run_tags, retrain=retrain, plots=pictures, labels=labels
+    )
+
+
+def _timeline(ctx: DatasetContext, rows: tuple[BatchRow, ...]) -> Timeline:
     settings = ctx.settings
     return Timeline(
         dataset=ctx.name,
-        rows=carry_champions(rows),
+        rows=rows,
         policy=settings.policy_config(),
         false_alarm_rate=settings.drift_false_alarm_rate,
     )

@@ -45,7 +45,7 @@ if TYPE_CHECKING:
 logger = logging.getLogger("mlops.serving")
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)  # ~100,000 are kept: no per-instance dict
 class Seen:
     """One variant's part in a request: when, which version, how long, and its probabilities."""
 

@@ -1,7 +1,9 @@
 """The demo shows the stream's truth: corrupted batches quarantined, every other batch processed."""
 
+import contextlib
 import json
 import os
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -10,8 +12,36 @@ import pytest
 
 from mlops_cli import options
 from mlops_cli.demo import MARKER, fresh_home, prepare
+from mlops_core.adapters.stack_state import read_state
 from mlops_core.errors import MlopsError
 from mlops_core.settings import Settings, prefect_environment
+
+
+def run_demo_process(
+    command: list[str], env: dict[str, str], demo_home: Path, timeout: float = 600
+) -> subprocess.CompletedProcess[str]:
+    """``mlops demo`` in a process of its own, and never a stack left behind: past ``timeout``
+    it gets Ctrl-C (its ``finally`` stops the stack), then SIGKILL; whatever its
+    ``stack.json`` still records is stopped by process group id (each part leads its own)."""
+    process = subprocess.Popen(
+        command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
+    try:
+        stdout, stderr = process.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        process.send_signal(signal.SIGINT)
+        try:
+            stdout, stderr = process.communicate(timeout=90)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            stdout, stderr = process.communicate()
+        stderr += f"\n(the demo ran past {timeout:.0f} s and was interrupted)"
+    finally:
+        left = read_state(Settings(home=demo_home, gx_dir=demo_home / "gx"))
+        for pid in left.pids.values() if left else ():
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(pid, signal.SIGKILL)
+    return subprocess.CompletedProcess(command, process.returncode, stdout, stderr)
 
 
 def test_demo_shows_the_streams_truth(tmp_path: Path) -> None:
@@ -21,12 +51,10 @@ def test_demo_shows_the_streams_truth(tmp_path: Path) -> None:
     env = {**os.environ, "MLOPS_HOME": str(tmp_path / "home")}
     env.pop("PREFECT_API_URL", None)
     env.pop("PREFECT_HOME", None)
-    done = subprocess.run(
+    done = run_demo_process(
         [str(Path(sys.executable).parent / "mlops"), "demo", "--rows-json", str(out)],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=600,
+        env,
+        tmp_path / "home" / "demo",
     )
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     rows = json.loads(out.read_text())

@@ -18,9 +18,10 @@ from mlops_cli.scenarios import Corruption, PhaseKind, corrupt, generate_applica
 from mlops_core.adapters.catalog import RegisteredDataset
 from mlops_core.adapters.context import DatasetContext
 from mlops_core.adapters.landing import LandingZone
-from mlops_core.adapters.timeline_source import load_timeline
+from mlops_core.adapters.timeline_source import load_batch, load_timeline
 from mlops_core.batches import BatchState
 from mlops_core.settings import Settings
+from mlops_core.timeline import batch_html
 from tasks.timeline import publish_timeline, timeline_key
 
 runner = CliRunner()
@@ -137,6 +138,15 @@ def test_the_timeline_report_and_task_show_each_processed_batch_once(
     deferred = publish_timeline(ctx, shifted.sha256, shifted.decision_run_id)
     assert deferred is not None and deferred.deferred, "another batch is landed: deferred"
     assert deferred.mlflow_paths == ("report/batch.html",)
+    # Its page is read from its own row alone (not the dataset's history), and shows the same.
+    alone = load_batch(ctx, shifted.sha256)
+    assert [row.file_name for row in alone.rows] == ["week-02-shifted.csv"]
+    assert alone.rows[0].plots and alone.records() == [load_timeline(ctx).records()[1]]
+    assert batch_html(alone, shifted.sha256) == batch_html(load_timeline(ctx), shifted.sha256)
+    page = client.download_artifacts(shifted.decision_run_id, "report/batch.html")
+    text = Path(page).read_text(encoding="utf-8")
+    assert "week-02-shifted.csv" in text and "Holm-adjusted" in text
+    assert "data:image/png;base64," in text, "the batch's drift plots are on its page"
     with get_client(sync_client=True) as prefect:
         after = prefect.read_artifacts(
             artifact_filter=ArtifactFilter(key=ArtifactFilterKey(any_=["timeline-credit"]))
