@@ -39,6 +39,7 @@ from tasks.decision import (
     alert_if_stuck,
     assess_batch,
     decide_batch,
+    discard_plots,
     plot_batch_drift,
     record_batch_decision,
     roll_back,
@@ -239,16 +240,19 @@ def _judge(ctx: DatasetContext, sha256: str, claimed: LedgerEntry) -> BatchJudge
     decision = decide_batch(ctx, assessment)
     logger.info(decision_line(decision))
     validation = report.to_dict()
-    decision_run = record_batch_decision(
-        ctx,
-        sha256,
-        decision,
-        assessment,
-        validation,
-        drift,
-        plots,
-        original_name=claimed.original_name,
-    )
+    try:
+        decision_run = record_batch_decision(
+            ctx,
+            sha256,
+            decision,
+            assessment,
+            validation,
+            drift,
+            plots,
+            original_name=claimed.original_name,
+        )
+    finally:
+        discard_plots(plots)
     alert_if_stuck(ctx, sha256, assessment)
     failpoint("batch-decided")
     emit(

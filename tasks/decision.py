@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -57,10 +58,22 @@ def plot_batch_drift(ctx: DatasetContext, path: Path, drift: DriftReport) -> lis
     """The drift plots (effect sizes, distributions) as PNG files in a temporary folder."""
     from mlops_core.plots import plot_drift
 
-    out = Path(tempfile.mkdtemp(prefix="mlops-drift-"))
+    out = Path(tempfile.mkdtemp(prefix=PLOT_FOLDER_PREFIX))
     return plot_drift(
         drift, ctx.reference(), ctx.read_batch(path), ctx.spec, out, config=drift_config(ctx)
     )
+
+
+PLOT_FOLDER_PREFIX = "mlops-drift-"
+
+
+def discard_plots(plots: list[Path]) -> None:
+    """Remove the temporary folder :func:`plot_batch_drift` drew ``plots`` in, once the decision
+    run has them (or could not be recorded): a long-lived worker would otherwise keep two PNGs of
+    every drifted batch in its temporary folder for good."""
+    for folder in {path.parent for path in plots}:
+        if folder.name.startswith(PLOT_FOLDER_PREFIX):
+            shutil.rmtree(folder, ignore_errors=True)
 
 
 @task(retries=2, retry_delay_seconds=[1, 5], cache_policy=NO_CACHE)

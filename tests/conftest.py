@@ -3,7 +3,9 @@ rollout settings fast enough for tests."""
 
 from __future__ import annotations
 
+import atexit
 import os
+import shutil
 import sys
 import tempfile
 from collections.abc import Iterator
@@ -13,6 +15,7 @@ import pytest
 
 # Before Prefect is imported anywhere: its home in a temporary folder, no telemetry, quiet console.
 _PREFECT_HOME = tempfile.mkdtemp(prefix="mlops-test-prefect-")
+atexit.register(shutil.rmtree, _PREFECT_HOME, ignore_errors=True)  # one per test process
 os.environ["PREFECT_HOME"] = _PREFECT_HOME
 os.environ["PREFECT_SERVER_ANALYTICS_ENABLED"] = "false"
 os.environ["PREFECT_LOGGING_HANDLERS_CONSOLE_LEVEL"] = "WARNING"

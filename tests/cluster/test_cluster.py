@@ -142,7 +142,9 @@ def test_twenty_batches_at_once_spread_over_both_workers_each_processed_once(
         print(f"  {time.monotonic() - began:4.0f} s: {done}/20 processed", flush=True)
         return done == len(sha256s)
 
-    wait(all_processed, 720, "20 batches processed on the cluster", 10)
+    # A liveness bound, not a speed target (benchmarks/cluster.py measures that): under make test
+    # the other test process shares the 2 cores, and the 20 runs took 12 minutes there.
+    wait(all_processed, 1_500, "20 batches processed on the cluster", 10)
     print(f"20 batches processed by 2 workers in {time.monotonic() - began:.0f} s")
 
     # Each processed exactly once: one finished decision per batch on the MLflow server.
@@ -317,7 +319,7 @@ def processed_once(settings: Settings, entry: LedgerEntry, what: str) -> None:
     zone = LandingZone(settings)
     wait(
         lambda: (e := zone.get(DATASET, entry.sha256)) and e.state is BatchState.processed,
-        240,
+        480,
         what,
         2,
     )

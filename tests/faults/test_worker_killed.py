@@ -73,7 +73,7 @@ def test_a_batch_whose_worker_was_killed_is_processed_once_after_restart(
         settings,
     )
     try:
-        done = wait(lambda: settled(settings, sha), 180, "the batch to be settled after restart")
+        done = wait(lambda: settled(settings, sha), 360, "the batch to be settled after restart")
         assert done.state is BatchState.processed
         runs = decision_runs(settings, sha)
         assert len(runs) == 1, [r.info.run_id for r in runs]

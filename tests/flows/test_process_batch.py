@@ -119,9 +119,15 @@ def test_shifted_batch_is_processed_with_drift_named(
 
 
 def test_every_batch_gets_a_decision_run_with_its_evidence(
-    tmp_path, settings: Settings, registered: RegisteredDataset
+    tmp_path, settings: Settings, registered: RegisteredDataset, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    import tempfile
+
     from mlflow.tracking import MlflowClient
+
+    scratch = tmp_path / "scratch"  # the flow's temporary folder: the drift plots are drawn here
+    scratch.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(scratch))
 
     shifted = generate_applications(
         np.random.default_rng(8), 600, week=1, kind=PhaseKind.sudden_shift
@@ -138,6 +144,7 @@ def test_every_batch_gets_a_decision_run_with_its_evidence(
     assert {"decision.md", "validation.json", "assessment.json", "drift"} <= artifacts
     drift_files = {a.path for a in client.list_artifacts(kept.decision_run_id, "drift")}
     assert {"drift/drift.json", "drift/effect_sizes.png", "drift/distributions.png"} <= drift_files
+    assert not list(scratch.glob("mlops-drift-*")), "the plots' folder outlived their logging"
 
     refused = process_batch(dataset="credit", sha256=land(tmp_path, settings, broken, "b.parquet"))
     assert refused.state is BatchState.quarantined and refused.decision.action == "none"
