@@ -88,7 +88,7 @@ def test_fifty_batches_at_once_each_unique_one_processed_once(tmp_path: Path) ->
 
         wait(
             lambda: all(settled(settings, sha) for sha in unique),
-            900,  # a liveness bound: the other test process shares the cores under make test
+            1_500,  # a liveness bound: the other test process shares the cores under make test
             "every unique batch to be settled",
             every=1.0,
         )
@@ -104,7 +104,7 @@ def test_fifty_batches_at_once_each_unique_one_processed_once(tmp_path: Path) ->
                 )
                 and any(r.name.startswith("credit · ") for r in stack.flow_runs(""))
             ),
-            300,
+            600,
             "every batch and retrain flow run to finish",
             every=1.0,
         )
