@@ -53,6 +53,9 @@ def decide_batch(ctx: DatasetContext, assessment: Assessment) -> Decision:
     return decide(assessment.evidence, ctx.settings.policy_config())
 
 
+PLOT_FOLDER_PREFIX = "mlops-drift-"  # plot_batch_drift's folders, which discard_plots removes
+
+
 @task(cache_policy=NO_CACHE)
 def plot_batch_drift(ctx: DatasetContext, path: Path, drift: DriftReport) -> list[Path]:
     """The drift plots (effect sizes, distributions) as PNG files in a temporary folder."""
@@ -62,9 +65,6 @@ def plot_batch_drift(ctx: DatasetContext, path: Path, drift: DriftReport) -> lis
     return plot_drift(
         drift, ctx.reference(), ctx.read_batch(path), ctx.spec, out, config=drift_config(ctx)
     )
-
-
-PLOT_FOLDER_PREFIX = "mlops-drift-"
 
 
 def discard_plots(plots: list[Path]) -> None:
