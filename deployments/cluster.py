@@ -5,8 +5,10 @@
 Creates the ``process`` work pool when it is missing, applies the same deployments, event
 triggers and schedule as ``mlops up`` serves (``deployments/definitions.py``) to the pool, then the
 automations and the per-dataset retrain concurrency limits, and prints ``READY <json>``. Workers
-started with ``prefect worker start --pool mlops`` in this repository's folder (with the
-``MLOPS_*`` settings in their environment) run the flows. ``prefect.yaml`` beside this file declares
+started with ``python -m deployments.worker --pool mlops`` in this repository's folder (with the
+``MLOPS_*`` settings in their environment) run the flows, each run forked from a warm process
+(``deployments/forkserver.py``); a plain ``prefect worker start --pool mlops`` runs them too, each
+in a fresh interpreter. ``prefect.yaml`` beside this file declares
 the same deployments for ``prefect deploy``.
 """
 
@@ -14,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import shlex
 import sys
 from pathlib import Path
 from typing import Any
@@ -41,10 +44,17 @@ def deploy(pool: str) -> dict[str, Any]:
 
     ids: dict[str, Any] = {}
     # The workers run each flow in this repository's folder (a process worker's default is a
-    # new temporary folder, where the flows' code is not).
+    # new temporary folder, where the flows' code is not), with ``deployments.flow_run``: forked
+    # from the worker's warm fork server when it has one (``python -m deployments.worker``),
+    # the plain ``python -m prefect.engine`` otherwise.
     repo = str(Path(__file__).resolve().parents[1])
+    command = shlex.join([sys.executable, "-m", "deployments.flow_run"])
     for deployment in build(Settings()):
-        deployment.job_variables = {**(deployment.job_variables or {}), "working_dir": repo}
+        deployment.job_variables = {
+            **(deployment.job_variables or {}),
+            "working_dir": repo,
+            "command": command,
+        }
         ids[f"{deployment.flow_name}/{deployment.name}"] = deployment.apply(work_pool_name=pool)
     return ids
 

@@ -420,9 +420,10 @@ class Cluster:
         return self._spawn(
             f"worker-{number}",
             [
-                _bin("prefect"),
-                "worker",
-                "start",
+                # ``prefect worker start`` beside a fork server: its flow runs start warm.
+                sys.executable,
+                "-m",
+                "deployments.worker",
                 "--pool",
                 POOL,
                 "--type",

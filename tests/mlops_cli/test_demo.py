@@ -18,11 +18,13 @@ from mlops_core.settings import Settings, prefect_environment
 
 
 def run_demo_process(
-    command: list[str], env: dict[str, str], demo_home: Path, timeout: float = 600
+    command: list[str], env: dict[str, str], demo_home: Path, timeout: float = 1_500
 ) -> subprocess.CompletedProcess[str]:
     """``mlops demo`` in a process of its own, and never a stack left behind: past ``timeout``
-    it gets Ctrl-C (its ``finally`` stops the stack), then SIGKILL; whatever its
-    ``stack.json`` still records is stopped by process group id (each part leads its own)."""
+    (a liveness bound: the demo took 7 minutes alone and 10.5 beside the other test process,
+    which the earlier 600 s cut short at its last batch) it gets Ctrl-C (its ``finally`` stops
+    the stack), then SIGKILL; whatever its ``stack.json`` still records is stopped by process
+    group id (each part leads its own)."""
     process = subprocess.Popen(
         command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
     )
