@@ -209,8 +209,8 @@ def capacity(results: list[dict[str, Any]], cores: int = 2) -> dict[str, Any]:
         "prefect_task_runs_per_minute": round(demand * (best["task_runs_per_batch"] or 0)),
         "mlflow_runs_per_minute": round(demand * best["mlflow_runs_per_batch"], 1),
         "ledger_transactions_per_minute": round(demand * best["ledger_transactions_per_batch"]),
-        "saturates_first": "worker CPU: every flow run is a new Python process that imports the "
-        "stack, reads the champion from MLflow and fits the drift detector before testing",
+        "saturates_first": "worker CPU: every flow run is a process forked from the worker's warm "
+        "fork server, which reads the champion from MLflow and fits the drift detector before testing",
     }
 
 

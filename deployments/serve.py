@@ -66,6 +66,29 @@ def warm_up(settings: Any, datasets: list[str]) -> None:
             sys.stderr.write(f"warm-up of {dataset} skipped: {exc}\n")
 
 
+# `mlops up` starts this process beside the Prefect server, which takes about 20 s to answer.
+API_WAIT_SECONDS = 180.0
+
+
+def wait_for_api(timeout: float) -> bool:
+    """Whether the Prefect API (``PREFECT_API_URL``) answered its health check within ``timeout``."""
+    import time
+
+    from prefect.settings import PREFECT_API_URL
+
+    from mlops_core.adapters.stack_state import healthy
+
+    url = PREFECT_API_URL.value()
+    if not url:
+        return True  # no server named: Prefect's own ephemeral API, which needs no wait
+    deadline = time.monotonic() + timeout
+    while not healthy(url):
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.25)
+    return True
+
+
 def limit_threads(settings: Any) -> int:
     """Cap this process' numeric thread pools (PyTorch's and the OpenMP/BLAS ones); the cap."""
     import torch
@@ -107,13 +130,18 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     quiet_task_completions()
     deployments = build(settings)
+    if not args.default:  # needs no Prefect API: done while the server may still be starting
+        limit_threads(settings)
+        warm_up(settings, DatasetCatalog(settings).names())
+    if not wait_for_api(API_WAIT_SECONDS):
+        sys.stderr.write(
+            f"the Prefect API did not answer its health check within {API_WAIT_SECONDS:.0f} s\n"
+        )
+        return 1
     runner = WarmRunner(deployments, FLOWS, poll_seconds=settings.runner_poll_seconds)
     ids = runner.register()
     automations.ensure(ids[REVIEW_DRIFT], ids[ALERT], settings)
     ensure_concurrency_limits(DatasetCatalog(settings).names())
-    if not args.default:
-        limit_threads(settings)
-        warm_up(settings, DatasetCatalog(settings).names())
 
     def ready(mode: str) -> None:
         info: dict[str, Any] = {"mode": mode, "deployments": {k: str(v) for k, v in ids.items()}}

@@ -72,6 +72,7 @@ class Stack:
     prometheus_url: str | None = None
     deployments: dict[str, str] = field(default_factory=dict)
     watcher: InboxWatcher | None = None
+    _ready: dict[str, Any] = field(default_factory=dict)  # the deployments' READY line
 
     # ------------------------------------------------------------------ start
 
@@ -129,17 +130,19 @@ class Stack:
                 from mlops_cli.prometheus import binary
 
                 binary()  # not installed: say so before anything starts
-            self._start_prefect()
-            # The parts that need no Prefect start while the deployments do; then each is waited on.
-            starting = []
+            prefect = self._start_prefect()
+            # Every other part starts while the Prefect server does: the deployments' process
+            # imports the flows and warms up first, then waits for the API to register. Then
+            # each part is waited on, the Prefect server first.
+            starting = [self._start_deployments()]
             if self.mlflow_ui:
                 starting.append(self._start_mlflow())
             starting.append(self._start_exporter())
             if self.prometheus:
                 starting.append(self._start_prometheus())
-            self._start_deployments()
-            for name, ready, timeout, child in starting:
+            for name, ready, timeout, child in [*prefect, *starting]:
                 self._wait(name, ready, timeout, child)
+            self.deployments = self._ready.get("deployments", {})
             self.watcher = InboxWatcher(self.settings, self.api_url, log=self.log)
             self.watcher.start()
         except BaseException:
@@ -157,7 +160,8 @@ class Stack:
         write_state(self.settings, state)
         return state
 
-    def _start_prefect(self) -> None:
+    def _start_prefect(self) -> list[Starting]:
+        """The Prefect server, spawned (nothing to wait on when ``PREFECT_API_URL`` names one)."""
         existing = os.environ.get("PREFECT_API_URL")
         if existing:
             if not healthy(existing):
@@ -168,7 +172,7 @@ class Stack:
             self.api_url = existing
             self.ui_url = existing.removesuffix("/api")
             self.log(f"Prefect: using the server at {existing}")
-            return
+            return []
         port = self.settings.prefect_port or free_port()
         self.api_url = f"http://127.0.0.1:{port}/api"
         self.ui_url = f"http://127.0.0.1:{port}"
@@ -192,16 +196,17 @@ class Stack:
                 str(port),
             ],
         )
-        self._wait("the Prefect server", lambda: healthy(self.api_url), 120, child)
+        url = self.api_url
+        return [("the Prefect server", lambda: healthy(url), 120, child)]
 
-    def _start_deployments(self) -> None:
+    def _start_deployments(self) -> Starting:
         mode = "default prefect.serve" if self.default_runner else "warm runner"
         self.log(f"serving the deployments ({mode}), creating automations...")
         command = [sys.executable, "-m", "deployments.serve"]
         if self.default_runner:
             command.append("--default")
         child = self._spawn("deployments", command)
-        ready: dict[str, Any] = {}
+        ready = self._ready
 
         def read_ready() -> None:
             assert child.process.stdout is not None
@@ -212,8 +217,7 @@ class Stack:
                     handle.write(line)
 
         threading.Thread(target=read_ready, daemon=True).start()
-        self._wait("the deployments", lambda: bool(ready), 180, child)
-        self.deployments = ready.get("deployments", {})
+        return ("the deployments", lambda: bool(ready), 240, child)
 
     def _start_mlflow(self) -> Starting:
         port = self.settings.mlflow_port or free_port()

@@ -125,3 +125,31 @@ def s3_settings(
     monkeypatch.setenv("MLOPS_STORE_URL", f"s3://mlops-test/{tmp_path.name}")
     monkeypatch.setenv("MLOPS_S3_ENDPOINT_URL", s3_server.endpoint)
     return Settings()
+
+
+# The longest test files, longest first (their time in a two-process `make test`). pytest-xdist
+# hands out files in collection order (`--dist loadfile --no-loadscope-reorder`); started first,
+# the long ones run beside the many short ones instead of leaving one process alone at the end.
+LONGEST_FIRST = (
+    "tests/mlops_cli/test_demo.py",
+    "tests/faults/test_burst.py",
+    "tests/cluster/test_cluster.py",
+    "tests/faults/test_worker_killed.py",
+    "tests/browser/test_pages.py",
+    "tests/deployments/test_stack.py",
+    "tests/faults/test_mlflow_outage.py",
+    "tests/mlops_cli/test_report.py",
+    "tests/flows/test_rollout.py",
+    "tests/deployments/test_alert_webhook.py",
+)
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Put the longest files first (a stable sort: the rest keep their collection order)."""
+    rank = {path: index for index, path in enumerate(LONGEST_FIRST)}
+
+    def key(item: pytest.Item) -> int:
+        path = Path(str(item.fspath)).relative_to(REPO).as_posix()
+        return rank.get(path, len(rank))
+
+    items.sort(key=key)

@@ -110,20 +110,20 @@ def test_the_same_event_twice_processes_the_batch_once(stack: StackProcess, tmp_
     entry = LandingZone(stack.settings).submit(path, "credit").entry
     stack.announce(entry)
     stack.announce(entry)
-    wait(
-        lambda: (
-            len(
-                [
-                    r
-                    for r in stack.runs_of(entry.sha256)
-                    if "sha256" in r.parameters and r.state and r.state.is_final()
-                ]
-            )
-            == 2
-        ),
-        120,
-        "both triggered runs to finish",
-    )
+
+    def all_done() -> bool:
+        # The two triggered runs and the run that acts on the batch (``act``): all of them
+        # final, and the batch settled (two final runs alone could be the triggered ones, with
+        # the acting run still settling the batch).
+        runs = [r for r in stack.runs_of(entry.sha256) if "sha256" in r.parameters]
+        triggered = [r for r in runs if not r.parameters.get("act")]
+        return (
+            len(triggered) == 2
+            and all(r.state and r.state.is_final() for r in runs)
+            and stack.settled(entry.sha256) is not None
+        )
+
+    wait(all_done, 120, "both triggered runs to finish and the batch to settle")
     decisions = MlflowClient(tracking_uri=stack.settings.tracking_uri).search_runs(
         [ModelRegistry(stack.settings, "credit").experiment_id()],
         filter_string=f"tags.`mlops.batch_sha256` = '{entry.sha256}'",
