@@ -26,7 +26,9 @@ import struct
 import sys
 
 SOCKET_ENV = "MLOPS_FORKSERVER"
-_CODE = struct.Struct("!i")
+# The wire format both ends share (``deployments.forkserver`` imports it): a request's header
+# length, the run's pid, its exit code, each one signed 4-byte integer.
+CODE = struct.Struct("!i")
 
 
 def plain_engine() -> None:
@@ -55,7 +57,7 @@ def request(connection: socket.socket) -> None:
     header = json.dumps(
         {"env": dict(os.environ), "cwd": os.getcwd(), "argv": sys.argv[1:]}
     ).encode()
-    socket.send_fds(connection, [_CODE.pack(len(header))], [0, 1, 2])
+    socket.send_fds(connection, [CODE.pack(len(header))], [0, 1, 2])
     connection.sendall(header)
 
 
@@ -68,7 +70,7 @@ def main() -> int:
     try:
         connection.connect(path)  # type: ignore[arg-type]
         request(connection)
-        pid_bytes = receive_exactly(connection, _CODE.size)
+        pid_bytes = receive_exactly(connection, CODE.size)
     except OSError as exc:
         sys.stderr.write(f"fork server at {path} unreachable ({exc}); running the plain engine\n")
         connection.close()
@@ -77,7 +79,7 @@ def main() -> int:
     if pid_bytes is None:
         sys.stderr.write(f"fork server at {path} closed before starting the run\n")
         return 1
-    (pid,) = _CODE.unpack(pid_bytes)
+    (pid,) = CODE.unpack(pid_bytes)
 
     def forward(signum: int, _frame: object) -> None:
         with contextlib.suppress(ProcessLookupError):  # the run has just ended
@@ -85,11 +87,11 @@ def main() -> int:
 
     for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
         signal.signal(signum, forward)
-    code = receive_exactly(connection, _CODE.size)
+    code = receive_exactly(connection, CODE.size)
     if code is None:
         sys.stderr.write(f"fork server at {path} went away while flow run {pid} ran\n")
         return 1
-    return int(_CODE.unpack(code)[0])
+    return int(CODE.unpack(code)[0])
 
 
 if __name__ == "__main__":

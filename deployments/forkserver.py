@@ -33,9 +33,10 @@ import time
 import warnings
 from pathlib import Path
 
+from deployments.flow_run import CODE, receive_exactly
+
 logger = logging.getLogger("mlops.forkserver")
 
-_CODE = struct.Struct("!i")
 # What the loop's flow runs import; each is imported once here instead of once per run.
 PRELOAD = (
     "prefect.engine",
@@ -144,14 +145,11 @@ def preload(modules: tuple[str, ...]) -> float:
     return time.monotonic() - began
 
 
-def receive_exactly(connection: socket.socket, size: int) -> bytes:
+def _receive(connection: socket.socket, size: int) -> bytes:
     """``size`` bytes from ``connection``; ConnectionError when it closes first."""
-    data = b""
-    while len(data) < size:
-        chunk = connection.recv(size - len(data))
-        if not chunk:
-            raise ConnectionError("the client closed the connection mid-request")
-        data += chunk
+    data = receive_exactly(connection, size)
+    if data is None:
+        raise ConnectionError("the client closed the connection mid-request")
     return data
 
 
@@ -189,10 +187,10 @@ class ForkServer:
         """Read one request and fork its child (which raises ``ForkedChild``)."""
         connection.settimeout(30)
         try:
-            message, fds, _, _ = socket.recv_fds(connection, _CODE.size, 3)
-            message += receive_exactly(connection, _CODE.size - len(message))
-            (size,) = _CODE.unpack(message)
-            header = json.loads(receive_exactly(connection, size))
+            message, fds, _, _ = socket.recv_fds(connection, CODE.size, 3)
+            message += _receive(connection, CODE.size - len(message))
+            (size,) = CODE.unpack(message)
+            header = json.loads(_receive(connection, size))
         except (OSError, ValueError, struct.error) as exc:
             logger.warning("refused a malformed flow-run request: %s", exc)
             for fd in locals().get("fds", []):
@@ -215,7 +213,7 @@ class ForkServer:
         for fd in fds:
             os.close(fd)
         with contextlib.suppress(OSError):  # the client is gone: its child notices and stops
-            connection.sendall(_CODE.pack(pid))
+            connection.sendall(CODE.pack(pid))
         self.children[pid] = connection
 
     def reap(self) -> None:
@@ -232,7 +230,7 @@ class ForkServer:
             if connection is None:
                 continue
             with contextlib.suppress(OSError):
-                connection.sendall(_CODE.pack(128 - code if code < 0 else code))
+                connection.sendall(CODE.pack(128 - code if code < 0 else code))
             connection.close()
 
     def stop(self, grace: float = 10.0) -> None:
