@@ -7,10 +7,13 @@ command (``python -m deployments.flow_run``, set by ``python -m deployments.clus
 run from the warm server instead of importing everything again. Both are children of this
 process, in its process group: stopping the group stops the worker, the server and their runs.
 Without this wrapper (a plain ``prefect worker start``) the same deployments run the plain engine.
+A wrapper killed with SIGKILL cannot remove its socket folder; the next wrapper to start removes
+such folders (``sweep_stale``).
 """
 
 from __future__ import annotations
 
+import os
 import shutil
 import signal
 import subprocess
@@ -22,6 +25,44 @@ from pathlib import Path
 from deployments.flow_run import SOCKET_ENV
 
 REPO = Path(__file__).resolve().parents[1]
+PREFIX = "mlops-forkserver-"
+# A folder younger than this may be a wrapper's that has not bound its socket yet.
+STALE_AFTER_SECONDS = 120.0
+
+
+def _alive(pid_file: Path) -> bool:
+    """Whether the wrapper whose pid ``pid_file`` holds still runs (no readable pid: no)."""
+    try:
+        pid = int(pid_file.read_text())
+    except (OSError, ValueError):
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's process now has that pid: leave the folder be
+        return True
+    return True
+
+
+def sweep_stale(tmp: Path, *, now: float | None = None) -> list[Path]:
+    """Remove this user's socket folders left by wrappers that died without cleaning up: older
+    than ``STALE_AFTER_SECONDS`` whose wrapper (the pid in its ``pid`` file) is gone. The folders
+    removed."""
+    now = time.time() if now is None else now
+    removed = []
+    for folder in sorted(tmp.glob(f"{PREFIX}*")):
+        try:
+            info = folder.lstat()
+        except FileNotFoundError:
+            continue
+        if not folder.is_dir() or folder.is_symlink() or info.st_uid != os.getuid():
+            continue
+        if now - info.st_mtime < STALE_AFTER_SECONDS or _alive(folder / "pid"):
+            continue
+        shutil.rmtree(folder, ignore_errors=True)
+        removed.append(folder)
+    return removed
 
 
 def start_server(path: Path) -> subprocess.Popen[bytes]:
@@ -40,9 +81,10 @@ def start_server(path: Path) -> subprocess.Popen[bytes]:
 
 def main(argv: list[str] | None = None) -> int:
     """Run the worker until it exits; its exit code."""
-    import os
-
-    folder = Path(tempfile.mkdtemp(prefix="mlops-forkserver-"))
+    for stale in sweep_stale(Path(tempfile.gettempdir())):
+        print(f"removed {stale}: a fork server's folder left by a worker that was killed")
+    folder = Path(tempfile.mkdtemp(prefix=PREFIX))
+    (folder / "pid").write_text(str(os.getpid()))
     server = start_server(folder / "socket")
     worker = subprocess.Popen(
         [sys.executable, "-m", "prefect", "worker", "start", *(argv or sys.argv[1:])],

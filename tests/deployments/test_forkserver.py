@@ -134,3 +134,38 @@ def test_without_a_reachable_fork_server_the_command_is_the_plain_prefect_engine
         assert "Invalid flow run id" in err, err[-2000:]
         if socket_path is not None:
             assert "unreachable" in err and "running the plain engine" in err
+
+
+def test_a_killed_wrappers_socket_folder_is_removed_by_the_next_one_and_no_live_ones(
+    tmp_path: Path,
+) -> None:
+    from deployments.worker import PREFIX, STALE_AFTER_SECONDS, sweep_stale
+
+    gone = subprocess.Popen([sys.executable, "-c", "pass"])
+    gone.wait()  # a wrapper SIGKILLed: its pid no longer runs
+    folders = {}
+    for name, pid in (
+        ("killed", str(gone.pid)),
+        ("running", str(os.getpid())),
+        ("unreadable", "not a pid"),
+    ):
+        folder = tmp_path / f"{PREFIX}{name}"
+        folder.mkdir()
+        (folder / "socket").write_text("")
+        (folder / "pid").write_text(pid)
+        folders[name] = folder
+    starting = tmp_path / f"{PREFIX}starting"  # a new wrapper's, its pid not written yet
+    starting.mkdir()
+    (tmp_path / "someone-else").mkdir()
+    old = time.time() - STALE_AFTER_SECONDS - 10
+    for folder in (*folders.values(), tmp_path / "someone-else"):
+        os.utime(folder, (old, old))
+
+    removed = sweep_stale(tmp_path)
+
+    assert sorted(removed) == sorted([folders["killed"], folders["unreadable"]])
+    assert not folders["killed"].exists() and not folders["unreadable"].exists()
+    assert folders["running"].exists() and starting.exists()
+    assert (tmp_path / "someone-else").exists()
+    # The starting folder becomes stale too once old enough, its wrapper never having run.
+    assert sweep_stale(tmp_path, now=time.time() + STALE_AFTER_SECONDS + 10) == [starting]
