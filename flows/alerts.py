@@ -13,6 +13,7 @@ from mlops_core.settings import Settings
 from tasks.decision import review_recent_drift
 from tasks.events import emit
 from tasks.landing import open_dataset
+from tasks.retrain import request_retrain
 
 
 @flow(name="alert", flow_run_name="alert-{dataset}")
@@ -40,6 +41,8 @@ def review_drift(dataset: str, alarms: int = 3, window_minutes: int = 60) -> dic
         "run_id": run_id,
     }
     if decision.action is Action.retrain:
+        if run_id:  # reconcile carries it out if this run dies before the subflow claims it
+            request_retrain(ctx, run_id, "")
         result["retrain"] = retrain_evaluate_deploy(
             dataset=dataset, decision_run_id=run_id
         ).to_dict()

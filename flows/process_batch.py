@@ -56,6 +56,7 @@ from tasks.landing import (
     settle_batch,
 )
 from tasks.report import ending, publish_report, tag_run
+from tasks.retrain import request_retrain
 from tasks.timeline import publish_timeline
 from tasks.validation import publish_data_docs, validate_batch
 
@@ -83,11 +84,12 @@ def process_batch(dataset: str, sha256: str, act: bool = True) -> BatchOutcome:
 
     failpoint("batch-claimed")
     try:
-        judged = _judge(ctx, sha256, claimed)
+        judged = _judge(ctx, sha256, claimed, act)
     except Exception as exc:
         # MLflow unreachable, a bug: the batch stays in landing/ as failed, for reconcile.
         give_back(ctx, sha256, exc)
         raise
+    failpoint("batch-settled")
     emit(
         events.BATCH_VALIDATED
         if judged.settled.state is BatchState.processed
@@ -215,8 +217,10 @@ def carry_out(
     return None
 
 
-def _judge(ctx: DatasetContext, sha256: str, claimed: LedgerEntry) -> BatchJudgement:
-    """Validate, test for drift, assess, decide, record, report and settle one claimed batch."""
+def _judge(ctx: DatasetContext, sha256: str, claimed: LedgerEntry, act: bool) -> BatchJudgement:
+    """Validate, test for drift, assess, decide, record, report and settle one claimed batch;
+    with ``act``, a retrain the decision asks for is requested in the ledger before the batch
+    settles, so reconcile carries it out if this run dies before the subflow claims it."""
     logger = get_run_logger()
     batch_file = fetch_file(ctx, claimed)
     report = validate_batch(ctx, batch_file, claimed.original_name, claimed.submitted_at)
@@ -254,6 +258,8 @@ def _judge(ctx: DatasetContext, sha256: str, claimed: LedgerEntry) -> BatchJudge
     finally:
         discard_plots(plots)
     alert_if_stuck(ctx, sha256, assessment)
+    if act and decision.action is Action.retrain and decision_run:
+        request_retrain(ctx, decision_run, sha256)
     failpoint("batch-decided")
     emit(
         events.DECISION_MADE,

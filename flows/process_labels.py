@@ -18,6 +18,7 @@ from mlops_core.adapters.context import DatasetContext
 from mlops_core.batches import BatchState, LedgerEntry
 from mlops_core.errors import MlopsError
 from mlops_core.outcomes import BatchOutcome, RecordedDecision
+from mlops_core.policy import Action
 from mlops_core.settings import Settings
 from mlops_core.tags import LABELS_FOR
 from tasks.decision import alert_if_stuck, assess_frame, decide_batch, record_batch_decision
@@ -32,6 +33,7 @@ from tasks.landing import (
     settle_batch,
 )
 from tasks.report import publish_report
+from tasks.retrain import request_retrain
 from tasks.timeline import publish_timeline
 
 
@@ -54,7 +56,7 @@ def process_labels(dataset: str, sha256: str, act: bool = True) -> BatchOutcome:
             raise ValueError(f"labels {sha256[:12]} of dataset {dataset!r} were never landed")
         return finish(BatchOutcome.settled_before(known))
     try:
-        outcome = _judge_labels(ctx, sha256, claimed)
+        outcome = _judge_labels(ctx, sha256, claimed, act)
     except Exception as exc:
         # MLflow unreachable, a bug: the file stays in landing/ as failed, for reconcile.
         give_back(ctx, sha256, exc, kind="labels")
@@ -83,8 +85,11 @@ def process_labels(dataset: str, sha256: str, act: bool = True) -> BatchOutcome:
     return finish(outcome)
 
 
-def _judge_labels(ctx: DatasetContext, sha256: str, claimed: LedgerEntry) -> BatchOutcome:
-    """Read, join, assess, decide, record and settle one claimed labels file (or quarantine it)."""
+def _judge_labels(
+    ctx: DatasetContext, sha256: str, claimed: LedgerEntry, act: bool
+) -> BatchOutcome:
+    """Read, join, assess, decide, record and settle one claimed labels file (or quarantine it);
+    with ``act``, a retrain the decision asks for is requested before the file settles."""
     try:
         labels = read_label_file(ctx, fetch_file(ctx, claimed, kind="labels"))
     except MlopsError as exc:
@@ -120,6 +125,8 @@ def _judge_labels(ctx: DatasetContext, sha256: str, claimed: LedgerEntry) -> Bat
             original_name=claimed.original_name,
         )
         alert_if_stuck(ctx, sha256, assessment)
+        if act and decision.action is Action.retrain and run_id:
+            request_retrain(ctx, run_id, sha256)
         recorded = RecordedDecision(decision, run_id)
         _announce_decision(ctx, sha256, recorded, batches)
     decision_json = recorded.decision.to_dict() if recorded else None

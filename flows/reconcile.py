@@ -7,9 +7,9 @@ or labels flow on each, in landing order. The ledger's claim makes it safe to ru
 event-triggered flows: whoever claims first processes, the other sees "already settled".
 
 A decision that asked for a retrain whose run died before recording the outcome (a worker
-killed inside the gated subflow, after its batch was settled) is found by its claim in the
-ledger, which stopped beating (``mlops_core.adapters.retrain_claims``): reconcile takes the
-claim over and runs the subflow again, once; its item has ``kind: retrain``.
+killed after its batch was settled, before or inside the gated subflow) is found by its request
+or claim in the ledger, on which nothing beats any more (``mlops_core.adapters.retrain_claims``):
+reconcile takes it over and runs the subflow, once; its item has ``kind: retrain``.
 
 ``failed`` batches (a run could not finish them: MLflow was unreachable, say) are claimed again.
 One batch failing again does not stop the sweep: it stays ``failed`` with its reason, is listed
@@ -31,7 +31,13 @@ from mlops_core.adapters.context import DatasetContext
 from mlops_core.batches import BatchState
 from mlops_core.settings import Settings
 from tasks.landing import ledger_entry, open_dataset
-from tasks.reconcile import dataset_names, release_stale, take_over_retrains, unfinished
+from tasks.reconcile import (
+    dataset_names,
+    release_stale,
+    stale_retrains,
+    take_over_retrain,
+    unfinished,
+)
 
 
 @flow(name="reconcile", flow_run_name="reconcile-{dataset}")
@@ -80,9 +86,14 @@ def reconcile(dataset: str = "all") -> list[dict[str, Any]]:
 
 
 def _resume_retrains(ctx: DatasetContext) -> list[dict[str, Any]]:
-    """Run, once, each retrain a decision asked for whose run died before recording its outcome."""
+    """Run, once, each retrain a decision asked for whose run died before recording its outcome.
+    Each is taken over just before it runs, not all at once: one waiting its turn here has
+    nothing beating on it, and another sweep may carry it out meanwhile."""
     done = []
-    for taken in take_over_retrains(ctx):
+    for candidate in stale_retrains(ctx):
+        taken = take_over_retrain(ctx, candidate)
+        if taken is None:
+            continue
         outcome = retrain_evaluate_deploy(
             dataset=ctx.name,
             batch_sha256=taken.batch_sha256,

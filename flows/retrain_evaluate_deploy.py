@@ -116,10 +116,12 @@ def retrain_evaluate_deploy(
                 )
             failpoint("retrain-claimed")
         ensure_retrain_limit(dataset)
-        # One retrain per dataset at a time (a Prefect global concurrency limit of 1).
+        # One retrain per dataset at a time (a Prefect global concurrency limit of 1). The claim
+        # beats while this run waits for that slot too: a queue of retrains longer than the stale
+        # time must not look like dead runs to reconcile, or a waiting one would be run twice.
         with (
-            concurrency(retrain_limit_name(dataset), occupy=1, strict=False),
             keep_claim(ctx, decision_run_id if claimed else None),
+            concurrency(retrain_limit_name(dataset), occupy=1, strict=False),
         ):
             outcome = _train_and_judge(
                 ctx, progress, before, batch_sha256, decision_run_id, gate_only

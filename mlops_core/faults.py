@@ -23,6 +23,7 @@ ENV = "MLOPS_FAILPOINTS"
 POINTS = (
     "batch-claimed",
     "batch-decided",
+    "batch-settled",  # the batch settled, its retrain requested, before the subflow claims it
     "retrain-claimed",  # the subflow claimed its decision's retrain, before its concurrency slot
     "retrain-training",
     "retrain-evaluating",

@@ -130,6 +130,13 @@ def note_outcome(
 
 
 @task(retries=2, retry_delay_seconds=[1, 5], cache_policy=NO_CACHE)
+def request_retrain(ctx: DatasetContext, decision_run_id: str, batch_sha256: str) -> bool:
+    """Record, before the batch settles, that its decision asked for a retrain: if the run dies
+    before the subflow claims it, reconcile carries it out. False when recorded before."""
+    return RetrainClaims(ctx.settings).request(ctx.name, decision_run_id, batch_sha256)
+
+
+@task(retries=2, retry_delay_seconds=[1, 5], cache_policy=NO_CACHE)
 def claim_retrain(ctx: DatasetContext, decision_run_id: str, batch_sha256: str) -> bool:
     """Claim a decision's retrain for this run; False when another run claimed it first."""
     return RetrainClaims(ctx.settings).start(ctx.name, decision_run_id, batch_sha256)

@@ -114,7 +114,7 @@ RETRAINS = sa.Table(
     sa.Column("dataset", sa.Text, primary_key=True),
     sa.Column("decision_run_id", sa.Text, primary_key=True),
     sa.Column("batch_sha256", sa.Text, nullable=False),
-    sa.Column("state", sa.Text, nullable=False),  # running or done
+    sa.Column("state", sa.Text, nullable=False),  # requested, running or done
     sa.Column("attempts", sa.Integer, nullable=False),
     sa.Column("beat_at", sa.Float, nullable=False),  # Unix seconds of the holder's last beat
 )

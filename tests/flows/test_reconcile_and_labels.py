@@ -7,23 +7,29 @@ import os
 import signal
 import subprocess
 import sys
+import threading
+import time
 from pathlib import Path
 
 import numpy as np
 import polars as pl
 import pytest
+from prefect.concurrency.sync import concurrency
 from prefect.settings import PREFECT_API_URL
 
 from flows.process_labels import process_labels
 from flows.reconcile import reconcile
-from mlops_cli.scenarios import generate_applications
+from flows.retrain_evaluate_deploy import retrain_evaluate_deploy
+from mlops_cli.scenarios import PhaseKind, generate_applications
 from mlops_core.adapters.audit import record_manual
 from mlops_core.adapters.catalog import RegisteredDataset
 from mlops_core.adapters.landing import LandingZone
 from mlops_core.adapters.registry import ModelRegistry
 from mlops_core.adapters.retrain_claims import RetrainClaims
 from mlops_core.batches import BatchState
+from mlops_core.challenger import retrain_limit_name
 from mlops_core.settings import Settings
+from tasks.retrain import ensure_retrain_limit
 
 pytestmark = pytest.mark.usefixtures("prefect_api")
 
@@ -127,3 +133,81 @@ def test_reconcile_carries_out_once_a_retrain_whose_worker_was_killed_inside_it(
     assert claims.get("credit", decision).state == "done"  # type: ignore[union-attr]
     assert reconcile(dataset="all") == [], "never twice"
     assert len(registry.training_runs()) == 1, "one training: the killed run trained nothing"
+
+
+def test_reconcile_carries_out_once_a_retrain_whose_batch_run_died_before_claiming_it(
+    settings: Settings,
+    registered: RegisteredDataset,
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
+) -> None:
+    registry = ModelRegistry(settings, "credit")
+    first = retrain_evaluate_deploy(dataset="credit")
+    frame = generate_applications(
+        np.random.default_rng(21), 3_000, week=20, kind=PhaseKind.concept_drift
+    )
+    frame.write_parquet(tmp_path / "concept.parquet")
+    zone = LandingZone(settings)
+    sha = zone.submit(tmp_path / "concept.parquet", "credit").entry.sha256
+    # The batch flow in a process of its own, SIGKILLed once the batch is settled with its
+    # decision (retrain) recorded: before the gated subflow could claim the retrain.
+    killed = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            f"from flows.process_batch import process_batch as p; p(dataset='credit', sha256='{sha}')",
+        ],
+        env={
+            **os.environ,
+            "PREFECT_API_URL": str(PREFECT_API_URL.value()),
+            "MLOPS_FAILPOINTS": "batch-settled=kill",
+        },
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert killed.returncode == -signal.SIGKILL, killed.stderr[-2000:]
+    assert zone.get("credit", sha).state is BatchState.processed  # type: ignore[union-attr]
+    claims = RetrainClaims(settings)
+    (requested,) = claims.running("credit")
+    assert requested.state == "requested" and requested.batch_sha256 == sha
+    decision = requested.decision_run_id
+    tags = registry.run_tags(decision)
+    assert tags["mlops.decision"] == "retrain" and "mlops.retrain" not in tags
+    assert len(registry.training_runs()) == 1, "nothing trained yet but the first champion"
+
+    assert reconcile(dataset="credit") == [], "a request younger than the stale time waits"
+    # Stale after 2 s (beats every second). The sweep takes the request over; its subflow then
+    # waits for the dataset's retrain slot, held here, and its claim must beat while it waits, or
+    # a second sweep would take a live retrain over and train twice.
+    monkeypatch.setenv("MLOPS_RECONCILE_STALE_SECONDS", "2")
+    while time.time() - requested.beat_at <= 2:
+        time.sleep(0.1)
+    ensure_retrain_limit.fn("credit")
+    swept: list[list[dict[str, object]]] = []
+    with concurrency(retrain_limit_name("credit"), occupy=1):
+        sweep = threading.Thread(target=lambda: swept.append(reconcile(dataset="credit")))
+        sweep.start()
+        deadline = time.monotonic() + 120
+        while (claim := claims.get("credit", decision)) is None or claim.state != "running":
+            assert time.monotonic() < deadline and sweep.is_alive(), "the sweep took nothing"
+            time.sleep(0.1)
+        taken_at = claim.beat_at
+        while (waiting := claims.get("credit", decision)) is None or waiting.beat_at < taken_at + 3:
+            assert time.monotonic() < deadline, "a retrain waiting for its slot does not beat"
+            time.sleep(0.1)
+        assert waiting.state == "running" and waiting.attempts == 1
+        assert (
+            claims.take_over("credit", decision, sha, stale_after_seconds=2, max_attempts=3) is None
+        ), "a second sweep leaves a waiting retrain to its run"
+        assert sweep.is_alive() and len(registry.training_runs()) == 1, "it waits for the slot"
+    sweep.join(timeout=300)
+    (resumed,) = swept[0]
+    assert resumed["kind"] == "retrain" and resumed["decision_run"] == decision
+    assert resumed["sha256"] == sha and resumed["attempt"] == 1
+    assert resumed["state"] == "promoted", resumed
+    assert registry.run_tags(decision)["mlops.retrain"] == "promoted"
+    assert registry.aliases()["previous"] == first.version
+    assert claims.get("credit", decision).state == "done"  # type: ignore[union-attr]
+    assert reconcile(dataset="all") == [], "never twice"
+    assert len(registry.training_runs()) == 2, "one retrain for the decision"

@@ -1,6 +1,7 @@
 """Claims on decisions' retrains, on SQLite and on a real PostgreSQL: one first claim, a live
 holder never taken over, a stopped one taken over by exactly one of two sweeps, a limit on
-attempts, and beats from a thread while the work runs."""
+attempts, beats from a thread while the work runs, and a requested retrain that its subflow
+claims, or that reconcile takes once nobody claimed it within the stale time."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ from collections.abc import Callable
 
 import pytest
 
-from mlops_core.adapters.retrain_claims import DONE, RUNNING, RetrainClaims
+from mlops_core.adapters.retrain_claims import DONE, REQUESTED, RUNNING, RetrainClaims
 from mlops_core.settings import Settings
 
 BACKENDS = ["sqlite", "postgresql"]
@@ -77,3 +78,45 @@ def test_a_held_claim_beats_from_its_own_thread(claims: RetrainClaims) -> None:
         during = claims.get("credit", "run-b")
     assert during is not None and during.state == RUNNING and during.beat_at > first + 0.3
     assert claims.take_over("credit", "run-b", "sha", stale_after_seconds=5, max_attempts=3) is None
+
+
+def test_a_requested_retrain_is_claimed_by_its_subflow_or_taken_once_it_is_stale(
+    claims: RetrainClaims,
+) -> None:
+    # The batch flow requests; its subflow then claims it, exactly once.
+    assert claims.request("credit", "run-c", "sha")
+    assert not claims.request("credit", "run-c", "sha"), "a batch run again requests nothing"
+    requested = claims.get("credit", "run-c")
+    assert requested is not None and requested.state == REQUESTED and requested.attempts == 0
+    assert [c.decision_run_id for c in claims.running("credit")] == ["run-c"]
+    fresh = claims.take_over("credit", "run-c", "sha", stale_after_seconds=60, max_attempts=3)
+    assert fresh is None, "a request younger than the stale time is left to its subflow"
+    assert claims.start("credit", "run-c", "sha")
+    assert not claims.start("credit", "run-c", "sha"), "one claim of a requested retrain"
+    started = claims.get("credit", "run-c")
+    assert started is not None and started.state == RUNNING and started.attempts == 1
+
+    # The batch's run died after requesting, before its subflow claimed: reconcile takes it,
+    # one of two sweeps, and the late subflow (had it started after all) stands down.
+    assert claims.request("credit", "run-d", "sha")
+    time.sleep(0.6)
+    won: list[int | None] = []
+    barrier = threading.Barrier(2)
+
+    def sweep() -> None:
+        barrier.wait()
+        won.append(
+            claims.take_over("credit", "run-d", "sha", stale_after_seconds=0.5, max_attempts=3)
+        )
+
+    threads = [threading.Thread(target=sweep) for _ in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=30)
+    assert sorted(won, key=lambda x: x or 0) == [None, 1], won
+    taken = claims.get("credit", "run-d")
+    assert taken is not None and taken.state == RUNNING and taken.attempts == 1
+    assert not claims.start("credit", "run-d", "sha"), "taken over: the late subflow stands down"
+    claims.finish("credit", "run-d")
+    assert claims.take_over("credit", "run-d", "sha", stale_after_seconds=0, max_attempts=3) is None
