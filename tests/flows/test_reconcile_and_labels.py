@@ -34,6 +34,23 @@ from tasks.retrain import ensure_retrain_limit
 pytestmark = pytest.mark.usefixtures("prefect_api")
 
 
+def killed_at(point: str, code: str) -> None:
+    """Run ``code`` in a Python process of its own, on this test's Prefect API, and check that
+    it SIGKILLed itself at fail point ``point``."""
+    killed = subprocess.run(
+        [sys.executable, "-c", code],
+        env={
+            **os.environ,
+            "PREFECT_API_URL": str(PREFECT_API_URL.value()),
+            "MLOPS_FAILPOINTS": f"{point}=kill",
+        },
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert killed.returncode == -signal.SIGKILL, killed.stderr[-2000:]
+
+
 def test_reconcile_processes_missed_and_crashed_batches_exactly_once(
     tmp_path, settings: Settings, registered: RegisteredDataset, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -101,23 +118,11 @@ def test_reconcile_carries_out_once_a_retrain_whose_worker_was_killed_inside_it(
     # its batch was settled and its decision recorded, before any outcome. (Killed later, inside
     # the dataset's retrain concurrency slot, the slot is Prefect's until its lease expires --
     # 300 s -- and the resumed run waits for it.)
-    killed = subprocess.run(
-        [
-            sys.executable,
-            "-c",
-            "from flows.retrain_evaluate_deploy import retrain_evaluate_deploy as r; "
-            f"r(dataset='credit', decision_run_id='{decision}')",
-        ],
-        env={
-            **os.environ,
-            "PREFECT_API_URL": str(PREFECT_API_URL.value()),
-            "MLOPS_FAILPOINTS": "retrain-claimed=kill",
-        },
-        capture_output=True,
-        text=True,
-        timeout=300,
+    killed_at(
+        "retrain-claimed",
+        "from flows.retrain_evaluate_deploy import retrain_evaluate_deploy as r; "
+        f"r(dataset='credit', decision_run_id='{decision}')",
     )
-    assert killed.returncode == -signal.SIGKILL, killed.stderr[-2000:]
     claims = RetrainClaims(settings)
     left = claims.get("credit", decision)
     assert left is not None and left.state == "running" and left.attempts == 1
@@ -151,22 +156,10 @@ def test_reconcile_carries_out_once_a_retrain_whose_batch_run_died_before_claimi
     sha = zone.submit(tmp_path / "concept.parquet", "credit").entry.sha256
     # The batch flow in a process of its own, SIGKILLed once the batch is settled with its
     # decision (retrain) recorded: before the gated subflow could claim the retrain.
-    killed = subprocess.run(
-        [
-            sys.executable,
-            "-c",
-            f"from flows.process_batch import process_batch as p; p(dataset='credit', sha256='{sha}')",
-        ],
-        env={
-            **os.environ,
-            "PREFECT_API_URL": str(PREFECT_API_URL.value()),
-            "MLOPS_FAILPOINTS": "batch-settled=kill",
-        },
-        capture_output=True,
-        text=True,
-        timeout=300,
+    killed_at(
+        "batch-settled",
+        f"from flows.process_batch import process_batch as p; p(dataset='credit', sha256='{sha}')",
     )
-    assert killed.returncode == -signal.SIGKILL, killed.stderr[-2000:]
     assert zone.get("credit", sha).state is BatchState.processed  # type: ignore[union-attr]
     claims = RetrainClaims(settings)
     (requested,) = claims.running("credit")

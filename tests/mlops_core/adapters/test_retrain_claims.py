@@ -27,6 +27,25 @@ def claims(
     return RetrainClaims(Settings())
 
 
+def two_sweeps_at_once(claims: RetrainClaims, run_id: str) -> list[int | None]:
+    """What two sweeps taking ``run_id``'s retrain over at the same instant each got."""
+    won: list[int | None] = []
+    barrier = threading.Barrier(2)
+
+    def sweep() -> None:
+        barrier.wait()
+        won.append(
+            claims.take_over("credit", run_id, "sha", stale_after_seconds=0.5, max_attempts=3)
+        )
+
+    threads = [threading.Thread(target=sweep) for _ in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=30)
+    return won
+
+
 def test_a_stopped_holders_claim_is_taken_over_once_and_a_live_ones_never(
     claims: RetrainClaims,
 ) -> None:
@@ -42,20 +61,7 @@ def test_a_stopped_holders_claim_is_taken_over_once_and_a_live_ones_never(
     # them takes it (the other read the old beat and lost the conditional update, or read the
     # winner's fresh one).
     time.sleep(0.6)
-    won: list[int | None] = []
-    barrier = threading.Barrier(2)
-
-    def sweep() -> None:
-        barrier.wait()
-        won.append(
-            claims.take_over("credit", "run-a", "sha", stale_after_seconds=0.5, max_attempts=3)
-        )
-
-    threads = [threading.Thread(target=sweep) for _ in range(2)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(timeout=30)
+    won = two_sweeps_at_once(claims, "run-a")
     assert sorted(won, key=lambda x: x or 0) == [None, 2], won
     assert claims.get("credit", "run-a").attempts == 2  # type: ignore[union-attr]
 
@@ -100,20 +106,7 @@ def test_a_requested_retrain_is_claimed_by_its_subflow_or_taken_once_it_is_stale
     # one of two sweeps, and the late subflow (had it started after all) stands down.
     assert claims.request("credit", "run-d", "sha")
     time.sleep(0.6)
-    won: list[int | None] = []
-    barrier = threading.Barrier(2)
-
-    def sweep() -> None:
-        barrier.wait()
-        won.append(
-            claims.take_over("credit", "run-d", "sha", stale_after_seconds=0.5, max_attempts=3)
-        )
-
-    threads = [threading.Thread(target=sweep) for _ in range(2)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(timeout=30)
+    won = two_sweeps_at_once(claims, "run-d")
     assert sorted(won, key=lambda x: x or 0) == [None, 1], won
     taken = claims.get("credit", "run-d")
     assert taken is not None and taken.state == RUNNING and taken.attempts == 1
