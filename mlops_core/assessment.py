@@ -237,8 +237,8 @@ def cooldown_fields(
 def labelled_rows_since(port: DatasetPort, since: datetime, exclude: set[str]) -> int:
     """Labelled rows (labels joined) in batches processed after ``since``, ``exclude`` aside."""
     total = 0
-    for entry, frame in port.processed_batches():
-        if entry.sha256 in exclude or datetime.fromisoformat(entry.updated_at) <= since:
+    for entry, frame in port.processed_batches(after=since):
+        if entry.sha256 in exclude:
             continue
         total += labelled(frame, port.spec).height
     return total

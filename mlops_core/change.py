@@ -76,40 +76,60 @@ class ChangeEstimate:
         }
 
 
-def _rows(
-    model: Any, frame: pl.DataFrame, spec: DatasetSpec, name: str, after: datetime | None
+_HISTORY_SCHEMA: dict[str, pl.DataType] = {
+    "file": pl.String(),
+    "row": pl.UInt32(),
+    "_time": pl.Datetime("us", "UTC"),
+    "right": pl.Boolean(),
+}
+
+
+def _candidates(
+    frame: pl.DataFrame, spec: DatasetSpec, name: str, after: datetime | None
 ) -> pl.DataFrame:
-    """``frame``'s labelled rows (after ``after``, in event-time order) as file, row, time, right."""
+    """``frame``'s labelled rows (after ``after``, in event-time order), with ``row`` (their
+    position in ``frame``'s labelled rows) and ``_time``."""
     rows = labelled(frame, spec).with_row_index("row")
     times = event_times(rows, spec)
     rows = rows.with_columns(
-        (times if times is not None else pl.lit(None, dtype=pl.Datetime("us", "UTC"))).alias(
-            "_time"
-        )
+        (times if times is not None else pl.lit(None, dtype=pl.Datetime("us", "UTC")))
+        .cast(pl.Datetime("us", "UTC"))
+        .alias("_time")
     )
     if after is not None and times is not None:
         rows = rows.filter(pl.col("_time") > after)
     if times is not None:
         rows = rows.sort("_time", maintain_order=True)
-    if not rows.height:
-        return pl.DataFrame(
-            schema={
-                "file": pl.String,
-                "row": pl.UInt32,
-                "_time": pl.Datetime("us", "UTC"),
-                "right": pl.Boolean,
-            }
-        )
-    truth = rows[str(spec.target)].to_numpy()
-    right = predictions(model, rows, spec)[0].astype(truth.dtype) == truth
-    return pl.DataFrame(
-        {
-            "file": [name] * rows.height,
-            "row": rows["row"],
-            "_time": rows["_time"].cast(pl.Datetime("us", "UTC")),
-            "right": right,
-        }
+    return rows
+
+
+def _answers(model: Any, parts: list[tuple[str, pl.DataFrame]], spec: DatasetSpec) -> pl.DataFrame:
+    """Each part's rows as file, row, time and whether ``model`` got them right, in order: one
+    prediction over all of them (a call per batch costs more than the rows do)."""
+    parts = [(name, rows) for name, rows in parts if rows.height]
+    if not parts:
+        return pl.DataFrame(schema=_HISTORY_SCHEMA)
+    inputs = pl.concat(
+        [
+            rows.select(
+                [pl.col(c).cast(pl.Float64) for c in spec.numeric]
+                + [pl.col(c).cast(pl.String) for c in spec.categorical]
+            )
+            for _, rows in parts
+        ]
     )
+    predicted = predictions(model, inputs, spec)[0]
+    answers, offset = [], 0
+    for name, rows in parts:
+        truth = rows[str(spec.target)].to_numpy()
+        right = predicted[offset : offset + rows.height].astype(truth.dtype) == truth
+        offset += rows.height
+        answers.append(
+            pl.DataFrame(
+                {"file": [name] * rows.height, "row": rows["row"], "_time": rows["_time"]}
+            ).with_columns(right=pl.Series(right, dtype=pl.Boolean))
+        )
+    return pl.concat(answers, how="vertical_relaxed")
 
 
 def champion_history(
@@ -120,16 +140,20 @@ def champion_history(
     exclude: Iterable[str] = (),
 ) -> pl.DataFrame:
     """The champion's right/wrong answers, oldest first, on rows it did not train on (see the
-    module docstring): columns ``file``, ``row``, ``_time``, ``right``."""
+    module docstring): columns ``file``, ``row``, ``_time``, ``right``; the newest
+    ``MAX_SCANNED_ROWS`` of them, so only the batches that hold those are read."""
     spec, settings = port.spec, port.settings
     fraction = settings.gate_holdout_fraction
     trained = champion.trained
     until = trained.data_until if trained else None
     skip = set(exclude)
-    parts = [
-        _rows(champion.model, champion.holdout, spec, f"v{champion.version.version} holdout", None)
-    ]
-    for entry, batch in port.processed_batches():
+    newest: list[tuple[str, pl.DataFrame]] = []  # newest first
+    if frame is not None:
+        deciding = decision_rows(labelled(frame, spec), spec, fraction)
+        newest.append(("this batch", _candidates(deciding, spec, "this batch", until)))
+    for entry, batch in port.processed_batches(newest_first=True):
+        if sum(rows.height for _, rows in newest) >= MAX_SCANNED_ROWS:
+            break
         if entry.sha256 in skip:
             continue
         if (
@@ -139,12 +163,19 @@ def champion_history(
         ):
             continue  # no timestamps: batches processed before its training may be in it
         deciding = decision_rows(labelled(batch, spec), spec, fraction)
-        parts.append(_rows(champion.model, deciding, spec, entry.original_name, until))
-    if frame is not None:
-        deciding = decision_rows(labelled(frame, spec), spec, fraction)
-        parts.append(_rows(champion.model, deciding, spec, "this batch", until))
-    history = pl.concat([p for p in parts if p.height] or parts[:1], how="vertical_relaxed")
-    return history.tail(MAX_SCANNED_ROWS)
+        name = entry.original_name
+        newest.append((name, _candidates(deciding, spec, name, until)))
+    if sum(rows.height for _, rows in newest) < MAX_SCANNED_ROWS:
+        name = f"v{champion.version.version} holdout"
+        newest.append((name, _candidates(champion.holdout, spec, name, None)))
+    # Oldest first, then only the newest rows are predicted.
+    parts, room = [], MAX_SCANNED_ROWS
+    for name, rows in newest:
+        if room <= 0:
+            break
+        parts.append((name, rows.tail(room)))
+        room -= min(room, rows.height)
+    return _answers(champion.model, parts[::-1], spec)
 
 
 def _where(history: pl.DataFrame, index: int) -> str:

@@ -65,3 +65,38 @@ def attach_labels(
     else:
         filled = pl.col("__mlops_label")
     return joined.with_columns(filled.alias(target)).drop("__mlops_id", "__mlops_label")
+
+
+def attach_labels_to_each(
+    frames: list[pl.DataFrame], labels: pl.DataFrame | None, spec: DatasetSpec
+) -> list[pl.DataFrame]:
+    """``attach_labels`` of every frame, with one join for them all (``labels`` one row per id):
+    a join builds its table of ``labels`` once, however many frames it serves."""
+    if labels is None or spec.id is None or spec.target is None:
+        return frames
+    id_column, target = spec.id, spec.target
+    having = [i for i, frame in enumerate(frames) if id_column in frame.columns]
+    if len(having) < 2:
+        return [attach_labels(frame, labels, spec) for frame in frames]
+    ids = pl.concat(
+        [frames[i].select(pl.col(id_column).cast(pl.String).alias("__mlops_id")) for i in having]
+    )
+    found = ids.join(
+        labels.rename({id_column: "__mlops_id", target: "__mlops_label"}),
+        on="__mlops_id",
+        how="left",
+        maintain_order="left",
+    )["__mlops_label"]
+    if found.len() != ids.height:  # a repeated id in labels: the join added rows
+        return [attach_labels(frame, labels, spec) for frame in frames]
+    out, offset = list(frames), 0
+    for i in having:
+        frame = frames[i]
+        part = found.slice(offset, frame.height)
+        offset += frame.height
+        if target in frame.columns:
+            column = frame[target]
+            out[i] = frame.with_columns(column.fill_null(part.cast(column.dtype)).alias(target))
+        else:
+            out[i] = frame.with_columns(part.alias(target))
+    return out

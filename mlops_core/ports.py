@@ -115,8 +115,11 @@ class DatasetPort(Protocol):
         """Shares of the drop this dataset's past retrains recovered, newest first."""
         ...
 
-    def processed_batches(self) -> Iterator[tuple[LedgerEntry, pl.DataFrame]]:
-        """Every processed batch, oldest first, with delayed labels joined in by id."""
+    def processed_batches(
+        self, *, after: datetime | None = None, newest_first: bool = False
+    ) -> Iterator[tuple[LedgerEntry, pl.DataFrame]]:
+        """Processed batches, oldest first (``newest_first``: the reverse), with delayed labels
+        joined in by id; ``after``: only those processed after it."""
         ...
 
     def log_model(self, pipeline: Any, example: pl.DataFrame, log: ModelLog) -> RegisteredVersion:

@@ -92,6 +92,12 @@ class Settings(BaseSettings):
     max_batch_bytes: int = Field(
         default=4 * 1024**3, ge=1, description="Largest batch file accepted, in bytes."
     )
+    history_cache_mib: float = Field(
+        default=256.0,
+        ge=0,
+        description="Processed batches a flow run keeps in memory once read, in MiB (its history "
+        "is walked several times per batch; 0 reads every file each time).",
+    )
 
     drift_false_alarm_rate: float = Field(
         default=0.05, gt=0, lt=1, description="Family-wise false-alarm rate of the drift verdict."

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 import shutil
 import tempfile
@@ -153,7 +154,7 @@ def review_recent_drift(
 ) -> RecordedDecision | None:
     """The decision on the newest ``alarms`` processed batches together (the automation's
     context), and its run; None when there is nothing processed to review."""
-    recent = list(ctx.processed_batches())[-alarms:]
+    recent = list(itertools.islice(ctx.processed_batches(newest_first=True), alarms))[::-1]
     if not recent:
         return None
     frame = pl.concat([f for _, f in recent], how="diagonal_relaxed")

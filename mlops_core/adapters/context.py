@@ -114,9 +114,12 @@ class DatasetContext:
         """Shares of the drop this dataset's past retrains recovered, newest first."""
         return self.registry.past_recoveries()
 
-    def processed_batches(self) -> Iterator[tuple[LedgerEntry, pl.DataFrame]]:
-        """Every processed batch, oldest first, with delayed labels joined in by id."""
-        return self.history.processed_batches()
+    def processed_batches(
+        self, *, after: datetime | None = None, newest_first: bool = False
+    ) -> Iterator[tuple[LedgerEntry, pl.DataFrame]]:
+        """Processed batches, oldest first (``newest_first``: the reverse), with delayed labels
+        joined in by id; ``after``: only those processed after it."""
+        return self.history.processed_batches(after=after, newest_first=newest_first)
 
     def log_model(self, pipeline: Any, example: pl.DataFrame, log: ModelLog) -> RegisteredVersion:
         """Log a fitted pipeline in a ``train`` run and register it as a new version."""

@@ -256,7 +256,8 @@ def test_prometheus_scrapes_the_exporter_and_a_model_server_for_every_dashboard_
     )
     url = f"http://127.0.0.1:{port}"
     try:
-        wait(lambda: http_ok(f"{url}/ready", timeout=1), 60, "mlops serve")
+        # 120 s: on a loaded CI machine 60 s was once too short for its imports and first model
+        wait(lambda: http_ok(f"{url}/ready", timeout=1), 120, "mlops serve")
         records = (
             generate_applications(np.random.default_rng(9), 40)
             .drop("default", "application_id", "applied_at")
