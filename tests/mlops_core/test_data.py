@@ -60,3 +60,31 @@ def test_sha256_is_of_the_bytes(tmp_path: Path) -> None:
     path = tmp_path / "x"
     path.write_bytes(b"abc")
     assert sha256_file(path) == "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
+
+
+DATE_COLUMNS = {
+    "date": ["2026-01-05", "2026-01-06", None],
+    "date and time": ["2026-01-05 10:00:00", "2026-01-06 11:00:00", None],
+    "ISO with fractions": ["2026-01-05T10:00:00.000000", "2026-01-06T11:00:00.123456", None],
+    "an empty text among them": ["2026-01-05T10:00:00", "2026-01-06T11:00:00", ""],
+    "offset": ["2026-01-05T10:00:00+02:00", "2026-01-06T11:00:00+02:00", None],
+    "Z": ["2026-01-05T10:00:00Z", "2026-01-06T11:00:00Z", None],
+    "slashes": ["2026/01/05", "2026/01/06", None],
+    "day first": ["05/01/2026", "06/01/2026", None],
+    "one not a date": ["2026-01-05", "not a date", None],
+    "a date, then a date-time": ["2026-01-05", "2026-01-05T10:00:00", None],
+    "no such day": ["2026-02-30", "2026-01-06", None],
+    "an id that starts like a date": ["2026-01-05-A1", "2026-01-06-A2", None],
+}
+
+
+@pytest.mark.parametrize("values", DATE_COLUMNS.values(), ids=list(DATE_COLUMNS))
+def test_a_csvs_dates_are_read_as_polars_try_parse_dates_reads_them(
+    tmp_path: Path, values: list[str | None]
+) -> None:
+    path = tmp_path / "dates.csv"
+    pl.DataFrame({"when": values, "n": [1, 2, 3], "word": ["a", "b", None]}).write_csv(path)
+    expected = pl.read_csv(path, infer_schema_length=10_000, try_parse_dates=True)
+    read = read_table(path)
+    assert read.schema == expected.schema
+    assert read.equals(expected)
