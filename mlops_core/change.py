@@ -23,7 +23,7 @@ import polars as pl
 from mlops_core.changepoint import scan
 from mlops_core.data import event_times
 from mlops_core.holdout import decision_rows, labelled
-from mlops_core.performance import predictions
+from mlops_core.performance import features, predictions
 from mlops_core.ports import DatasetPort, LoadedModel
 from mlops_core.spec import DatasetSpec
 
@@ -109,15 +109,7 @@ def _answers(model: Any, parts: list[tuple[str, pl.DataFrame]], spec: DatasetSpe
     parts = [(name, rows) for name, rows in parts if rows.height]
     if not parts:
         return pl.DataFrame(schema=_HISTORY_SCHEMA)
-    inputs = pl.concat(
-        [
-            rows.select(
-                [pl.col(c).cast(pl.Float64) for c in spec.numeric]
-                + [pl.col(c).cast(pl.String) for c in spec.categorical]
-            )
-            for _, rows in parts
-        ]
-    )
+    inputs = pl.concat([features(rows, spec) for _, rows in parts])
     predicted = predictions(model, inputs, spec)[0]
     answers, offset = [], 0
     for name, rows in parts:
@@ -151,8 +143,9 @@ def champion_history(
     if frame is not None:
         deciding = decision_rows(labelled(frame, spec), spec, fraction)
         newest.append(("this batch", _candidates(deciding, spec, "this batch", until)))
+    found = sum(rows.height for _, rows in newest)
     for entry, batch in port.processed_batches(newest_first=True):
-        if sum(rows.height for _, rows in newest) >= MAX_SCANNED_ROWS:
+        if found >= MAX_SCANNED_ROWS:
             break
         if entry.sha256 in skip:
             continue
@@ -165,7 +158,8 @@ def champion_history(
         deciding = decision_rows(labelled(batch, spec), spec, fraction)
         name = entry.original_name
         newest.append((name, _candidates(deciding, spec, name, until)))
-    if sum(rows.height for _, rows in newest) < MAX_SCANNED_ROWS:
+        found += newest[-1][1].height
+    if found < MAX_SCANNED_ROWS:
         name = f"v{champion.version.version} holdout"
         newest.append((name, _candidates(champion.holdout, spec, name, None)))
     # Oldest first, then only the newest rows are predicted.

@@ -61,15 +61,21 @@ class Classifier(Protocol):
         ...
 
 
-def model_input(frame: pl.DataFrame, spec: DatasetSpec) -> Any:
-    """The model's input: the spec's features as pandas, numerics as float, categoricals as text."""
+def features(frame: pl.DataFrame, spec: DatasetSpec) -> pl.DataFrame:
+    """The spec's features of ``frame``, numerics as float and categoricals as text: one schema
+    whatever the file's dtypes, so frames of several batches concatenate."""
     missing = [c for c in spec.features if c not in frame.columns]
     if missing:
         raise UnusableInputError(f"batch lacks feature column(s): {', '.join(missing)}")
     return frame.select(
         [pl.col(c).cast(pl.Float64) for c in spec.numeric]
         + [pl.col(c).cast(pl.String) for c in spec.categorical]
-    ).to_pandas()
+    )
+
+
+def model_input(frame: pl.DataFrame, spec: DatasetSpec) -> Any:
+    """The model's input: the spec's features as pandas, numerics as float, categoricals as text."""
+    return features(frame, spec).to_pandas()
 
 
 def predictions(

@@ -49,8 +49,9 @@ def submit(settings: Settings, path: Path, api: str) -> LedgerEntry:
     return entry
 
 
-def decisions(settings: Settings) -> dict[str, list[str]]:
-    """The finished decision runs on the MLflow server, by batch: their decisions."""
+def decisions(settings: Settings, *, why: bool = False) -> dict[str, list[str]]:
+    """The finished decision runs on the MLflow server, by batch: their decisions (with their
+    reasons when ``why``, for an assertion's message)."""
     client = MlflowClient(tracking_uri=settings.tracking_uri)
     experiment = client.get_experiment_by_name(DATASET)
     runs = client.search_runs(
@@ -61,9 +62,10 @@ def decisions(settings: Settings) -> dict[str, list[str]]:
     found: dict[str, list[str]] = {}
     for run in runs:
         if run.info.status == "FINISHED" and "mlops.context" not in run.data.tags:
-            found.setdefault(run.data.tags["mlops.batch_sha256"], []).append(
-                run.data.tags["mlops.decision"]
-            )
+            decision = run.data.tags["mlops.decision"]
+            if why:
+                decision += f": {run.data.tags.get('mlops.reasons', '')}"
+            found.setdefault(run.data.tags["mlops.batch_sha256"], []).append(decision)
     return found
 
 
@@ -116,10 +118,14 @@ def test_twenty_batches_at_once_spread_over_both_workers_each_processed_once(
             np.random.default_rng(400 + i), 300, week=30, kind=PhaseKind.sudden_shift
         ).drop("default").write_parquet(path)
         files.append(path)
-    for i in range(2):  # labelled weeks of a new regime: accuracy fell, a retrain is decided
+    # Labelled weeks of a new regime: accuracy fell, a retrain is decided. Each holds enough rows
+    # of the new concept on its own (the policy wants 1,000 labelled rows, and 1,000 since the
+    # change among the 70% that decide): the two may run at the same time on the two workers, and
+    # then neither sees the other's rows. At 800 rows each, both then waited ("watch").
+    for i in range(2):
         path = tmp_path / f"regime-{i}.parquet"
         generate_applications(
-            np.random.default_rng(500 + i), 800, week=40 + i, kind=PhaseKind.concept_drift
+            np.random.default_rng(500 + i), 1_600, week=40 + i, kind=PhaseKind.concept_drift
         ).write_parquet(path)
         files.append(path)
     start = threading.Barrier(len(files))
@@ -157,7 +163,11 @@ def test_twenty_batches_at_once_spread_over_both_workers_each_processed_once(
     by_name = dict(zip([f.stem for f in files], sha256s, strict=True))
     assert sum(found[by_name[f"week-{i:02d}"]] == ["none"] for i in range(16)) >= 14
     # Accuracy fell in the new regime: a retrain is decided (the second batch may find it running).
-    assert "retrain" in {found[by_name[f"regime-{i}"]][0] for i in range(2)}, found
+    for i in range(2):
+        print(f"regime-{i}:", decisions(client_settings, why=True)[by_name[f"regime-{i}"]])
+    assert "retrain" in {found[by_name[f"regime-{i}"]][0] for i in range(2)}, [
+        decisions(client_settings, why=True)[by_name[f"regime-{i}"]] for i in range(2)
+    ]
     # Drift was tested and recorded: the shifted weeks' decision runs carry it as evidence.
     client = MlflowClient(tracking_uri=client_settings.tracking_uri)
     experiment = client.get_experiment_by_name(DATASET)
